@@ -1,0 +1,112 @@
+"""Profiles, notebook parameters, data and output locations, seeds.
+
+Every profile (``smoke``, ``cpu``, ``paper``) lives in one YAML file,
+``notebooks/profiles.yaml``: a ``common`` block shared by all notebooks and one block
+per notebook stem. Anything unknown is an error that lists what is known.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from .errors import DataError, ParameterError
+
+DATA_ENV = "LEUKEMIA_DATA_DIR"
+OUTPUT_ENV = "HEMASUITE_OUTPUT_DIR"
+PROFILES_ENV = "HEMASUITE_PROFILES"
+
+
+def repo_root() -> Path:
+    """The checkout this library was installed from (``lib/hemasuite`` -> two levels up)."""
+    return Path(__file__).resolve().parents[2]
+
+
+def profiles_path() -> Path:
+    """The profiles YAML: ``$HEMASUITE_PROFILES`` or ``notebooks/profiles.yaml``."""
+    return Path(os.environ.get(PROFILES_ENV, repo_root() / "notebooks" / "profiles.yaml"))
+
+
+def load_profiles(path: Path | None = None) -> dict:
+    """All profiles as a dict ``{name: {description, common, notebooks}}``."""
+    path = Path(path) if path else profiles_path()
+    if not path.is_file():
+        raise ParameterError(f"profiles file {path} does not exist")
+    profiles = yaml.safe_load(path.read_text()) or {}
+    for name, body in profiles.items():
+        unknown = set(body) - {"description", "common", "notebooks"}
+        if unknown:
+            raise ParameterError(f"{path}: profile {name!r} has unknown section(s) {sorted(unknown)}")
+    return profiles
+
+
+def profile_names(path: Path | None = None) -> list[str]:
+    """Names of the defined profiles."""
+    return list(load_profiles(path))
+
+
+def profile(name: str, path: Path | None = None) -> dict:
+    """One profile; unknown names raise a :class:`ParameterError` listing the known ones."""
+    profiles = load_profiles(path)
+    if name not in profiles:
+        raise ParameterError(f"unknown profile {name!r}; known profiles: {', '.join(profiles)}")
+    return profiles[name]
+
+
+def notebook_parameters(profile_name: str, stem: str, overrides: dict | None = None,
+                        path: Path | None = None) -> dict:
+    """Parameters for notebook ``stem`` under a profile: common, then the notebook's block, then overrides."""
+    body = profile(profile_name, path)
+    params = {"profile": profile_name, **(body.get("common") or {})}
+    params.update((body.get("notebooks") or {}).get(stem) or {})
+    params.update(overrides or {})
+    return params
+
+
+def check_known(params: dict, known: set[str], where: str) -> None:
+    """Raise if ``params`` names a parameter that ``where`` does not define."""
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise ParameterError(f"unknown parameter(s) {unknown} for {where}; it defines: {', '.join(sorted(known))}")
+
+
+def check_choice(name: str, value, choices) -> None:
+    """Raise a clear error when ``value`` is not one of ``choices``."""
+    if value not in choices:
+        raise ParameterError(f"parameter {name}={value!r} is not one of {list(choices)}")
+
+
+def resolve_data_dir(data_dir=None) -> Path:
+    """The data root: ``data_dir`` if given, else ``$LEUKEMIA_DATA_DIR``; it must exist."""
+    looked = []
+    for source, candidate in (("parameter data_dir", data_dir), (f"${DATA_ENV}", os.environ.get(DATA_ENV))):
+        if candidate:
+            path = Path(candidate).expanduser().resolve()
+            if path.is_dir():
+                return path
+            looked.append(f"{source} = {path} (does not exist)")
+        else:
+            looked.append(f"{source} (not set)")
+    raise DataError("no data directory found; looked at: " + "; ".join(looked)
+                    + f". Set {DATA_ENV} or pass data_dir to the folder that holds taleqani_all/, "
+                      "iicbu_lymphoma/, ... (see README, 'Data').")
+
+
+def resolve_output_dir(output_dir=None, profile_name: str = "smoke") -> Path:
+    """Where results go: ``output_dir``, else ``$HEMASUITE_OUTPUT_DIR``, else ``reports/<profile>/results``."""
+    chosen = output_dir or os.environ.get(OUTPUT_ENV) or repo_root() / "reports" / profile_name / "results"
+    return Path(chosen).expanduser().resolve()
+
+
+def set_seeds(seed: int) -> None:
+    """Seed Python, NumPy and TensorFlow / Keras, and ask TF for deterministic ops where it can."""
+    random.seed(seed)
+    np.random.seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    import keras
+
+    keras.utils.set_random_seed(seed)

@@ -1,0 +1,96 @@
+"""Loaders for datasets stored as one folder per class."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import DataError
+from ..imageio import is_image_file
+from .registry import Dataset, frame_from_rows, register
+
+
+def scan_class_folders(root: Path, classes: list[str] | None, name: str, layout: str,
+                       recursive: bool = False) -> tuple[list[str], list[dict]]:
+    """Rows ``{path, label, group}`` for ``root/<class>/<image>``.
+
+    With ``classes`` given, every one must exist and hold at least one image; without,
+    the class list is the sorted sub-folders. Empty class folders are an error.
+    """
+    if classes is None:
+        classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if not classes:
+            raise DataError(f"dataset {name!r}: no class folders in {root}.\nExpected layout: {layout}")
+    missing = [c for c in classes if not (root / c).is_dir()]
+    if missing:
+        raise DataError(f"dataset {name!r}: class folder(s) {missing} missing in {root}.\nExpected layout: {layout}")
+    rows, empty = [], []
+    for label in classes:
+        pattern = "**/*" if recursive else "*"
+        files = sorted(p for p in (root / label).glob(pattern) if is_image_file(p))
+        if not files:
+            empty.append(str(root / label))
+        rows += [{"path": str(p.resolve()), "label": label, "group": f"{label}/{p.relative_to(root / label)}"}
+                 for p in files]
+    if empty:
+        raise DataError(f"dataset {name!r}: empty class folder(s) with no image files: {empty}")
+    return classes, rows
+
+
+TALEQANI_LAYOUT = "<data root>/taleqani_all/{Original,Segmented}/{Benign,Early,Pre,Pro}/*.jpg"
+TALEQANI_SOURCE = ("Kaggle 'Leukemia' by Mehrad Aria (kaggle.com/datasets/mehradaria/leukemia) or Mendeley Data "
+                   "doi:10.17632/tg9jt5m4kd; unzip so that Original/ and Segmented/ sit in taleqani_all/")
+
+
+@register("taleqani_all", "taleqani_all", TALEQANI_LAYOUT, TALEQANI_SOURCE)
+def load_taleqani(root: Path, variant: str = "Original") -> Dataset:
+    """Taleqani ALL (Aria et al. 2021): 4 classes, 224x224 JPEG, no patient ids published."""
+    if variant not in ("Original", "Segmented"):
+        raise DataError(f"taleqani_all: variant must be 'Original' or 'Segmented', not {variant!r}")
+    folder = root / variant
+    if not folder.is_dir():
+        raise DataError(f"dataset 'taleqani_all': {folder} does not exist.\nExpected layout: {TALEQANI_LAYOUT}")
+    classes, rows = scan_class_folders(folder, ["Benign", "Early", "Pre", "Pro"], "taleqani_all", TALEQANI_LAYOUT)
+    return Dataset("taleqani_all", classes, frame_from_rows(rows, folder, "taleqani_all", TALEQANI_LAYOUT), folder,
+                   f"Taleqani Hospital ALL peripheral blood smears ({variant}), 89 patients, no per-image patient id",
+                   info={"variant": variant, "subject_ids": False})
+
+
+IICBU_LAYOUT = "<data root>/iicbu_lymphoma/{CLL,FL,MCL}/*.tif (originals) or *.png"
+IICBU_SOURCE = ("IICBU 2008 benchmark, 'Malignant Lymphoma' (ome.grc.nia.nih.gov/iicbu2008/lymphoma/index.html); "
+                "unpack the three class folders into iicbu_lymphoma/")
+
+
+@register("iicbu_lymphoma", "iicbu_lymphoma", IICBU_LAYOUT, IICBU_SOURCE)
+def load_iicbu(root: Path) -> Dataset:
+    """IICBU 2008 malignant lymphoma: CLL / FL / MCL H&E biopsy sections."""
+    classes, rows = scan_class_folders(root, ["CLL", "FL", "MCL"], "iicbu_lymphoma", IICBU_LAYOUT)
+    return Dataset("iicbu_lymphoma", classes, frame_from_rows(rows, root, "iicbu_lymphoma", IICBU_LAYOUT), root,
+                   "IICBU 2008 lymphoma biopsies (H&E), case ids not available", info={"subject_ids": False})
+
+
+BONE_MARROW_LAYOUT = "<data root>/bone_marrow/{L1,L2,M2,M3,M5}/*.(bmp|jpg|png|tif)"
+BONE_MARROW_SOURCE = ("Reta et al. 2015 bone-marrow acute-leukemia subtype cells (633 images); not published, "
+                      "obtainable only from the authors")
+
+
+@register("bone_marrow_subtypes", "bone_marrow", BONE_MARROW_LAYOUT, BONE_MARROW_SOURCE)
+def load_bone_marrow(root: Path) -> Dataset:
+    """The five-subtype bone-marrow cell set of P5 (L1 L2 M2 M3 M5)."""
+    classes, rows = scan_class_folders(root, ["L1", "L2", "M2", "M3", "M5"], "bone_marrow_subtypes",
+                                       BONE_MARROW_LAYOUT)
+    return Dataset("bone_marrow_subtypes", classes,
+                   frame_from_rows(rows, root, "bone_marrow_subtypes", BONE_MARROW_LAYOUT), root,
+                   "bone-marrow acute leukemia subtypes (Reta et al. 2015)", info={"subject_ids": False})
+
+
+FOLDER_LAYOUT = "<root>/<class name>/<images>, one sub-folder per class"
+
+
+def load_folder(root, classes: list[str] | None = None, name: str = "folder") -> Dataset:
+    """Any class-per-folder collection at an explicit path (no registry folder)."""
+    root = Path(root).expanduser().resolve()
+    if not root.is_dir():
+        raise DataError(f"dataset {name!r}: folder {root} does not exist.\nExpected layout: {FOLDER_LAYOUT}")
+    classes, rows = scan_class_folders(root, classes, name, FOLDER_LAYOUT)
+    return Dataset(name, classes, frame_from_rows(rows, root, name, FOLDER_LAYOUT), root,
+                   f"class-per-folder images from {root}")

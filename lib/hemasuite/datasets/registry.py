@@ -1,0 +1,125 @@
+"""The dataset record every loader returns, and the registry of named datasets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from ..errors import DataError, ParameterError
+
+FRAME_COLUMNS = ("path", "label", "group")
+
+
+@dataclass
+class Dataset:
+    """A labelled image collection.
+
+    ``frame`` has one row per image with columns ``path`` (absolute), ``label`` (class
+    name), ``group`` (the unit that must never straddle a split: subject id where the
+    dataset publishes one, otherwise the file itself) and, for some sets, ``subset``
+    (a published split such as C-NMC's preliminary test set).
+    """
+
+    name: str
+    classes: list[str]
+    frame: pd.DataFrame
+    root: Path | None
+    description: str
+    synthetic: bool = False
+    stand_in: str | None = None
+    info: dict = field(default_factory=dict)
+
+    @property
+    def label_ids(self):
+        """Integer class index of every row, in the order of ``classes``."""
+        lookup = {name: index for index, name in enumerate(self.classes)}
+        return self.frame["label"].map(lookup).to_numpy()
+
+    @property
+    def display_name(self) -> str:
+        """Name as shown in tables: marks synthetic data and stand-in tasks."""
+        name = self.name
+        if self.synthetic:
+            name += " [SYNTHETIC]"
+        if self.stand_in:
+            name += f" [stand-in for {self.stand_in}]"
+        return name
+
+    def counts(self) -> pd.Series:
+        """Images per class, in class order (zeros included)."""
+        return self.frame["label"].value_counts().reindex(self.classes, fill_value=0)
+
+    def summary(self) -> dict:
+        """Short JSON-able description for results.json."""
+        return {"name": self.name, "display_name": self.display_name,
+                "root": str(self.root) if self.root else None, "classes": self.classes,
+                "images": int(len(self.frame)), "per_class": {k: int(v) for k, v in self.counts().items()},
+                "synthetic": self.synthetic, "stand_in": self.stand_in,
+                "description": self.description, **self.info}
+
+
+@dataclass
+class DatasetSpec:
+    """How to find and load one named dataset."""
+
+    name: str
+    folder: str
+    layout: str
+    source: str
+    loader: Callable[..., Dataset]
+
+
+REGISTRY: dict[str, DatasetSpec] = {}
+
+
+def register(name: str, folder: str, layout: str, source: str):
+    """Decorator adding a loader ``f(root: Path, **options) -> Dataset`` to the registry."""
+
+    def decorate(loader):
+        REGISTRY[name] = DatasetSpec(name, folder, layout, source, loader)
+        return loader
+
+    return decorate
+
+
+def available() -> list[str]:
+    """Names of every registered dataset."""
+    return sorted(REGISTRY)
+
+
+def spec(name: str) -> DatasetSpec:
+    """The registry entry of ``name``; a clear error for unknown names."""
+    if name not in REGISTRY:
+        raise ParameterError(f"unknown dataset {name!r}; known datasets: {', '.join(available())}")
+    return REGISTRY[name]
+
+
+def load_dataset(name: str, data_dir=None, **options) -> Dataset:
+    """Load the dataset ``name`` from ``<data root>/<its folder>``.
+
+    The data root is ``data_dir`` or, when that is None, the environment variable
+    ``LEUKEMIA_DATA_DIR`` (see :func:`hemasuite.config.resolve_data_dir`). The
+    ``synthetic`` dataset needs no data root.
+    """
+    from ..config import resolve_data_dir
+
+    entry = spec(name)
+    if entry.folder is None:
+        return entry.loader(None, **options)
+    root = resolve_data_dir(data_dir) / entry.folder
+    if not root.is_dir():
+        raise DataError(
+            f"dataset {name!r} not found: {root} does not exist.\n"
+            f"Expected layout: {entry.layout}\nWhere to get it: {entry.source}")
+    return entry.loader(root, **options)
+
+
+def frame_from_rows(rows: list[dict], root: Path, name: str, layout: str) -> pd.DataFrame:
+    """Build the image frame, failing clearly when a loader found no image at all."""
+    if not rows:
+        raise DataError(f"dataset {name!r}: no image files found under {root}.\nExpected layout: {layout}")
+    frame = pd.DataFrame(rows)
+    return frame.sort_values(["label", "path"], kind="stable").reset_index(drop=True)

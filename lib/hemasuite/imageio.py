@@ -1,0 +1,80 @@
+"""Read any image file the datasets contain as an RGB uint8 array.
+
+Handles grayscale, palette, RGBA, 16-bit and CMYK files; every failure becomes an
+:class:`ImageReadError` naming the file and the reason.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .errors import ImageReadError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
+
+
+def is_image_file(path: Path) -> bool:
+    """True for the file types the loaders pick up (case-insensitive suffix)."""
+    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any PIL mode to 8-bit RGB (alpha dropped onto white, 16-bit rescaled)."""
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        high = array.max()
+        scale = 255.0 / high if high > 0 else 0.0
+        return Image.fromarray(np.clip(array * scale, 0, 255).astype(np.uint8)).convert("RGB")
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def read_rgb(path, size: int | tuple[int, int] | None = None) -> np.ndarray:
+    """Return the image at ``path`` as an ``(H, W, 3)`` uint8 array.
+
+    ``size`` (an int for a square, or ``(height, width)``) resizes with bilinear
+    interpolation. Raises :class:`ImageReadError` for missing, empty, truncated or
+    undecodable files.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ImageReadError(path, "file does not exist")
+    if path.stat().st_size == 0:
+        raise ImageReadError(path, "empty file (0 bytes)")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            rgb = to_rgb(image)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise ImageReadError(path, f"not a decodable image ({error})") from error
+    if rgb.width == 0 or rgb.height == 0:
+        raise ImageReadError(path, "image has zero width or height")
+    if size is not None:
+        height, width = (size, size) if isinstance(size, int) else size
+        rgb = rgb.resize((width, height), Image.BILINEAR)
+    return np.asarray(rgb, dtype=np.uint8)
+
+
+def describe(path) -> dict:
+    """Size, mode and band count of an image without converting it (for validation)."""
+    path = Path(path)
+    if not path.exists():
+        raise ImageReadError(path, "file does not exist")
+    if path.stat().st_size == 0:
+        raise ImageReadError(path, "empty file (0 bytes)")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return {"width": image.width, "height": image.height, "mode": image.mode,
+                    "bands": len(image.getbands()), "format": image.format}
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise ImageReadError(path, f"not a decodable image ({error})") from error

@@ -1,0 +1,56 @@
+"""The first call of every notebook: check parameters, seed everything, open the run folder."""
+
+from __future__ import annotations
+
+from . import config
+from .datasets import Dataset, load_dataset
+from .errors import ParameterError
+from .results import Run
+
+COMMON = ("profile", "data_dir", "output_dir", "seed")
+
+
+def start(notebook: str, **params) -> Run:
+    """Validate the notebook's parameters, set seeds and return its :class:`Run`.
+
+    ``params`` are the values of the notebook's ``parameters`` cell; ``profile`` must be a
+    profile defined in ``notebooks/profiles.yaml`` and ``seed`` an integer.
+    """
+    missing = [name for name in COMMON if name not in params]
+    if missing:
+        raise ParameterError(f"{notebook}: the parameters cell must define {missing}")
+    config.profile(params["profile"])
+    if not isinstance(params["seed"], int):
+        raise ParameterError(f"seed must be an integer, not {params['seed']!r}")
+    config.set_seeds(params["seed"])
+    configure_plots()
+    return Run(notebook, config.resolve_output_dir(params["output_dir"], params["profile"]), params)
+
+
+def dataset(run: Run, name: str, **options) -> Dataset:
+    """Load ``name`` with the run's data directory; synthetic data is generated beside the results."""
+    if name == "synthetic":
+        options.setdefault("cache_dir", run.dir.parent / ".synthetic")
+        options.setdefault("seed", run.params.get("seed", 0))
+        return load_dataset("synthetic", **options)
+    return load_dataset(name, run.params.get("data_dir"), **options)
+
+
+def configure_plots() -> None:
+    """One figure style for the whole suite."""
+    import matplotlib
+
+    if not _in_notebook():
+        matplotlib.use("Agg")
+    import seaborn as sns
+
+    sns.set_theme(context="notebook", style="whitegrid")
+
+
+def _in_notebook() -> bool:
+    try:
+        from IPython import get_ipython
+
+        return get_ipython() is not None
+    except ImportError:
+        return False
