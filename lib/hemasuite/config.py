@@ -110,3 +110,10 @@ def set_seeds(seed: int) -> None:
     import keras
 
     keras.utils.set_random_seed(seed)
+
+
+def cache_dir() -> Path:
+    """Where decoded images and backbone features are cached: ``$HEMASUITE_CACHE_DIR`` or ``<repo>/.cache``."""
+    path = Path(os.environ.get("HEMASUITE_CACHE_DIR", repo_root() / ".cache")).expanduser().resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,43 @@
+# One command per job; each creates the environment first if it is missing.
+#   make reports            run every notebook with PROFILE (default cpu) and render reports/
+#   make reports PROFILE=smoke NOTEBOOKS="00 01"
+#   make test               unit tests + every notebook under nbval (smoke profile)
+#   make lab                JupyterLab with the suite's kernel
+#   make bench              performance benchmark into reports/benchmarks/
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PROFILE ?= cpu
+NOTEBOOKS ?=
+export LEUKEMIA_DATA_DIR ?= $(abspath $(CURDIR)/../shared/data)
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: env kernel reports test unit nbval lab bench clean
+
+env: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install -e '.[dev]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name hemasuite --display-name "Python (hemasuite)"
+	touch $@
+
+reports: env
+	$(BIN)/python -m hemasuite.runner --profile $(PROFILE) $(if $(NOTEBOOKS),--notebooks $(NOTEBOOKS))
+
+test: env
+	HEMASUITE_OUTPUT_DIR=$$(mktemp -d) $(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider
+
+unit: env
+	$(BIN)/python -m pytest tests
+
+lab: env
+	$(BIN)/jupyter lab notebooks
+
+bench: env
+	$(BIN)/python -m hemasuite.bench --output reports/benchmarks
+
+clean:
+	rm -rf reports/smoke reports/.staging .cache

@@ -1,0 +1,7 @@
+"""Model builders: the papers' own CNNs and ImageNet transfer-learning backbones."""
+
+from .custom import alexnet, p1_deep_cnn, p2_traditional_cnn, p4_sequential_cnn, p5_small_cnn
+from .pretrained import BACKBONES, backbone_features, resolve_weights, transfer_classifier, weights_label
+
+__all__ = ["BACKBONES", "alexnet", "backbone_features", "p1_deep_cnn", "p2_traditional_cnn", "p4_sequential_cnn",
+           "p5_small_cnn", "resolve_weights", "transfer_classifier", "weights_label"]

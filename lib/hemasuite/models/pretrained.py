@@ -1,0 +1,129 @@
+"""ImageNet backbones from ``keras.applications`` with offline weight resolution.
+
+Weights are never downloaded at run time. ``weights="imagenet"`` looks for the
+application's ``*_notop.h5`` file in ``$HEMASUITE_WEIGHTS_DIR`` and in Keras' own cache
+(``~/.keras/models``); when it is not there the error names the file, the URL to fetch it
+from and where to put it. ``weights=None`` builds the same network with random
+initialisation, and every result says so.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+from keras import layers
+
+from ..errors import ParameterError, WeightsError
+
+BASE_URL = "https://storage.googleapis.com/tensorflow/keras-applications"
+WEIGHTS_ENV = "HEMASUITE_WEIGHTS_DIR"
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """One ``keras.applications`` network: constructor, preprocessing and weight file."""
+
+    constructor: str
+    module: str
+    weights_file: str
+    url_folder: str
+
+    @property
+    def url(self) -> str:
+        return f"{BASE_URL}/{self.url_folder}/{self.weights_file}"
+
+    def build(self, **kwargs):
+        return getattr(keras.applications, self.constructor)(**kwargs)
+
+    def preprocess(self, x):
+        """The application's own input preprocessing (expects pixels in [0, 255])."""
+        return getattr(keras.applications, self.module).preprocess_input(x)
+
+
+BACKBONES = {
+    "resnet50": Backbone("ResNet50", "resnet", "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5", "resnet"),
+    "resnet101": Backbone("ResNet101", "resnet", "resnet101_weights_tf_dim_ordering_tf_kernels_notop.h5", "resnet"),
+    "densenet121": Backbone("DenseNet121", "densenet", "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                            "densenet"),
+    "densenet201": Backbone("DenseNet201", "densenet", "densenet201_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                            "densenet"),
+    "vgg16": Backbone("VGG16", "vgg16", "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", "vgg16"),
+    "inception_v3": Backbone("InceptionV3", "inception_v3", "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                             "inception_v3"),
+}
+
+
+def backbone(name: str) -> Backbone:
+    """Registry lookup with a clear error for unknown names."""
+    if name not in BACKBONES:
+        raise ParameterError(f"unknown backbone {name!r}; known: {', '.join(BACKBONES)}")
+    return BACKBONES[name]
+
+
+def weight_search_dirs() -> list[Path]:
+    """Folders searched for weight files, in order."""
+    dirs = [Path(os.environ[WEIGHTS_ENV])] if os.environ.get(WEIGHTS_ENV) else []
+    keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
+    return dirs + [keras_home / "models"]
+
+
+def resolve_weights(name: str, weights: str | None):
+    """``None`` -> None (random init); ``"imagenet"`` -> local file path or :class:`WeightsError`."""
+    if weights is None:
+        return None
+    if weights != "imagenet":
+        path = Path(weights)
+        if not path.is_file():
+            raise WeightsError(f"weights file {path} does not exist")
+        return str(path)
+    entry = backbone(name)
+    for folder in weight_search_dirs():
+        candidate = folder / entry.weights_file
+        if candidate.is_file():
+            return str(candidate)
+    searched = ", ".join(str(d) for d in weight_search_dirs())
+    raise WeightsError(
+        f"ImageNet weights for {name} are not available offline: {entry.weights_file} was not found in {searched}.\n"
+        f"Download it on a machine with internet access from {entry.url} and copy it into one of those folders "
+        f"(or set ${WEIGHTS_ENV}). To run without them, pass weights=None: results are then labelled "
+        f"'random init'.")
+
+
+def weights_label(weights) -> str:
+    """How a table names the initialisation."""
+    return "ImageNet" if weights == "imagenet" else ("random init" if weights is None else f"file {weights}")
+
+
+def backbone_features(name: str, input_shape, weights=None, pooling: str = "avg") -> keras.Model:
+    """Backbone without its top, input in [0, 255], the application's preprocessing inside."""
+    entry = backbone(name)
+    base = entry.build(include_top=False, weights=resolve_weights(name, weights), input_shape=input_shape,
+                       pooling=pooling)
+    inputs = keras.Input(shape=input_shape)
+    features = base(entry.preprocess(inputs))
+    return keras.Model(inputs, features, name=f"{name}_features")
+
+
+def transfer_classifier(name: str, input_shape, n_classes: int, weights=None, dense_units: int | None = None,
+                        dropout: float = 0.5, trainable_layers: int | None = None) -> keras.Model:
+    """Backbone + [Dense(dense_units) + Dropout] + softmax.
+
+    ``trainable_layers`` None trains everything (P3: nothing frozen); an int freezes all
+    but the last that many layers of the backbone (P5's fine-tuning of the last layers).
+    """
+    entry = backbone(name)
+    base = entry.build(include_top=False, weights=resolve_weights(name, weights), input_shape=input_shape,
+                       pooling="avg")
+    if trainable_layers is not None:
+        for layer in base.layers[:-trainable_layers] if trainable_layers else base.layers:
+            layer.trainable = False
+    inputs = keras.Input(shape=input_shape)
+    x = base(entry.preprocess(inputs))
+    if dense_units:
+        x = layers.Dense(dense_units, activation="relu")(x)
+    x = layers.Dropout(dropout)(x)
+    outputs = layers.Dense(n_classes, activation="softmax", dtype="float32", name="predictions")(x)
+    return keras.Model(inputs, outputs, name=f"{name}_classifier")

@@ -1,0 +1,82 @@
+"""The one training path of the suite.
+
+:func:`train` builds the model inside a ``tf.distribute`` strategy scope (mirrored when
+more than one GPU is visible), switches on mixed precision on a GPU, and records wall
+time and images per second of training and inference.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+def distribution_strategy() -> tf.distribute.Strategy:
+    """Mirrored across GPUs when there is more than one, else the default strategy."""
+    gpus = tf.config.list_physical_devices("GPU")
+    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+
+
+def precision_policy() -> str:
+    """``mixed_float16`` on a GPU, ``float32`` on a CPU (where mixed precision is slower)."""
+    return "mixed_float16" if tf.config.list_physical_devices("GPU") else "float32"
+
+
+@dataclass
+class TrainResult:
+    """A trained model and how its training went."""
+
+    model: keras.Model
+    history: dict
+    wall_time_s: float
+    train_images_per_s: float
+    epochs: int
+    policy: str
+    strategy: str
+    replicas: int
+    extra: dict = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        """JSON-able record for results.json."""
+        return {"wall_time_s": round(self.wall_time_s, 2), "train_images_per_s": round(self.train_images_per_s, 1),
+                "epochs": self.epochs, "precision_policy": self.policy, "strategy": self.strategy,
+                "replicas": self.replicas, "final": {k: v[-1] for k, v in self.history.items() if v}, **self.extra}
+
+
+def train(build_model: Callable[[], keras.Model], train_data: tf.data.Dataset, n_train: int, epochs: int,
+          optimizer: Callable[[], keras.optimizers.Optimizer], val_data: tf.data.Dataset | None = None,
+          loss: str = "categorical_crossentropy", callbacks: list | None = None, verbose: int = 0) -> TrainResult:
+    """Build, compile and fit a model; every training run in the suite goes through here.
+
+    ``build_model`` and ``optimizer`` are factories so that they are created inside the
+    strategy scope under the right precision policy.
+    """
+    policy = precision_policy()
+    keras.mixed_precision.set_global_policy(policy)
+    strategy = distribution_strategy()
+    try:
+        with strategy.scope():
+            model = build_model()
+            model.compile(optimizer=optimizer(), loss=loss, metrics=["accuracy"])
+        start = time.perf_counter()
+        fitted = model.fit(train_data, validation_data=val_data, epochs=epochs, callbacks=callbacks or [],
+                           verbose=verbose)
+        wall = time.perf_counter() - start
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    history = {k: [float(v) for v in values] for k, values in fitted.history.items()}
+    return TrainResult(model, history, wall, n_train * len(history.get("loss", [])) / max(wall, 1e-9),
+                       len(history.get("loss", [])), policy, type(strategy).__name__, strategy.num_replicas_in_sync)
+
+
+def predict(model: keras.Model, data: tf.data.Dataset) -> tuple[np.ndarray, float]:
+    """Class probabilities for an (unshuffled) dataset and the inference images per second."""
+    start = time.perf_counter()
+    probabilities = model.predict(data, verbose=0)
+    wall = time.perf_counter() - start
+    return np.asarray(probabilities, dtype=np.float64), len(probabilities) / max(wall, 1e-9)

@@ -1,0 +1,88 @@
+"""The papermill runner: publishes successes, keeps the last good report on failure."""
+
+import json
+
+import nbformat
+import pytest
+
+from hemasuite import runner
+from hemasuite.errors import ParameterError
+
+BODY = """
+from hemasuite import session
+run = session.start("{stem}", profile=profile, data_dir=data_dir, output_dir=output_dir, seed=seed)
+if fail:
+    raise RuntimeError("planted failure")
+run.record("value", value)
+run.finish()
+print("value", value)
+"""
+
+
+def make_notebook(folder, stem):
+    cells = [nbformat.v4.new_code_cell("profile = 'smoke'\ndata_dir = None\noutput_dir = None\nseed = 0\n"
+                                       "value = 1\nfail = False"),
+             nbformat.v4.new_code_cell(BODY.format(stem=stem))]
+    cells[0].metadata["tags"] = ["parameters"]
+    notebook = nbformat.v4.new_notebook(cells=cells)
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(notebook, folder / f"{stem}.ipynb")
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    for stem in ("00_first", "01_second"):
+        make_notebook(notebooks, stem)
+    profiles = tmp_path / "profiles.yaml"
+    profiles.write_text("smoke:\n  common: {seed: 0}\n  notebooks:\n    01_second: {value: 2}\n")
+    monkeypatch.setenv("HEMASUITE_PROFILES", str(profiles))
+    return notebooks, tmp_path / "reports"
+
+
+def run(project, **kwargs):
+    notebooks, reports = project
+    return runner.run("smoke", reports=reports, notebook_dir=notebooks, **kwargs)
+
+
+def test_success_publishes_notebook_html_results_and_index(project):
+    records = run(project)
+    reports = project[1]
+    assert [r["status"] for r in records] == ["ok", "ok"]
+    results = json.loads((reports / "smoke" / "results" / "01_second" / "results.json").read_text())
+    assert results["value"] == 2 and results["profile"] == "smoke"
+    html = (reports / "smoke" / "01_second.html").read_text()
+    assert "value 2" in html and "<script" not in html
+    assert "01_second.html" in (reports / "index.html").read_text()
+
+
+def test_failure_keeps_last_good_report(project):
+    run(project)
+    reports = project[1]
+    good_html = (reports / "smoke" / "01_second.html").read_text()
+    records = run(project, selection=["01"], overrides={"fail": True, "value": 9})
+    assert records[0]["status"] == "failed" and "planted failure" in records[0]["error"]
+    assert (reports / "smoke" / "01_second.html").read_text() == good_html
+    results = json.loads((reports / "smoke" / "results" / "01_second" / "results.json").read_text())
+    assert results["value"] == 2
+    status = json.loads((reports / "smoke" / "runs.json").read_text())["01_second"]
+    assert status["last_attempt"]["status"] == "failed" and status["last_good"]["status"] == "ok"
+    assert "failed" in (reports / "index.html").read_text()
+
+
+def test_unknown_parameter_or_notebook_fails_before_running(project):
+    with pytest.raises(ParameterError, match="epochs"):
+        run(project, overrides={"epochs": 3})
+    with pytest.raises(ParameterError, match="no notebook matches '07'"):
+        run(project, selection=["07"])
+    assert not (project[1] / "smoke").exists()
+
+
+def test_command_line_exit_codes(project, capsys):
+    notebooks, reports = project
+    assert runner.main(["--profile", "nightly", "--reports", str(reports)]) == 2
+    assert "unknown profile 'nightly'" in capsys.readouterr().err
+    assert runner.parse_overrides(["epochs=3", "names=[a, b]"]) == {"epochs": 3, "names": ["a", "b"]}
+    with pytest.raises(ParameterError):
+        runner.parse_overrides(["epochs"])
