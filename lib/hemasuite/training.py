@@ -50,11 +50,13 @@ class TrainResult:
 
 def train(build_model: Callable[[], keras.Model], train_data: tf.data.Dataset, n_train: int, epochs: int,
           optimizer: Callable[[], keras.optimizers.Optimizer], val_data: tf.data.Dataset | None = None,
-          loss: str = "categorical_crossentropy", callbacks: list | None = None, verbose: int = 0) -> TrainResult:
+          loss: str = "categorical_crossentropy", callbacks: list | None = None, verbose: int = 0,
+          run_eagerly: bool = False) -> TrainResult:
     """Build, compile and fit a model; every training run in the suite goes through here.
 
     ``build_model`` and ``optimizer`` are factories so that they are created inside the
-    strategy scope under the right precision policy.
+    strategy scope under the right precision policy. ``run_eagerly`` skips graph
+    compilation, which is far quicker for a one-step wiring check of a large network.
     """
     policy = precision_policy()
     keras.mixed_precision.set_global_policy(policy)
@@ -62,7 +64,7 @@ def train(build_model: Callable[[], keras.Model], train_data: tf.data.Dataset, n
     try:
         with strategy.scope():
             model = build_model()
-            model.compile(optimizer=optimizer(), loss=loss, metrics=["accuracy"])
+            model.compile(optimizer=optimizer(), loss=loss, metrics=["accuracy"], run_eagerly=run_eagerly)
         start = time.perf_counter()
         fitted = model.fit(train_data, validation_data=val_data, epochs=epochs, callbacks=callbacks or [],
                            verbose=verbose)

@@ -1,0 +1,73 @@
+"""Every model builds and takes one training step on tiny inputs; ImageNet weights are never fetched."""
+
+import keras
+import numpy as np
+import pytest
+
+from hemasuite import models, training
+from hemasuite.errors import ParameterError, WeightsError
+from hemasuite.models import pretrained
+
+CUSTOM = {"p4_sequential_cnn": models.p4_sequential_cnn, "p1_deep_cnn": models.p1_deep_cnn,
+          "p2_traditional_cnn": models.p2_traditional_cnn, "p5_small_cnn": models.p5_small_cnn,
+          "alexnet": lambda shape, n: models.alexnet(shape, n, fc_units=64)}
+
+
+def one_step(build, shape, n_classes=3, run_eagerly=False):
+    import tensorflow as tf
+
+    x = np.random.default_rng(0).random((4, *shape), dtype=np.float32)
+    y = np.eye(n_classes, dtype=np.float32)[[0, 1, 2, 0]]
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(2)
+    result = training.train(build, data, n_train=4, epochs=1, optimizer=lambda: keras.optimizers.Adam(),
+                            run_eagerly=run_eagerly)
+    assert np.isfinite(result.history["loss"][0])
+    probabilities, speed = training.predict(result.model, data)
+    assert probabilities.shape == (4, n_classes) and np.allclose(probabilities.sum(1), 1, atol=1e-4) and speed > 0
+    return result
+
+
+@pytest.mark.parametrize("name", sorted(CUSTOM))
+def test_custom_models_train_one_step(name):
+    shape = (64, 64, 3)
+    result = one_step(lambda: CUSTOM[name](shape, 3), shape)
+    assert result.policy == "float32" and result.replicas == 1 and result.train_images_per_s > 0
+
+
+@pytest.mark.parametrize("name", sorted(pretrained.BACKBONES))
+def test_backbones_build_and_step_with_random_init(name):
+    shape = (75, 75, 3) if name == "inception_v3" else (32, 32, 3)
+    one_step(lambda: models.transfer_classifier(name, shape, 3, weights=None, dense_units=8), shape, run_eagerly=True)
+
+
+def test_missing_imagenet_weights_name_file_and_url(monkeypatch, tmp_path):
+    monkeypatch.setenv("HEMASUITE_WEIGHTS_DIR", str(tmp_path))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    with pytest.raises(WeightsError) as error:
+        models.transfer_classifier("densenet201", (32, 32, 3), 3, weights="imagenet")
+    message = str(error.value)
+    assert "densenet201_weights_tf_dim_ordering_tf_kernels_notop.h5" in message
+    assert "https://storage.googleapis.com/tensorflow/keras-applications/densenet/" in message
+    assert str(tmp_path) in message
+
+
+def test_weights_found_in_weights_dir(monkeypatch, tmp_path):
+    monkeypatch.setenv("HEMASUITE_WEIGHTS_DIR", str(tmp_path))
+    target = tmp_path / pretrained.BACKBONES["vgg16"].weights_file
+    target.write_bytes(b"placeholder")
+    assert pretrained.resolve_weights("vgg16", "imagenet") == str(target)
+    assert pretrained.resolve_weights("vgg16", None) is None
+    assert models.weights_label(None) == "random init" and models.weights_label("imagenet") == "ImageNet"
+
+
+def test_unknown_backbone():
+    with pytest.raises(ParameterError, match="known: resnet50"):
+        models.transfer_classifier("resnet18", (32, 32, 3), 2)
+
+
+def test_partial_fine_tuning_freezes_all_but_last_layers():
+    model = models.transfer_classifier("vgg16", (32, 32, 3), 2, trainable_layers=4)
+    base = model.layers[1] if model.layers[1].name.startswith("vgg") else next(
+        layer for layer in model.layers if layer.name.startswith("vgg"))
+    trainable = [layer for layer in base.layers if layer.trainable and layer.weights]
+    assert 0 < len(trainable) <= 4
