@@ -1,0 +1,179 @@
+"""Input pipeline: decode every image once (with an on-disk cache), then feed tf.data.
+
+- :func:`load_images` decodes and resizes a frame's files into one uint8 array, in
+  parallel, and caches it as ``.npy`` keyed by the files and the size.
+- :func:`make_dataset` turns arrays into batches of rescaled float32 images and one-hot
+  labels; only training datasets are shuffled and augmented.
+- :func:`path_dataset` decodes inside tf.data instead (cold first epoch, cached after).
+- :func:`extract_patches` / :func:`patches_from_images` tile images at native resolution.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DataError, ImageReadError, ParameterError
+from .imageio import read_rgb
+
+TF_DECODABLE = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+
+
+def _hw(size) -> tuple[int, int] | None:
+    """``size`` (int, (height, width) or None) as (height, width) or None."""
+    return None if size is None else (size, size) if isinstance(size, int) else tuple(size)
+
+
+def cache_key(paths, size) -> str:
+    """Hash of every file's path, byte size and modification time, and the target size."""
+    entries = []
+    for path in paths:
+        try:
+            stat = os.stat(path)
+        except OSError as error:
+            raise ImageReadError(path, f"cannot stat file ({error.strerror})") from error
+        entries.append([str(path), stat.st_size, stat.st_mtime_ns])
+    payload = json.dumps({"files": entries, "size": _hw(size)})
+    return hashlib.sha256(payload.encode()).hexdigest()[:20]
+
+
+def load_images(frame, size, cache_dir=None, workers: int | None = None) -> np.ndarray:
+    """Every image of ``frame["path"]`` as one ``(N, H, W, 3)`` uint8 array, in frame order.
+
+    ``size`` is an int (square), ``(height, width)``, or None for native size (all images
+    must then share one size). Files are decoded by :func:`hemasuite.imageio.read_rgb` on
+    ``workers`` threads (default: CPU count + 4). With ``cache_dir``, the array is saved
+    as ``images_<key>.npy`` there and reloaded whenever paths, file sizes, modification
+    times and ``size`` are unchanged. Unreadable files raise :class:`ImageReadError`.
+    """
+    paths = [str(p) for p in frame["path"]]
+    target = None
+    if cache_dir is not None:
+        target = Path(cache_dir) / f"images_{cache_key(paths, size)}.npy"
+        if target.is_file():
+            return np.load(target)
+    height_width = _hw(size)
+    with ThreadPoolExecutor(max_workers=workers or (os.cpu_count() or 1) + 4) as pool:
+        decoded = list(pool.map(lambda path: read_rgb(path, height_width), paths))
+    shapes = sorted({image.shape for image in decoded})
+    if len(shapes) > 1:
+        raise DataError(f"images differ in size {shapes[:5]}; pass size= to resize them to one size")
+    images = np.stack(decoded) if decoded else np.zeros((0, *(height_width or (0, 0)), 3), np.uint8)
+    if target is not None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(f".{os.getpid()}.tmp")
+        with open(partial, "wb") as handle:
+            np.save(handle, images)
+        os.replace(partial, target)
+    return images
+
+
+def _prepare(rescale: float, n_classes: int):
+    """tf.data map: uint8 batch -> float32 ``* rescale``, integer labels -> one-hot."""
+    import tensorflow as tf
+
+    def prepare(images, labels):
+        return tf.cast(images, tf.float32) * rescale, tf.one_hot(labels, n_classes)
+
+    return prepare
+
+
+def _finish(ds, n_classes, batch_size, training, seed, augment, rescale, shuffle_buffer, size):
+    """Shared tail: shuffle (training), batch, rescale + one-hot, augment (training), prefetch."""
+    import tensorflow as tf
+
+    if training:
+        ds = ds.shuffle(shuffle_buffer or max(size, 1), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size).map(_prepare(rescale, n_classes), num_parallel_calls=tf.data.AUTOTUNE)
+    if training and augment is not None:
+        ds = ds.map(lambda images, labels: (augment(images), labels))
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def make_dataset(images, labels, n_classes: int, batch_size: int, training: bool, seed: int = 0, augment=None,
+                 rescale: float = 1 / 255, shuffle_buffer: int | None = None):
+    """Batches ``(float32 images * rescale, one-hot labels)`` from in-memory arrays.
+
+    ``images`` are uint8 ``(N, H, W, C)`` (e.g. from :func:`load_images`), ``labels``
+    integer class ids. When ``training``: reshuffled every epoch (seeded, buffer = whole
+    set unless ``shuffle_buffer``) and ``augment`` (a callable on float batches, e.g.
+    :func:`hemasuite.augment.imagedatagenerator_layers`) is applied after rescaling.
+    Evaluation datasets keep their order and are never augmented. The arrays are already
+    in memory, so no ``.cache()`` (it would hold a second copy).
+    """
+    import tensorflow as tf
+
+    labels = np.asarray(labels, dtype=np.int32)
+    if len(images) != len(labels):
+        raise ParameterError(f"{len(images)} images but {len(labels)} labels")
+    ds = tf.data.Dataset.from_tensor_slices((images, labels))
+    return _finish(ds, n_classes, batch_size, training, seed, augment, rescale, shuffle_buffer, len(labels))
+
+
+def path_dataset(frame, size, n_classes: int, batch_size: int, classes: list[str] | None = None,
+                 training: bool = False, seed: int = 0, augment=None, rescale: float = 1 / 255,
+                 shuffle_buffer: int | None = None):
+    """Like :func:`make_dataset`, but decodes JPEG / PNG / BMP / GIF files inside tf.data.
+
+    Images are decoded (``tf.io.decode_image``, 3 channels; alpha is dropped, not
+    composited as in :func:`load_images`), resized with antialiased bilinear interpolation,
+    rounded to uint8 and ``.cache()``-d in memory: the first epoch decodes, later ones
+    read the cache. Labels are the index of ``frame["label"]`` in ``classes`` (default:
+    the sorted labels, which must number ``n_classes``).
+    """
+    import tensorflow as tf
+
+    classes = list(classes) if classes is not None else sorted(frame["label"].unique())
+    if len(classes) != n_classes:
+        raise ParameterError(f"{len(classes)} classes {classes} but n_classes={n_classes}; pass classes=")
+    unsupported = sorted({Path(p).suffix for p in frame["path"] if Path(p).suffix.lower() not in TF_DECODABLE})
+    if unsupported:
+        raise ParameterError(f"tf.data cannot decode {unsupported} files; use load_images + make_dataset")
+    lookup = {name: index for index, name in enumerate(classes)}
+    labels = np.asarray([lookup[label] for label in frame["label"]], dtype=np.int32)
+    height_width = _hw(size)
+
+    def decode(path, label):
+        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        image = tf.image.resize(image, height_width, method="bilinear", antialias=True)
+        return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8), label
+
+    ds = tf.data.Dataset.from_tensor_slices((frame["path"].astype(str).to_numpy(), labels))
+    ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE).cache()
+    return _finish(ds, n_classes, batch_size, training, seed, augment, rescale, shuffle_buffer, len(labels))
+
+
+def extract_patches(image: np.ndarray, patch_size, stride) -> np.ndarray:
+    """Tiles ``(n, ph, pw, C)`` of one image at native resolution, row by row.
+
+    Windows start every ``stride`` pixels; when the last one stops short of the right or
+    bottom edge, one more window flush with that edge is added, so the tiles cover
+    every pixel. ``patch_size`` and ``stride`` are ints or ``(height, width)``.
+    """
+    (ph, pw), (sh, sw) = _hw(patch_size), _hw(stride)
+    height, width = image.shape[:2]
+    if ph > height or pw > width:
+        raise ParameterError(f"patch {ph}x{pw} is larger than the image {height}x{width}")
+
+    def starts(length, patch, step):
+        points = list(range(0, length - patch + 1, step))
+        return points + [length - patch] if points[-1] != length - patch else points
+
+    return np.stack([image[top:top + ph, left:left + pw]
+                     for top in starts(height, ph, sh) for left in starts(width, pw, sw)])
+
+
+def patches_from_images(images, labels, patch_size, stride):
+    """Tiles of every image with their labels and the index of the image each comes from.
+
+    Returns ``(patches, patch_labels, source_index)``; split by image (or its group)
+    before tiling, never by tile.
+    """
+    tiles = [extract_patches(np.asarray(image), patch_size, stride) for image in images]
+    source_index = np.repeat(np.arange(len(tiles)), [len(t) for t in tiles])
+    return np.concatenate(tiles), np.asarray(labels)[source_index], source_index

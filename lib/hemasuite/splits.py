@@ -1,0 +1,125 @@
+"""Seeded, stratified, group-aware train / validation / test splits and their CSV manifests.
+
+A group (subject, or a set of duplicate images from
+:func:`hemasuite.validation.duplicate_group_ids`) always lands in one split; within that
+constraint every class is divided as close to the requested fractions as possible.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import DataError, ParameterError
+
+SPLIT_NAMES = {2: ("train", "test"), 3: ("train", "val", "test")}
+MANIFEST_COLUMNS = ["path", "label", "group", "split"]
+
+
+def check_fractions(fractions) -> tuple[float, ...]:
+    """Two (train, test) or three (train, val, test) positive fractions summing to 1."""
+    try:
+        values = tuple(float(f) for f in fractions)
+    except (TypeError, ValueError) as error:
+        raise ParameterError(f"fractions must be a sequence of numbers, not {fractions!r}") from error
+    if len(values) not in SPLIT_NAMES or not all(0 < f < 1 for f in values) or abs(sum(values) - 1) > 1e-6:
+        raise ParameterError(f"fractions must be 2 (train, test) or 3 (train, val, test) numbers in (0, 1) "
+                             f"summing to 1, not {fractions!r}")
+    return values
+
+
+def _group_keys(frame: pd.DataFrame, groups) -> pd.Series:
+    """The group of each row: a column name, a Series / array aligned with ``frame``, or None (one per row)."""
+    if groups is None:
+        return pd.Series(np.arange(len(frame)), index=frame.index)
+    if isinstance(groups, str):
+        if groups not in frame.columns:
+            raise ParameterError(f"group column {groups!r} not in the frame; columns: {list(frame.columns)}")
+        return frame[groups]
+    if len(groups) != len(frame):
+        raise ParameterError(f"groups has {len(groups)} entries but the frame has {len(frame)} rows")
+    return pd.Series(np.asarray(groups), index=frame.index)
+
+
+def split_dataset(frame: pd.DataFrame, fractions=(0.7, 0.15, 0.15), seed: int = 0, groups="group",
+                  label_col: str = "label") -> pd.DataFrame:
+    """A copy of ``frame`` with a ``split`` column (train / val / test, or train / test).
+
+    Groups are visited largest first (random order among equal sizes, from ``seed``) and
+    each goes to the split where it most reduces the squared distance between the
+    per-class counts and their targets ``fraction x class total``.
+    """
+    fractions = check_fractions(fractions)
+    names = SPLIT_NAMES[len(fractions)]
+    group_codes, group_names = pd.factorize(_group_keys(frame, groups))
+    if len(group_names) < len(names):
+        raise DataError(f"{len(group_names)} group(s) cannot fill the {len(names)} splits {names}")
+    label_codes, classes = pd.factorize(frame[label_col])
+    composition = np.zeros((len(group_names), len(classes)))
+    np.add.at(composition, (group_codes, label_codes), 1)
+    target = np.outer(fractions, composition.sum(axis=0))
+    current = np.zeros_like(target)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(group_names))
+    order = order[np.argsort(-composition[order].sum(axis=1), kind="stable")]
+    assignment = np.empty(len(group_names), dtype=int)
+    for group in order:
+        counts = composition[group]
+        cost = (counts * (2 * (current - target) + counts)).sum(axis=1)
+        best = rng.choice(np.flatnonzero(np.isclose(cost, cost.min())))
+        assignment[group] = best
+        current[best] += counts
+    result = frame.copy()
+    result["split"] = np.asarray(names)[assignment[group_codes]]
+    return result
+
+
+def assert_no_leakage(frame: pd.DataFrame, group_col="group", split_col: str = "split") -> None:
+    """Raise :class:`DataError` naming every group found in more than one split.
+
+    ``group_col`` is a column name or a Series aligned with ``frame`` (e.g. duplicate groups).
+    """
+    keys = frame[group_col] if isinstance(group_col, str) else group_col
+    splits = frame[split_col].groupby(keys).unique()
+    leaked = splits[splits.map(len) > 1]
+    if len(leaked):
+        named = "; ".join(f"{group!r} in {sorted(where)}" for group, where in leaked.items())
+        raise DataError(f"{len(leaked)} group(s) straddle splits: {named}")
+
+
+def split_summary(frame: pd.DataFrame, label_col: str = "label") -> pd.DataFrame:
+    """Images per split x class, with each split's total and share of all images."""
+    table = pd.crosstab(frame["split"], frame[label_col])
+    table = table.reindex([s for s in SPLIT_NAMES[3] if s in table.index])
+    table["total"] = table.sum(axis=1)
+    table["share"] = (table["total"] / table["total"].sum()).round(4)
+    table.columns.name = None
+    return table.reset_index()
+
+
+def save_manifest(frame: pd.DataFrame, path) -> Path:
+    """Write the split as CSV with columns path, label, group, split; returns the path."""
+    missing = [c for c in MANIFEST_COLUMNS if c not in frame.columns]
+    if missing:
+        raise DataError(f"cannot save split manifest: frame lacks column(s) {missing}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame[MANIFEST_COLUMNS].to_csv(path, index=False)
+    return path
+
+
+def load_manifest(path) -> pd.DataFrame:
+    """Read a manifest written by :func:`save_manifest` (all columns as strings), checking its columns and splits."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"split manifest {path} does not exist")
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = [c for c in MANIFEST_COLUMNS if c not in frame.columns]
+    if missing:
+        raise DataError(f"split manifest {path} lacks column(s) {missing}")
+    unknown = sorted(set(frame["split"]) - set(SPLIT_NAMES[3]))
+    if unknown:
+        raise DataError(f"split manifest {path} has unknown split name(s) {unknown}")
+    return frame

@@ -1,0 +1,342 @@
+"""Dataset validation: manifest completeness, readability, class balance, size / mode
+consistency, exact and near duplicates.
+
+:func:`validate` reads every file once (in a thread pool) and returns a
+:class:`ValidationReport`; :func:`duplicate_group_ids` turns its duplicate groups into
+the group ids a leak-free split needs. Paths in reports are absolute, except in
+:class:`ManifestCheck`, whose lists are relative to the data root like the manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import pandas as pd
+from PIL import Image, UnidentifiedImageError
+from scipy import sparse
+from scipy.fft import dctn
+from scipy.sparse.csgraph import connected_components
+
+from .imageio import is_image_file, to_rgb
+
+PROBLEM_COLUMNS = ["kind", "path", "detail"]
+DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError)
+# pHash bits: on Taleqani ALL, pairs within 10 bits are the same smear field re-shot or shifted, pairs at
+# 12+ bits mostly distinct fields (distances are even: every hash has 32 bits set).
+NEAR_THRESHOLD = 10
+
+
+def _map(function, items) -> list:
+    """``function`` over ``items`` in a thread pool (file reads, hashlib and PIL release the GIL)."""
+    with ThreadPoolExecutor(max_workers=min(8, 2 * (os.cpu_count() or 1))) as pool:
+        return list(pool.map(function, items))
+
+
+def _problems(rows: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=PROBLEM_COLUMNS)
+
+
+def _components(n: int, pairs) -> np.ndarray:
+    """Connected-component label of each of ``n`` nodes linked by index ``pairs`` (union-find)."""
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    graph = sparse.coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+    return connected_components(graph, directed=False)[1]
+
+
+def sha256_file(path) -> str | None:
+    """SHA-256 hex digest of one file; None when it cannot be read."""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def file_hashes(frame: pd.DataFrame) -> pd.Series:
+    """SHA-256 of every file in ``frame['path']``, indexed like ``frame`` (None if unreadable)."""
+    return pd.Series(_map(sha256_file, frame["path"]), index=frame.index, name="sha256", dtype=object)
+
+
+# ----------------------------------------------------------------------------- manifest
+
+@dataclass
+class ManifestCheck:
+    """Dataset files against a ``MANIFEST.sha256``; lists hold paths relative to ``data_root``."""
+
+    data_root: Path
+    checked: int
+    missing: list[str]
+    mismatched: list[str]
+    unlisted: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.mismatched or self.unlisted)
+
+    def problems(self) -> pd.DataFrame:
+        """One row per discrepancy, with absolute paths."""
+        kinds = (("manifest_missing", self.missing, "listed in the manifest but not in the dataset"),
+                 ("hash_mismatch", self.mismatched, "SHA-256 differs from the manifest"),
+                 ("not_in_manifest", self.unlisted, "in the dataset but not listed in the manifest"))
+        return _problems([{"kind": kind, "path": str(self.data_root / rel), "detail": detail}
+                          for kind, paths, detail in kinds for rel in paths])
+
+    def summary(self) -> dict:
+        return {"ok": self.ok, "checked": self.checked, "missing": len(self.missing),
+                "mismatched": len(self.mismatched), "not_in_manifest": len(self.unlisted)}
+
+
+def read_manifest(manifest_path) -> dict[str, str]:
+    """``{relative path: sha256}`` from ``sha256sum``-style lines (``./`` and ``*`` prefixes allowed)."""
+    entries = {}
+    for line in Path(manifest_path).read_text().splitlines():
+        if line.strip():
+            digest, name = line.strip().split(maxsplit=1)
+            entries[PurePosixPath(name.lstrip("*")).as_posix()] = digest.lower()
+    return entries
+
+
+def check_manifest(root, manifest_path, frame: pd.DataFrame, hashes: pd.Series | None = None) -> ManifestCheck:
+    """Compare the files of ``frame`` with the manifest entries under ``root``.
+
+    ``root`` is the dataset root or the data root itself; manifest paths are relative to
+    the manifest's folder (the data root). ``hashes`` (from :func:`file_hashes`) avoids a
+    second read of every file.
+    """
+    data_root = Path(manifest_path).resolve().parent
+    root = Path(root).resolve()
+    scope = root.relative_to(data_root).as_posix() if root.is_relative_to(data_root) else "."
+    prefix = "" if scope == "." else scope + "/"
+    expected = {rel: digest for rel, digest in read_manifest(manifest_path).items() if rel.startswith(prefix)}
+    hashes = file_hashes(frame) if hashes is None else hashes
+    actual = {}
+    for path, digest in zip(frame["path"], hashes):
+        path = Path(path).resolve()
+        actual[path.relative_to(data_root).as_posix() if path.is_relative_to(data_root) else str(path)] = digest
+    return ManifestCheck(data_root, len(actual), sorted(set(expected) - set(actual)),
+                         sorted(rel for rel in set(expected) & set(actual) if expected[rel] != actual[rel]),
+                         sorted(set(actual) - set(expected)))
+
+
+# ----------------------------------------------------------------------------- per file
+
+def perceptual_hash(image: Image.Image) -> int:
+    """64-bit pHash: the 8x8 lowest DCT frequencies of a 32x32 grayscale, each above or below their median."""
+    gray = np.asarray(to_rgb(image).convert("L").resize((32, 32), Image.BOX), dtype=np.float64)
+    low = dctn(gray, norm="ortho")[:8, :8].ravel()
+    return int(np.packbits(low > np.median(low[1:])).view(">u8")[0])
+
+
+def inspect_file(path) -> dict:
+    """Read one file once: SHA-256, size, mode, bands, format and pHash, or the reason it is unreadable.
+
+    The checks match :func:`hemasuite.imageio.read_rgb`: missing, empty, undecodable and
+    truncated files (PIL raises on ``load()`` unless ``ImageFile.LOAD_TRUNCATED_IMAGES``)
+    give an ``error`` instead of an exception.
+    """
+    record = {"path": str(path), "sha256": None, "bytes": None, "width": None, "height": None, "mode": None,
+              "bands": None, "format": None, "phash": None, "error": None}
+    try:
+        data = Path(path).read_bytes()
+    except OSError as error:
+        return {**record, "error": f"cannot read file ({error})"}
+    record.update(sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
+    if not data:
+        return {**record, "error": "empty file (0 bytes)"}
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            record.update(width=image.width, height=image.height, mode=image.mode, bands=len(image.getbands()),
+                          format=image.format, phash=perceptual_hash(image))
+    except DECODE_ERRORS as error:
+        return {**record, "error": f"not a decodable image ({error})"}
+    if not (record["width"] and record["height"]):
+        return {**record, "error": "image has zero width or height"}
+    return record
+
+
+def inspect_files(frame: pd.DataFrame) -> pd.DataFrame:
+    """:func:`inspect_file` for every row of ``frame`` (thread pool), plus its label, indexed like ``frame``."""
+    files = pd.DataFrame(_map(inspect_file, frame["path"]), index=frame.index)
+    files.insert(1, "label", frame["label"].to_numpy())
+    for column in ("bytes", "width", "height", "bands"):
+        files[column] = files[column].astype("Int64")
+    return files
+
+
+# ----------------------------------------------------------------------------- tables
+
+def class_counts(files: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
+    """Images, unreadable images and share of the total per class (empty classes included)."""
+    labels = list(classes) + sorted(set(files["label"]) - set(classes))
+    images = files["label"].value_counts().reindex(labels, fill_value=0)
+    unreadable = files.loc[files["error"].notna(), "label"].value_counts().reindex(labels, fill_value=0)
+    total = max(int(images.sum()), 1)
+    return pd.DataFrame({"label": labels, "images": images.to_numpy(), "unreadable": unreadable.to_numpy(),
+                         "share": (images / total).round(4).to_numpy()})
+
+
+def size_table(files: pd.DataFrame) -> pd.DataFrame:
+    """Readable images per (width, height, mode, bands), most common first."""
+    readable = files[files["error"].isna()]
+    table = readable.groupby(["width", "height", "mode", "bands"]).size().reset_index(name="images")
+    return table.sort_values("images", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def empty_class_folders(root) -> list[str]:
+    """Sub-folders of ``root`` with no image file anywhere below them."""
+    root = Path(root)
+    return sorted(str(folder) for folder in root.iterdir()
+                  if folder.is_dir() and not folder.name.startswith(".")
+                  and not any(is_image_file(p) for p in folder.rglob("*")))
+
+
+# ----------------------------------------------------------------------------- duplicates
+
+def exact_duplicate_groups(files: pd.DataFrame) -> list[list[str]]:
+    """Readable files with identical content (SHA-256), as sorted groups of paths."""
+    readable = files[files["error"].isna()]
+    return sorted(sorted(group) for _, group in readable.groupby("sha256")["path"] if len(group) > 1)
+
+
+def hamming_pairs(hashes: np.ndarray, threshold: int, chunk: int = 512) -> np.ndarray:
+    """Index pairs ``(i, j)``, ``i < j``, of 64-bit hashes differing in at most ``threshold`` bits."""
+    hashes = np.asarray(hashes, dtype=np.uint64)
+    found = [np.empty((0, 2), dtype=np.int64)]
+    for start in range(0, len(hashes), chunk):
+        distance = np.bitwise_count(hashes[start:start + chunk, None] ^ hashes[None, :])
+        i, j = np.nonzero(distance <= threshold)
+        i = i + start
+        found.append(np.column_stack([i[i < j], j[i < j]]))
+    return np.concatenate(found)
+
+
+def near_duplicate_groups(files: pd.DataFrame, threshold: int = NEAR_THRESHOLD) -> list[list[str]]:
+    """Groups of readable files whose pHashes chain within ``threshold`` bits and are not all byte-identical."""
+    readable = files[files["error"].isna()]
+    if len(readable) < 2:
+        return []
+    labels = _components(len(readable), hamming_pairs(readable["phash"].to_numpy(np.uint64), threshold))
+    paths, contents = readable["path"].to_numpy(), readable["sha256"].to_numpy()
+    members = (labels == k for k in np.flatnonzero(np.bincount(labels) > 1))
+    return sorted(sorted(paths[m]) for m in members if len(set(contents[m])) > 1)
+
+
+def _duplicate_problems(groups: list[list[str]], files: pd.DataFrame, kind: str) -> list[dict]:
+    """One problem row per file of each group, naming the group's other members."""
+    label = dict(zip(files["path"], files["label"]))
+    rows = []
+    for number, group in enumerate(groups, 1):
+        scope = "across_classes" if len({label[p] for p in group}) > 1 else "within_class"
+        for path in group:
+            others = ", ".join(f"{label[p]}/{Path(p).name}" for p in group if p != path)
+            rows.append({"kind": f"{kind}_{scope}", "path": path,
+                         "detail": f"group {number} ({len(group)} files) with {others}"})
+    return rows
+
+
+def _scope_counts(groups: list[list[str]], files: pd.DataFrame) -> dict:
+    label = dict(zip(files["path"], files["label"]))
+    across = sum(len({label[p] for p in group}) > 1 for group in groups)
+    return {"groups": len(groups), "within_class": len(groups) - across, "across_classes": across,
+            "files": sum(map(len, groups))}
+
+
+def duplicate_group_ids(frame: pd.DataFrame, report: ValidationReport, group_col: str | None = "group") -> pd.Series:
+    """Group id per row such that exact duplicates, near duplicates and rows sharing ``group_col`` coincide.
+
+    The id is the ``group_col`` value (or path) of the first row of each merged group.
+    """
+    n = len(frame)
+    position = {path: i for i, path in enumerate(frame["path"])}
+    pairs = [(position[group[0]], position[p]) for group in report.duplicate_groups + report.near_duplicate_groups
+             for p in group[1:] if group[0] in position and p in position]
+    keys = frame[group_col] if group_col else frame["path"]
+    codes = pd.factorize(keys)[0]
+    pairs += [(i, n + code) for i, code in enumerate(codes)]
+    labels = _components(n + codes.max() + 1, pairs)[:n]
+    first = pd.Series(np.arange(n)).groupby(labels).transform("min").to_numpy()
+    return pd.Series(keys.to_numpy()[first], index=frame.index, name="duplicate_group")
+
+
+# ----------------------------------------------------------------------------- report
+
+@dataclass
+class ValidationReport:
+    """Everything :func:`validate` found; ``problems`` has one row per file and problem."""
+
+    dataset: str
+    files: pd.DataFrame
+    counts: pd.DataFrame
+    sizes: pd.DataFrame
+    problems: pd.DataFrame
+    duplicate_groups: list[list[str]]
+    near_duplicate_groups: list[list[str]]
+    near_threshold: int
+    manifest: ManifestCheck | None
+    seconds: float
+
+    def summary(self) -> dict:
+        """JSON-able digest for results.json."""
+        return {"dataset": self.dataset, "images": int(len(self.files)),
+                "per_class": {r.label: int(r.images) for r in self.counts.itertuples()},
+                "unreadable": int(self.files["error"].notna().sum()),
+                "sizes": [{k: (v if isinstance(v, str) else int(v)) for k, v in row.items()}
+                          for row in self.sizes.to_dict(orient="records")],
+                "problems": {k: int(v) for k, v in self.problems["kind"].value_counts().sort_index().items()},
+                "exact_duplicates": _scope_counts(self.duplicate_groups, self.files),
+                "near_duplicates": {**_scope_counts(self.near_duplicate_groups, self.files),
+                                    "threshold_bits": self.near_threshold},
+                "manifest": self.manifest.summary() if self.manifest else None,
+                "seconds": round(self.seconds, 2)}
+
+
+def validate(dataset, manifest=None, near_threshold: int = NEAR_THRESHOLD) -> ValidationReport:
+    """Validate a :class:`~hemasuite.datasets.Dataset`, reading each file once.
+
+    Checks readability, empty classes / class folders, class counts, size and mode
+    consistency (files that differ from the majority), exact duplicates (SHA-256) and
+    near duplicates (pHash within ``near_threshold`` bits), and with ``manifest`` (a
+    ``MANIFEST.sha256`` path) completeness and integrity against it.
+    """
+    start = time.perf_counter()
+    files = inspect_files(dataset.frame)
+    problems = [{"kind": "unreadable", "path": r.path, "detail": r.error}
+                for r in files[files["error"].notna()].itertuples()]
+
+    counts = class_counts(files, dataset.classes)
+    empty = empty_class_folders(dataset.root) if dataset.root is not None and Path(dataset.root).is_dir() else []
+    problems += [{"kind": "empty_class", "path": folder, "detail": "class folder holds no image files"}
+                 for folder in empty]
+    problems += [{"kind": "empty_class", "path": str(Path(dataset.root or ".") / label),
+                  "detail": f"class {label!r} has no images"}
+                 for label in counts.loc[counts["images"] == 0, "label"]
+                 if str(Path(dataset.root or ".") / label) not in empty]
+
+    sizes = size_table(files)
+    readable = files[files["error"].isna()]
+    if len(readable):
+        width, height = readable.groupby(["width", "height"]).size().idxmax()
+        mode = readable["mode"].value_counts().idxmax()
+        problems += [{"kind": "size_outlier", "path": r.path, "detail": f"{r.width}x{r.height}, majority {width}x{height}"}
+                     for r in readable.itertuples() if (r.width, r.height) != (width, height)]
+        problems += [{"kind": "mode_outlier", "path": r.path, "detail": f"mode {r.mode} ({r.bands} bands), majority {mode}"}
+                     for r in readable.itertuples() if r.mode != mode]
+
+    exact = exact_duplicate_groups(files)
+    near = near_duplicate_groups(files, near_threshold)
+    problems += _duplicate_problems(exact, files, "exact_duplicate")
+    problems += _duplicate_problems(near, files, "near_duplicate")
+
+    check = None
+    if manifest is not None:
+        check = check_manifest(dataset.root, manifest, dataset.frame, files["sha256"])
+        problems += check.problems().to_dict(orient="records")
+    return ValidationReport(dataset.name, files, counts, sizes, _problems(problems), exact, near, near_threshold,
+                            check, time.perf_counter() - start)
