@@ -158,3 +158,36 @@ def gradcam_grid(images, heatmaps, captions, title: str, ncols: int = 4, alpha: 
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def image_groups(groups, title: str, max_groups: int = 6, max_per_group: int = 4):
+    """One row per group of image files (e.g. duplicates), file names as captions."""
+    from .imageio import read_rgb
+
+    groups = [g[:max_per_group] for g in groups[:max_groups]]
+    ncols = max((len(g) for g in groups), default=1)
+    fig, axes = plt.subplots(max(1, len(groups)), ncols, figsize=(2.4 * ncols, 2.5 * max(1, len(groups))),
+                             squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for row, group in enumerate(groups):
+        for col, path in enumerate(group):
+            axes[row, col].imshow(read_rgb(path))
+            axes[row, col].set_title("/".join(str(path).split("/")[-2:]), fontsize=7)
+    if not groups:
+        axes[0, 0].text(0.5, 0.5, "none found", ha="center", va="center")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def problem_counts(table: pd.DataFrame, title: str):
+    """Bar chart of problems per kind (rows) and dataset (hue); an empty table says 'no problems'."""
+    fig, ax = plt.subplots(figsize=(7, 0.6 + 0.45 * max(1, table["kind"].nunique() if len(table) else 1)))
+    if len(table):
+        sns.countplot(data=table, y="kind", hue="dataset", ax=ax)
+    else:
+        ax.text(0.5, 0.5, "no problems found", ha="center", va="center")
+    ax.set(title=title, xlabel="files", ylabel="")
+    fig.tight_layout()
+    return fig

@@ -137,6 +137,8 @@ def markdown_table(table: pd.DataFrame, index: bool = False, floatfmt: str = ".4
     """A GitHub-flavoured Markdown table (no extra dependency)."""
     frame = table.reset_index() if index else table
     def cell(v):
+        if v is None or v is pd.NA or (not isinstance(v, str) and pd.isna(v)):
+            return ""
         if isinstance(v, (float, np.floating)):
             return "" if not np.isfinite(v) else format(v, floatfmt)
         return str(v)

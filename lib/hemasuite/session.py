@@ -28,10 +28,15 @@ def start(notebook: str, **params) -> Run:
 
 
 def dataset(run: Run, name: str, **options) -> Dataset:
-    """Load ``name`` with the run's data directory; synthetic data is generated beside the results."""
+    """Load ``name`` with the run's data directory.
+
+    Synthetic data is generated beside the results, with two planted duplicates per
+    class so that duplicate detection and group-aware splits have work to do.
+    """
     if name == "synthetic":
         options.setdefault("cache_dir", run.dir.parent / ".synthetic")
         options.setdefault("seed", run.params.get("seed", 0))
+        options.setdefault("n_duplicates", 2)
         return load_dataset("synthetic", **options)
     return load_dataset(name, run.params.get("data_dir"), **options)
 
