@@ -170,6 +170,10 @@ def run(profile: str, selection: list[str] | None = None, overrides: dict | None
         records.append(record)
         update_status(reports, profile, [record])
     build_index(reports)
+    if profile == "cpu" and any(r["notebook"] == "90_comparison" and r["status"] == "ok" for r in records):
+        from .comparison import update_readme
+
+        print(f"README comparison section updated: {update_readme(reports)}", flush=True)
     return records
 
 

@@ -197,6 +197,35 @@ def empty_class_folders(root) -> list[str]:
                   and not any(is_image_file(p) for p in folder.rglob("*")))
 
 
+def empty_class_problems(root, counts: pd.DataFrame) -> list[dict]:
+    """Problem rows for class folders under ``root`` without images and classes without rows."""
+    empty = empty_class_folders(root) if root is not None and Path(root).is_dir() else []
+    rows = [{"kind": "empty_class", "path": folder, "detail": "class folder holds no image files"} for folder in empty]
+    for label in counts.loc[counts["images"] == 0, "label"]:
+        folder = str(Path(root or ".") / label)
+        if folder not in empty:
+            rows.append({"kind": "empty_class", "path": folder, "detail": f"class {label!r} has no images"})
+    return rows
+
+
+def consistency_problems(files: pd.DataFrame) -> list[dict]:
+    """Problem rows for readable files whose (width, height) or mode differs from the majority."""
+    readable = files[files["error"].isna()]
+    if readable.empty:
+        return []
+    width, height = readable.groupby(["width", "height"]).size().idxmax()
+    mode = readable["mode"].value_counts().idxmax()
+    rows = []
+    for r in readable.itertuples():
+        if (r.width, r.height) != (width, height):
+            rows.append({"kind": "size_outlier", "path": r.path,
+                         "detail": f"{r.width}x{r.height}, majority {width}x{height}"})
+        if r.mode != mode:
+            rows.append({"kind": "mode_outlier", "path": r.path,
+                         "detail": f"mode {r.mode} ({r.bands} bands), majority {mode}"})
+    return rows
+
+
 # ----------------------------------------------------------------------------- duplicates
 
 def exact_duplicate_groups(files: pd.DataFrame) -> list[list[str]]:
@@ -311,23 +340,9 @@ def validate(dataset, manifest=None, near_threshold: int = NEAR_THRESHOLD) -> Va
                 for r in files[files["error"].notna()].itertuples()]
 
     counts = class_counts(files, dataset.classes)
-    empty = empty_class_folders(dataset.root) if dataset.root is not None and Path(dataset.root).is_dir() else []
-    problems += [{"kind": "empty_class", "path": folder, "detail": "class folder holds no image files"}
-                 for folder in empty]
-    problems += [{"kind": "empty_class", "path": str(Path(dataset.root or ".") / label),
-                  "detail": f"class {label!r} has no images"}
-                 for label in counts.loc[counts["images"] == 0, "label"]
-                 if str(Path(dataset.root or ".") / label) not in empty]
-
+    problems += empty_class_problems(dataset.root, counts)
+    problems += consistency_problems(files)
     sizes = size_table(files)
-    readable = files[files["error"].isna()]
-    if len(readable):
-        width, height = readable.groupby(["width", "height"]).size().idxmax()
-        mode = readable["mode"].value_counts().idxmax()
-        problems += [{"kind": "size_outlier", "path": r.path, "detail": f"{r.width}x{r.height}, majority {width}x{height}"}
-                     for r in readable.itertuples() if (r.width, r.height) != (width, height)]
-        problems += [{"kind": "mode_outlier", "path": r.path, "detail": f"mode {r.mode} ({r.bands} bands), majority {mode}"}
-                     for r in readable.itertuples() if r.mode != mode]
 
     exact = exact_duplicate_groups(files)
     near = near_duplicate_groups(files, near_threshold)
