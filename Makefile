@@ -4,6 +4,7 @@
 #   make test               unit tests + every notebook under nbval (smoke profile)
 #   make lab                JupyterLab with the suite's kernel
 #   make bench              performance benchmark into reports/benchmarks/
+#   make readme             README's 'Results (cpu profile)' table from reports/cpu (90_comparison)
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -13,7 +14,7 @@ NOTEBOOKS ?=
 export LEUKEMIA_DATA_DIR ?= $(abspath $(CURDIR)/../shared/data)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: env kernel reports test unit nbval lab bench clean
+.PHONY: env kernel reports test unit nbval lab bench readme clean
 
 env: $(VENV)/.installed
 
@@ -38,6 +39,9 @@ lab: env
 
 bench: env
 	$(BIN)/python -m hemasuite.bench --output reports/benchmarks
+
+readme: env
+	$(BIN)/python -m hemasuite.comparison --update-readme
 
 clean:
 	rm -rf reports/smoke reports/.staging .cache

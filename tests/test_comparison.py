@@ -111,6 +111,7 @@ def test_dataset_marks_and_leakage_status():
     assert p3.loc[0, "leakage"] == comparison.AUGMENT_BEFORE_SPLIT
     assert p3.loc[1, "leakage"].startswith("duplicates kept on one side")
     assert len(p3) == 2  # the reported DenseNet-201 is covered, no missing row
+    assert p3.loc[0, "model"] == "DenseNet-201 [paper protocol: augment, then split]"
     p2 = rows_of(table, "P2").set_index("model")
     assert p2.loc["VGG-16", "dataset"] == "synthetic_binary [SYNTHETIC] [stand-in for C-NMC 2019]"
     assert set(p2.index) == {"VGG-16", "traditional CNN", "AlexNet"}
@@ -126,6 +127,7 @@ def test_leakage_entries_from_dict_and_list():
                                           "10_p4_sequential_cnn": p4_result()})
     assert list(entries["protocol"]) == ["augment_then_split", "split_then_augment"]
     assert list(entries["mean"]) == [0.97, 0.71] and list(entries["ci_high"]) == [0.99, 0.80]
+    assert [comparison.is_leaky(p) for p in entries["protocol"]] == [True, False]
     as_list = {"20_p3_densenet201_lymphoma": {"leakage": {"rows": [
         {"protocol": "paper (augment, then split)", "accuracy": 0.9, "ci_low": 0.8, "ci_high": 0.95},
         {"protocol": "clean", "accuracy": {"mean": 0.7}}]}}}
@@ -200,3 +202,28 @@ def test_save_writes_csv_and_markdown_and_readme_section(tmp_path):
     bad = tmp_path / "BAD.md"
     bad.write_text("no markers")
     assert comparison.main(["--update-readme", "--reports", str(reports), "--readme", str(bad)]) == 1
+
+
+def test_runner_updates_readme_only_after_a_successful_cpu_comparison(tmp_path, monkeypatch):
+    import nbformat
+
+    from hemasuite import runner
+
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    cells = [nbformat.v4.new_code_cell("profile = 'smoke'\ndata_dir = None\noutput_dir = None\nseed = 0"),
+             nbformat.v4.new_code_cell("print('comparison', profile)")]
+    cells[0].metadata["tags"] = ["parameters"]
+    notebook = nbformat.v4.new_notebook(cells=cells)
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(notebook, notebooks / "90_comparison.ipynb")
+    profiles = tmp_path / "profiles.yaml"
+    profiles.write_text("smoke:\n  common: {seed: 0}\ncpu:\n  common: {seed: 0}\n")
+    monkeypatch.setenv("HEMASUITE_PROFILES", str(profiles))
+    calls = []
+    monkeypatch.setattr(comparison, "update_readme", lambda reports: calls.append(reports) or tmp_path / "README.md")
+    reports = tmp_path / "reports"
+    assert runner.run("smoke", reports=reports, notebook_dir=notebooks)[0]["status"] == "ok"
+    assert calls == []
+    assert runner.run("cpu", reports=reports, notebook_dir=notebooks)[0]["status"] == "ok"
+    assert calls == [reports]

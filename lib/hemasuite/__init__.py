@@ -15,6 +15,8 @@ Modules, in the order a notebook uses them:
 - ``plots``       figures; ``explain`` Grad-CAM
 - ``results``     results.json with protocol and environment
 - ``runner``      papermill runner and HTML report site
+- ``comparison``  the 90_comparison table and figures, README results section
+- ``bench``       performance benchmark (``make bench``)
 """
 
 __version__ = "0.1.0"

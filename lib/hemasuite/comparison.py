@@ -58,6 +58,11 @@ LEAKY_PROTOCOL = re.compile(r"augment\w*[^;]*\b(then|before)\b[^;]*split|before 
 AUGMENT_BEFORE_SPLIT = "augmentation before split (paper protocol: augmented copies of one image on both sides)"
 
 
+def is_leaky(text: str) -> bool:
+    """Whether a protocol name describes augmenting before the split (P3's paper protocol)."""
+    return bool(LEAKY_PROTOCOL.search(re.sub(r"[_\-]+", " ", str(text))))
+
+
 # ---------------------------------------------------------------------------- reading
 
 def results_dir(output_dir, profile: str) -> Path:
@@ -178,7 +183,7 @@ def leakage_status(result: dict, row: dict) -> str:
     if row.get("leakage"):
         return str(row["leakage"])
     text = " ".join(str(row.get(key) or "") for key in ("model", "weights", "protocol", "split"))
-    if LEAKY_PROTOCOL.search(text):
+    if is_leaky(text):
         return AUGMENT_BEFORE_SPLIT
     return split_leakage(result)
 
@@ -213,7 +218,8 @@ def notebook_rows(stem: str, result: dict | None) -> list[dict]:
     rows = []
     for row in comparison:
         measured = not math.isnan(_number(row.get("mean")))
-        rows.append({**blank, "model": str(row.get("model")), "weights": row.get("weights") or "not stated",
+        protocol = f" [{row['protocol']}]" if row.get("protocol") else ""
+        rows.append({**blank, "model": f"{row.get('model')}{protocol}", "weights": row.get("weights") or "not stated",
                      "dataset": dataset, "metric": row.get("metric") or "accuracy",
                      "paper_reported": _number(row.get("paper")), "mean": _number(row.get("mean")),
                      "sd": _number(row.get("sd")), "ci_low": _number(row.get("ci_low")),
@@ -381,7 +387,7 @@ def paper_vs_reproduced_figure(table: pd.DataFrame, title: str):
     ax.invert_yaxis()
     ax.set_xlim(0, 1.02)
     ax.set(title=title, xlabel="test accuracy (fraction)")
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     return fig
 
@@ -411,7 +417,7 @@ def ranking_figure(table: pd.DataFrame, title: str):
         ax.invert_yaxis()
         ax.set_xlim(0, 1.02)
         ax.set_title(dataset, fontsize=9, loc="left")
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     axes[-1, 0].set_xlabel("test accuracy (fraction)")
     fig.suptitle(title)
     fig.tight_layout()
@@ -432,10 +438,10 @@ def leakage_figure(entries: pd.DataFrame, title: str):
     mean = entries["mean"].astype(float)
     low = (mean - entries["ci_low"].astype(float)).clip(lower=0).fillna(0)
     high = (entries["ci_high"].astype(float) - mean).clip(lower=0).fillna(0)
-    colours = ["tab:red" if LEAKY_PROTOCOL.search(p) else "tab:green" for p in entries["protocol"]]
+    colours = ["tab:red" if is_leaky(p) else "tab:green" for p in entries["protocol"]]
     ax.barh(y, mean, xerr=[low, high], color=colours, alpha=0.75, capsize=3)
-    for position, value in zip(y, mean):
-        ax.text(min(value, 1.0) + 0.01, position, f"{value:.1%}", va="center", fontsize=8)
+    for position, value, top in zip(y, mean, mean + high):
+        ax.text(min(top, 1.0) + 0.01, position, f"{value:.1%}", va="center", fontsize=8)
     ax.set_yticks(y, [f"{r.paper}: {r.protocol}" for r in entries.itertuples()], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlim(0, 1.12)

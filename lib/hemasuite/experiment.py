@@ -78,12 +78,13 @@ class SeedRun:
 
 def train_seeds(prepared: Prepared, build: Callable, seeds, epochs: int, batch_size: int, optimizer: Callable,
                 augment: Callable[[int], Callable] | None = None, rescale: float = 1 / 255,
-                keep_models: bool = False, verbose: int = 0) -> list[SeedRun]:
+                keep_models: bool = False, verbose: int = 2, tta: bool = False) -> list[SeedRun]:
     """Train ``build()`` once per seed; ``augment(seed)`` returns the training-only augmentation.
 
     ``optimizer(steps_per_epoch)`` returns a fresh optimiser factory argument for
-    :func:`training.train`. The model of the first seed is kept (for Grad-CAM); others
-    only when ``keep_models``.
+    :func:`training.train`. With ``tta``, test probabilities are averaged over the eight
+    flips and right-angle rotations of each image (:func:`dihedral_predict`). The model
+    of the first seed is kept (for Grad-CAM); others only when ``keep_models``.
     """
     n_classes = len(prepared.dataset.classes)
     x_train, y_train = prepared.arrays("train")
@@ -101,11 +102,30 @@ def train_seeds(prepared: Prepared, build: Callable, seeds, epochs: int, batch_s
                                            augment=augment(seed) if augment else None, rescale=rescale)
         result = training.train(build, train_data, len(y_train), epochs, lambda: optimizer(steps),
                                 val_data=val_data, verbose=verbose)
-        probabilities, inference_speed = training.predict(result.model, test_data)
-        record = {**result.summary(), "inference_images_per_s": round(inference_speed, 1)}
+        if tta:
+            probabilities, inference_speed = dihedral_predict(result.model, x_test, y_test, n_classes, rescale)
+        else:
+            probabilities, inference_speed = training.predict(result.model, test_data)
+        record = {**result.summary(), "inference_images_per_s": round(inference_speed, 1),
+                  "test_time_augmentation": "8 dihedral views, probabilities averaged" if tta else None}
         runs.append(SeedRun(seed, probabilities, result.history, record,
                             result.model if keep_models or index == 0 else None))
     return runs
+
+
+def dihedral_predict(model, images: np.ndarray, labels: np.ndarray, n_classes: int,
+                     rescale: float = 1 / 255) -> tuple[np.ndarray, float]:
+    """Class probabilities averaged over the 8 flips / right-angle rotations of each (square) image.
+
+    Returns the probabilities and the images per second counted per original image.
+    """
+    views = [np.rot90(images, k, axes=(1, 2)) for k in range(4)]
+    views += [view[:, :, ::-1] for view in views]
+    predictions = [training.predict(model, pipeline.make_dataset(np.ascontiguousarray(view), labels, n_classes, 128,
+                                                                 training=False, rescale=rescale))
+                   for view in views]
+    seconds = sum(len(images) / speed for _, speed in predictions)
+    return np.mean([p for p, _ in predictions], axis=0), len(images) / max(seconds, 1e-9)
 
 
 def adam(learning_rate: float, epochs: int, schedule: str = "cosine") -> Callable:

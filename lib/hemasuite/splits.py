@@ -100,13 +100,14 @@ def split_summary(frame: pd.DataFrame, label_col: str = "label") -> pd.DataFrame
 
 
 def save_manifest(frame: pd.DataFrame, path) -> Path:
-    """Write the split as CSV with columns path, label, group, split; returns the path."""
+    """Write the split as CSV: path, label, group, split, and the duplicate / subject / subset columns if present."""
     missing = [c for c in MANIFEST_COLUMNS if c not in frame.columns]
     if missing:
         raise DataError(f"cannot save split manifest: frame lacks column(s) {missing}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    frame[MANIFEST_COLUMNS].to_csv(path, index=False)
+    extra = [c for c in ("duplicate_group", "subject", "subset") if c in frame.columns]
+    frame[MANIFEST_COLUMNS + extra].to_csv(path, index=False)
     return path
 
 

@@ -5,3 +5,8 @@ from .pretrained import BACKBONES, backbone_features, resolve_weights, transfer_
 
 __all__ = ["BACKBONES", "alexnet", "backbone_features", "p1_deep_cnn", "p2_traditional_cnn", "p4_sequential_cnn",
            "p5_small_cnn", "resolve_weights", "transfer_classifier", "weights_label"]
+
+from .patch import patch_cnn
+from .pretrained import concatenated_backbones, concatenated_classifier, resolve_top_weights, vgg16_fc6
+
+__all__ += ["concatenated_backbones", "concatenated_classifier", "patch_cnn", "resolve_top_weights", "vgg16_fc6"]

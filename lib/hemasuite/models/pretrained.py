@@ -127,3 +127,67 @@ def transfer_classifier(name: str, input_shape, n_classes: int, weights=None, de
     x = layers.Dropout(dropout)(x)
     outputs = layers.Dense(n_classes, activation="softmax", dtype="float32", name="predictions")(x)
     return keras.Model(inputs, outputs, name=f"{name}_classifier")
+
+
+# P5: VGG-16's FC6 and the concatenation of several backbones.
+
+TOP_WEIGHTS = {"vgg16": "vgg16_weights_tf_dim_ordering_tf_kernels.h5"}
+
+
+def resolve_top_weights(name: str, weights):
+    """Like :func:`resolve_weights`, for the application's full weight file (with its fully connected top)."""
+    if weights != "imagenet":
+        return resolve_weights(name, weights)
+    entry = backbone(name)
+    if name not in TOP_WEIGHTS:
+        raise ParameterError(f"no ImageNet top weights registered for {name!r}; known: {', '.join(TOP_WEIGHTS)}")
+    top = Backbone(entry.constructor, entry.module, TOP_WEIGHTS[name], entry.url_folder)
+    for folder in weight_search_dirs():
+        if (folder / top.weights_file).is_file():
+            return str(folder / top.weights_file)
+    raise WeightsError(
+        f"ImageNet weights with the top of {name} are not available offline: {top.weights_file} was not found in "
+        f"{', '.join(str(d) for d in weight_search_dirs())}.\nDownload it from {top.url} into one of those folders "
+        f"(or set ${WEIGHTS_ENV}), or pass weights=None (random init).")
+
+
+def vgg16_fc6(input_shape, weights=None) -> keras.Model:
+    """VGG-16 up to FC6 (Keras' ``fc1``: 4,096 units after ReLU), input in [0, 255].
+
+    ImageNet weights for the fully connected top exist only for 224x224 inputs; with random
+    initialisation any input of at least 32x32 works.
+    """
+    if weights is not None and tuple(input_shape[:2]) != (224, 224):
+        raise ParameterError(f"VGG-16 FC6 with weights={weights!r} needs 224x224 input, not {input_shape[:2]}")
+    entry = backbone("vgg16")
+    full = entry.build(include_top=True, weights=resolve_top_weights("vgg16", weights), input_shape=input_shape)
+    inputs = keras.Input(shape=input_shape)
+    features = keras.Model(full.inputs, full.get_layer("fc1").output)(entry.preprocess(inputs))
+    return keras.Model(inputs, features, name="vgg16_fc6")
+
+
+def _pooled_backbone(name: str, input_shape, weights, trainable_layers) -> keras.Model:
+    """The globally average-pooled backbone of :func:`transfer_classifier` (same freezing), without its head."""
+    classifier = transfer_classifier(name, input_shape, 1, weights=weights, trainable_layers=trainable_layers)
+    base = next(layer for layer in classifier.layers if isinstance(layer, keras.Model))
+    return keras.Model(classifier.inputs, base.output, name=f"{name}_pooled")
+
+
+def concatenated_backbones(names, input_shape, weights=None, trainable_layers: int | None = None) -> keras.Model:
+    """Several backbones side by side on one input (each with its own preprocessing), pooled features concatenated.
+
+    P5's "Inception V3 + ResNet-101". ``trainable_layers`` applies to each backbone as in
+    :func:`transfer_classifier`.
+    """
+    inputs = keras.Input(shape=input_shape)
+    parts = [_pooled_backbone(name, input_shape, weights, trainable_layers)(inputs) for name in names]
+    return keras.Model(inputs, layers.Concatenate(name="concatenated")(parts), name="_and_".join(names))
+
+
+def concatenated_classifier(names, input_shape, n_classes: int, weights=None, dropout: float = 0.5,
+                            trainable_layers: int | None = None) -> keras.Model:
+    """:func:`concatenated_backbones` + Dropout + softmax."""
+    features = concatenated_backbones(names, input_shape, weights, trainable_layers)
+    x = layers.Dropout(dropout)(features.output)
+    outputs = layers.Dense(n_classes, activation="softmax", dtype="float32", name="predictions")(x)
+    return keras.Model(features.inputs, outputs, name=f"{features.name}_classifier")

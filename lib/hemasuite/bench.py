@@ -1,0 +1,426 @@
+"""Performance benchmark of the suite: ``python -m hemasuite.bench`` (``make bench``).
+
+Writes ``benchmark.json`` and ``benchmark.md`` under ``--output`` (default
+``reports/benchmarks``; a time-stamped copy of the JSON goes to ``raw/``), each with the
+machine it ran on. Four parts:
+
+1. **Input pipeline.** Images per second of the suite's tf.data pipeline
+   (:func:`hemasuite.pipeline.path_dataset`: decodes inside tf.data and caches) against
+   the legacy Keras ``ImageDataGenerator.flow_from_directory`` (``tf_keras``) on the same
+   files, size and batch, one full pass each: the first pass (cold: tf.data decodes) and
+   the second (warm: tf.data reads its cache; the generator decodes again). The passes
+   are interleaved and the files are read once beforehand, so both start from the same
+   OS page cache. The headline is the ratio of the two in this one run.
+2. **Training and inference** images per second of every model, read from the ``cpu``
+   profile's results.json files (missing notebooks are listed as missing).
+3. **Feature cache** of P5 (``hemasuite.features``), cold and warm, when that module exists.
+4. **Suite time** of the ``smoke`` and ``cpu`` profiles from ``reports/<profile>/runs.json``
+   (sum of each notebook's last good run) against the 90-minute goal for ``cpu``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib.util
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .comparison import REPLICATIONS
+from .imageio import is_image_file
+from .results import markdown_table, package_versions, write_json_atomic
+
+CPU_GOAL_S = 90 * 60
+WARM_RATIO_GOAL = 5.0
+NOT_A_MODEL = {"metrics", "evaluation", "evaluations", "baselines", "models", "results"}
+
+
+# ---------------------------------------------------------------------------- machine
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+def machine() -> dict:
+    """CPU model (from /proc/cpuinfo), cores, RAM, load, Python and package versions."""
+    cpuinfo = _read("/proc/cpuinfo")
+    models = [line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")]
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), [])
+    meminfo = {line.split(":")[0]: line.split(":")[1].strip() for line in _read("/proc/meminfo").splitlines()
+               if ":" in line}
+    total_kb = int(meminfo.get("MemTotal", "0 kB").split()[0] or 0)
+    quota = _read("/sys/fs/cgroup/cpu.max").split()
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except AttributeError:
+        affinity = None
+    versions = package_versions()
+    for extra in ("tf-keras", "playwright"):
+        try:
+            from importlib import metadata
+
+            versions[extra] = metadata.version(extra)
+        except Exception:  # noqa: BLE001  (not installed)
+            versions[extra] = None
+    return {"cpu_model": models[0] if models else platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "cpus_usable": affinity,
+            "cgroup_cpu_quota": " ".join(quota) if quota else None,
+            "avx512": "avx512f" in flags, "ram_gib": round(total_kb / 2**20, 1),
+            "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+            "platform": platform.platform(), "python": platform.python_version(), "packages": versions}
+
+
+# ---------------------------------------------------------------------------- input pipeline
+
+def folder_frame(folder, limit: int | None = None, seed: int = 0) -> pd.DataFrame:
+    """``path, label`` of every image in ``folder/<class>/``; ``limit`` draws a seeded subset of that many."""
+    folder = Path(folder)
+    rows = [{"path": str(p.resolve()), "label": c.name} for c in sorted(folder.iterdir()) if c.is_dir()
+            for p in sorted(c.iterdir()) if is_image_file(p)]
+    frame = pd.DataFrame(rows, columns=["path", "label"])
+    if frame.empty:
+        raise FileNotFoundError(f"no images in class folders under {folder}")
+    if limit and limit < len(frame):
+        frame = frame.sample(n=limit, random_state=seed).sort_values(["label", "path"]).reset_index(drop=True)
+        frame.attrs["subset_of"] = len(rows)
+    return frame
+
+
+def mirror(frame: pd.DataFrame, target: Path) -> Path:
+    """``target/<label>/<file>`` symlinks to the frame's files: the layout flow_from_directory reads."""
+    for row in frame.itertuples():
+        link = target / row.label / Path(row.path).name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if not link.exists():
+            link.symlink_to(row.path)
+    return target
+
+
+def _pass(batches) -> dict:
+    """Iterate one full pass; images, seconds and images per second."""
+    start = time.perf_counter()
+    images = 0
+    for x, _ in batches:
+        images += int(x.shape[0])
+    seconds = time.perf_counter() - start
+    return {"images": images, "seconds": round(seconds, 3), "images_per_s": round(images / max(seconds, 1e-9), 1)}
+
+
+def pipeline_benchmark(folder, size: int = 128, batch_size: int = 64, limit: int | None = None,
+                       seed: int = 0) -> dict:
+    """tf.data (``path_dataset``) vs ImageDataGenerator.flow_from_directory: cold and warm images/s and ratios."""
+    from tf_keras.preprocessing.image import ImageDataGenerator
+
+    from .pipeline import path_dataset
+
+    frame = folder_frame(folder, limit, seed)
+    classes = sorted(frame["label"].unique())
+    read_bytes = sum(len(Path(p).read_bytes()) for p in frame["path"])  # same OS page cache for both
+    load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
+    with tempfile.TemporaryDirectory(prefix="hemasuite_bench_") as tmp:
+        subset_of = frame.attrs.get("subset_of")
+        layout = mirror(frame, Path(tmp) / "images") if subset_of else Path(folder)
+        tfdata = path_dataset(frame, size, len(classes), batch_size, classes=classes, training=False)
+        generator = ImageDataGenerator(rescale=1 / 255).flow_from_directory(
+            str(layout), target_size=(size, size), batch_size=batch_size, class_mode="categorical",
+            classes=classes, shuffle=False, interpolation="bilinear")
+        if generator.samples != len(frame):
+            raise RuntimeError(f"flow_from_directory found {generator.samples} images, tf.data {len(frame)}")
+        epoch = lambda: (generator[i] for i in range(len(generator)))  # noqa: E731  (one full pass)
+        results = {"tf_data_cold": _pass(tfdata), "imagedatagenerator_pass1": _pass(epoch()),
+                   "tf_data_warm": _pass(tfdata), "imagedatagenerator_pass2": _pass(epoch())}
+    for name, result in results.items():
+        if result["images"] != len(frame):
+            raise RuntimeError(f"{name} iterated {result['images']} images, expected {len(frame)}")
+    warm = results["tf_data_warm"]["images_per_s"] / results["imagedatagenerator_pass2"]["images_per_s"]
+    cold = results["tf_data_cold"]["images_per_s"] / results["imagedatagenerator_pass1"]["images_per_s"]
+    return {"folder": str(folder), "images": len(frame), "subset_of": subset_of,
+            "classes": classes, "size": [size, size], "batch_size": batch_size, "bytes_read_beforehand": read_bytes,
+            "load_average_before": [round(x, 2) for x in load_before] if load_before else None,
+            "load_average_after": [round(x, 2) for x in os.getloadavg()] if load_before else None,
+            "passes": results, "warm_ratio": round(warm, 2), "cold_ratio": round(cold, 2),
+            "warm_ratio_goal": WARM_RATIO_GOAL, "warm_goal_met": bool(warm >= WARM_RATIO_GOAL),
+            "method": "one full pass each, interleaved: tf.data cold, generator pass 1, tf.data warm, generator "
+                      "pass 2; both output float32 batches rescaled by 1/255 with one-hot labels; the files were "
+                      "read once beforehand so both start from the same OS page cache"}
+
+
+# ---------------------------------------------------------------------------- training / inference
+
+def _speed_records(node, path=()):
+    """``(path, seed, training record)`` for every per-seed training record under ``node``."""
+    if isinstance(node, dict):
+        per_seed = node.get("per_seed")
+        if isinstance(per_seed, list):
+            for entry in per_seed:
+                record = entry.get("training") if isinstance(entry, dict) else None
+                if isinstance(record, dict):
+                    yield path, entry.get("seed"), record
+            return
+        for key, value in node.items():
+            if key not in ("environment", "parameters"):
+                yield from _speed_records(value, path + (str(key),))
+    elif isinstance(node, list):
+        for value in node:
+            yield from _speed_records(value, path)
+
+
+def _shown(path) -> str:
+    """``path`` relative to the checkout when it is inside it (reports are committed), else absolute."""
+    from .config import repo_root
+
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(repo_root()))
+    except ValueError:
+        return str(path)
+
+
+def _mean(values) -> float:
+    values = [float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return round(float(np.mean(values)), 1) if values else math.nan
+
+
+def training_speeds(results_dir, notebooks=tuple(REPLICATIONS)) -> pd.DataFrame:
+    """Mean train / inference images per second over seeds of each model, from the profile's results.json."""
+    rows = []
+    for stem in notebooks:
+        path = Path(results_dir) / stem / "results.json"
+        if not path.is_file():
+            rows.append({"notebook": stem, "model": "missing", "seeds": 0, "train_images_per_s": math.nan,
+                         "inference_images_per_s": math.nan, "status": "missing: no results.json"})
+            continue
+        result = json.loads(path.read_text())
+        grouped: dict[str, list] = {}
+        for where, _seed, record in _speed_records(result):
+            model = "/".join(part for part in where if part not in NOT_A_MODEL) or "model"
+            grouped.setdefault(model, []).append(record)
+        if not grouped:
+            rows.append({"notebook": stem, "model": "missing", "seeds": 0, "train_images_per_s": math.nan,
+                         "inference_images_per_s": math.nan, "status": "missing: no per-seed training records"})
+        for model, records in grouped.items():
+            train = _mean(r.get("train_images_per_s") for r in records)
+            infer = _mean(r.get("inference_images_per_s") for r in records)
+            rows.append({"notebook": stem, "model": model, "seeds": len(records), "train_images_per_s": train,
+                         "inference_images_per_s": infer,
+                         "status": "missing: no images/s recorded" if math.isnan(train) and math.isnan(infer)
+                         else "ok", "profile": result.get("profile"), "started_utc": result.get("started_utc")})
+    return pd.DataFrame(rows, columns=["notebook", "model", "seeds", "train_images_per_s", "inference_images_per_s",
+                                       "status", "profile", "started_utc"])
+
+
+# ---------------------------------------------------------------------------- feature cache (P5)
+
+def feature_cache_benchmark(folder=None, n_images: int = 64, size: int = 64, backbone: str = "alexnet",
+                            layer: str = "fc6", seed: int = 0) -> dict:
+    """P5's cached feature extraction (:func:`hemasuite.features.layer_features`), cold vs warm cache.
+
+    ``n_images`` of ``folder`` are decoded first (not timed); then the features of a small
+    random-init backbone are extracted into an empty temporary cache (cold: build the
+    model and run it) and again (warm: load them from the cache).
+    """
+    if importlib.util.find_spec("hemasuite.features") is None:
+        return {"status": "not measured: features.py missing",
+                "detail": "lib/hemasuite/features.py (P5's cached feature extraction) did not exist when this "
+                          "benchmark ran"}
+    if folder is None:
+        return {"status": "not measured: no image folder given"}
+    from . import features, pipeline
+
+    frame = folder_frame(folder, n_images, seed)
+    images = pipeline.load_images(frame, size)
+    paths = frame["path"].tolist()
+    try:
+        with tempfile.TemporaryDirectory(prefix="hemasuite_features_") as tmp:
+            start = time.perf_counter()
+            cold, cold_record = features.layer_features(images, paths, backbone, layer, None, seed, cache_dir=tmp)
+            cold_s = time.perf_counter() - start
+            start = time.perf_counter()
+            warm, warm_record = features.layer_features(images, paths, backbone, layer, None, seed, cache_dir=tmp)
+            warm_s = time.perf_counter() - start
+    except Exception as error:  # noqa: BLE001  (a module under development must not break the benchmark)
+        return {"status": f"not measured: features.layer_features raised {type(error).__name__}: {error}"}
+    return {"status": "measured", "backbone": f"{backbone} {layer} (random init)", "images": len(frame),
+            "size": [size, size], "feature_dim": int(cold.shape[1]), "cold_seconds": round(cold_s, 3),
+            "warm_seconds": round(warm_s, 4), "ratio": round(cold_s / max(warm_s, 1e-9), 1),
+            "computed_cold": bool(cold_record.get("computed")), "computed_warm": bool(warm_record.get("computed")),
+            "identical": bool(np.array_equal(cold, warm)),
+            "method": "images decoded beforehand (not timed); cold: empty temporary cache, model built and run; "
+                      "warm: the same call again, features loaded from the cache"}
+
+
+# ---------------------------------------------------------------------------- suite time
+
+def expected_notebooks(profile: str) -> list[str]:
+    """Notebooks a full run of ``profile`` executes: the numbered notebooks plus any profiles.yaml names."""
+    from . import config, runner
+
+    stems = [p.stem for p in runner.discover()]
+    try:
+        stems += [s for s in (config.profile(profile).get("notebooks") or {}) if s not in stems]
+    except Exception:  # noqa: BLE001  (unknown profile: the notebooks on disk are the list)
+        pass
+    return sorted(stems)
+
+
+def suite_time(reports, profile: str, expected: list[str] | None = None) -> dict:
+    """Sum of the last good run of each notebook of ``profile``, with the notebooks included and missing."""
+    expected = expected if expected is not None else expected_notebooks(profile)
+    path = Path(reports) / profile / "runs.json"
+    status = json.loads(path.read_text()) if path.is_file() else {}
+    included = {stem: entry["last_good"] for stem, entry in status.items() if entry.get("last_good")}
+    missing = sorted(set(expected) - set(included))
+    seconds = round(sum(float(r.get("seconds") or 0) for r in included.values()), 1)
+    dates = sorted(r.get("started_utc") for r in included.values() if r.get("started_utc"))
+    result = {"profile": profile, "runs_json": _shown(path), "total_seconds": seconds,
+              "total_minutes": round(seconds / 60, 1),
+              "notebooks": {stem: included[stem].get("seconds") for stem in sorted(included)},
+              "missing": missing, "first_run_utc": dates[0] if dates else None,
+              "last_run_utc": dates[-1] if dates else None}
+    if profile == "cpu":
+        result["goal_seconds"] = CPU_GOAL_S
+        if missing:
+            result["goal_met"] = None
+            result["goal_note"] = (f"not determinable: {len(missing)} notebook(s) have no good cpu run "
+                                   f"({', '.join(missing)}); the {seconds / 60:.1f} min so far "
+                                   f"{'already exceed' if seconds > CPU_GOAL_S else 'are within'} the 90 min goal")
+        else:
+            result["goal_met"] = seconds <= CPU_GOAL_S
+            result["goal_note"] = (f"{seconds / 60:.1f} min for the whole cpu profile: 90 min goal "
+                                   f"{'met' if seconds <= CPU_GOAL_S else 'missed'}")
+    return result
+
+
+# ---------------------------------------------------------------------------- report
+
+def _fmt(value, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "missing"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def to_markdown(report: dict) -> str:
+    """The benchmark as Markdown: ratios first, absolute numbers for context."""
+    m = report["machine"]
+    lines = [f"# Benchmark ({report['started_utc']})", "",
+             f"Machine: {m['cpu_model']}, {m['cpu_count']} logical CPUs ({m['cpus_usable']} usable), "
+             f"{m['ram_gib']} GiB RAM, load average at start {m['load_average']}; Python {m['python']}, TensorFlow "
+             f"{m['packages'].get('tensorflow')}, Keras {m['packages'].get('keras')}, tf-keras "
+             f"{m['packages'].get('tf-keras')}, NumPy {m['packages'].get('numpy')}. "
+             f"Commit: {report.get('commit')}.", "",
+             "## Input pipeline: tf.data vs ImageDataGenerator", ""]
+    p = report.get("pipeline") or {}
+    if p.get("passes"):
+        passes = p["passes"]
+        subset = f" (seeded subset of {p['subset_of']})" if p.get("subset_of") else ""
+        lines += [f"{p['images']} images{subset} from `{p['folder']}`, "
+                  f"{p['size'][0]}x{p['size'][1]}, batch {p['batch_size']}; {p['method']}.", "",
+                  f"- **warm ratio** (tf.data cached epoch / generator epoch): **{p['warm_ratio']:.2f}x** "
+                  f"(goal >= {p['warm_ratio_goal']:.0f}x: {'met' if p['warm_goal_met'] else 'not met'})",
+                  f"- **cold ratio** (tf.data first epoch / generator epoch): **{p['cold_ratio']:.2f}x**", "",
+                  "Absolute numbers, for context only (they depend on the machine and its load; load average "
+                  f"before {p.get('load_average_before')}, after {p.get('load_average_after')}):", "",
+                  markdown_table(pd.DataFrame([{"pass": k, **v} for k, v in passes.items()]), floatfmt=".2f")]
+    else:
+        lines.append(f"not measured: {p.get('status', 'skipped')}")
+    lines += ["", "## Training and inference (cpu profile results)", "",
+              "Mean over seeds of each model's `train_images_per_s` and `inference_images_per_s` as recorded in "
+              f"`{report['training']['results_dir']}`.", ""]
+    speeds = pd.DataFrame(report["training"]["rows"])
+    lines.append(markdown_table(speeds.drop(columns=["profile"], errors="ignore"), floatfmt=".1f")
+                 if len(speeds) else "no results")
+    f = report["feature_cache"]
+    lines += ["", "## Feature cache (P5)", "", f"{f['status']}" + (f": {f['detail']}" if f.get("detail") else "")]
+    if f.get("cold_seconds") is not None:
+        lines[-1] = (f"{f['backbone']} features of {f['images']} images at {f['size'][0]}x{f['size'][1]} "
+                     f"({f['feature_dim']} values each); {f['method']}.")
+        lines += ["", f"- **cold / warm time ratio: {f['ratio']}x** (warm computed nothing: "
+                      f"{not f['computed_warm']}; identical features: {f['identical']})",
+                  f"- absolute, for context: cold {f['cold_seconds']} s, warm {f['warm_seconds']} s"]
+    lines += ["", "## Suite wall time", ""]
+    for profile, s in report["suite"].items():
+        span = (f"sum of last good runs, {s['first_run_utc']} to {s['last_run_utc']}" if s["notebooks"]
+                else f"no good run recorded in {s['runs_json']}")
+        lines.append(f"- `{profile}`: {s['total_minutes']} min over {len(s['notebooks'])} notebook(s) ({span}); "
+                     f"missing: {', '.join(s['missing']) or 'none'}"
+                     + (f". Goal 90 min: {s['goal_note']}" if profile == "cpu" else ""))
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: dict, output) -> tuple[Path, Path]:
+    """``benchmark.json`` and ``benchmark.md`` in ``output``, plus ``raw/benchmark_<time>.json``."""
+    output = Path(output)
+    json_path, md_path = output / "benchmark.json", output / "benchmark.md"
+    write_json_atomic(json_path, report)
+    stamp = report["started_utc"].replace(":", "").replace("-", "").replace("+0000", "Z")
+    write_json_atomic(output / "raw" / f"benchmark_{stamp}.json", report)
+    md_path.write_text(to_markdown(report), encoding="utf-8")
+    return json_path, md_path
+
+
+def run_benchmark(folder=None, size: int = 128, batch_size: int = 64, limit: int | None = None, reports=None,
+                  skip_pipeline: bool = False) -> dict:
+    """Every part of the benchmark as one dict (see the module docstring)."""
+    from . import config
+    from .errors import DataError
+    from .results import git_commit
+
+    reports = Path(reports or config.repo_root() / "reports")
+    report = {"started_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+              "commit": git_commit(), "machine": machine()}
+    if folder is None:
+        try:
+            folder = config.resolve_data_dir() / "taleqani_all" / "Original"
+        except DataError:
+            if not skip_pipeline:
+                raise
+    if skip_pipeline:
+        report["pipeline"] = {"status": "skipped (--skip-pipeline)"}
+    else:
+        report["pipeline"] = pipeline_benchmark(folder, size, batch_size, limit)
+    results_dir = reports / "cpu" / "results"
+    report["training"] = {"results_dir": _shown(results_dir),
+                          "rows": training_speeds(results_dir).to_dict(orient="records")}
+    report["feature_cache"] = feature_cache_benchmark(folder)
+    report["suite"] = {profile: suite_time(reports, profile) for profile in ("smoke", "cpu")}
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--output", default=None, help="output folder (default: <repo>/reports/benchmarks)")
+    parser.add_argument("--folder", help="class-per-folder images (default: <data root>/taleqani_all/Original)")
+    parser.add_argument("--size", type=int, default=128, help="square input size (default 128)")
+    parser.add_argument("--batch-size", type=int, default=64, help="batch size (default 64)")
+    parser.add_argument("--limit", type=int, help="benchmark the pipeline on a seeded subset of this many images")
+    parser.add_argument("--reports",
+                        help="reports folder with <profile>/runs.json and results (default: <repo>/reports)")
+    parser.add_argument("--skip-pipeline", action="store_true", help="only collect the recorded numbers")
+    args = parser.parse_args(argv)
+    from . import config
+
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if load > 1.5 and not args.limit and not args.skip_pipeline:
+        print(f"warning: load average {load:.2f} > 1.5; absolute times will be low, consider --limit 500",
+              file=sys.stderr)
+    report = run_benchmark(args.folder, args.size, args.batch_size, args.limit, args.reports, args.skip_pipeline)
+    json_path, md_path = write_report(report, args.output or config.repo_root() / "reports" / "benchmarks")
+    print(md_path.read_text())
+    print(f"wrote {json_path} and {md_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

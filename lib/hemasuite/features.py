@@ -1,0 +1,173 @@
+"""Features of frozen backbones, computed once and cached on disk.
+
+A backbone that is not trained gives the same features every time, so P2's VGG-16
+feature extractor and P5's feature extraction + SVM and head-only fine-tuning compute
+them once. :class:`FeatureCache` stores them as ``features_<name>_<key>.npy`` under
+:func:`hemasuite.config.cache_dir`; the key covers
+
+- the extractor: backbone and layer (``name``), and the input rescaling,
+- its weights: the weight file's name, byte size and modification time, or random
+  initialisation with the seed that drew it,
+- the input size,
+- the dataset content: every image file's path, byte size and modification time, in
+  order (:func:`hemasuite.pipeline.cache_key`),
+- a variant for any transformation of the images (e.g. P5's rotations).
+
+:func:`layer_features` names the layers the papers read (``fc6`` / ``fc7`` of AlexNet and
+VGG-16, ``avgpool`` of the ``keras.applications`` backbones; ``a+b`` concatenates the
+features of two backbones). :func:`as_prepared` and :func:`softmax_head` train a softmax
+classifier on them through the usual :func:`hemasuite.experiment.train_seeds`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from . import config, pipeline
+
+LAYERS = ("fc6", "fc7", "avgpool")
+
+
+class FeatureCache:
+    """Features of one frozen extractor, computed on a cache miss and loaded otherwise.
+
+    ``build()`` returns the Keras feature model; it is called at most once per instance,
+    on the first miss, after seeding with ``seed`` (so random initialisation is the same
+    draw on every run). ``weights_file`` is the resolved weight file, None for random init.
+    ``hits`` / ``misses`` / ``seconds`` record what happened.
+    """
+
+    def __init__(self, name: str, build: Callable, size, weights_file: str | None = None, seed: int = 0,
+                 rescale: float = 1.0, cache_dir=None, batch_size: int = 32):
+        self.name, self.build, self.size, self.seed, self.rescale = name, build, size, seed, rescale
+        self.weights_file, self.batch_size = weights_file, batch_size
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else config.cache_dir()
+        self.hits, self.misses, self.seconds = 0, 0, 0.0
+        self._model = None
+
+    def weights_identity(self) -> str:
+        """The weight file's name, size and mtime, or random init with its seed."""
+        if self.weights_file is None:
+            return f"random init, seed {self.seed}"
+        stat = os.stat(self.weights_file)
+        return f"{Path(self.weights_file).name}:{stat.st_size}:{stat.st_mtime_ns}"
+
+    def path(self, paths, variant="") -> Path:
+        """The cache file for these image files (in this order) and variant."""
+        payload = json.dumps({"extractor": self.name, "weights": self.weights_identity(), "rescale": self.rescale,
+                              "content": pipeline.cache_key([str(p) for p in paths], self.size), "variant": variant})
+        return self.cache_dir / f"features_{self.name}_{hashlib.sha256(payload.encode()).hexdigest()[:20]}.npy"
+
+    def model(self):
+        """The feature model, built once."""
+        if self._model is None:
+            config.set_seeds(self.seed)
+            self._model = self.build()
+        return self._model
+
+    def __call__(self, images: np.ndarray, paths, variant="") -> np.ndarray:
+        """``(N, D)`` float32 features of ``images`` (uint8, decoded from ``paths``, transformed as ``variant``)."""
+        from . import training
+
+        if len(images) != len(paths):
+            raise ValueError(f"{len(images)} images but {len(paths)} paths")
+        target = self.path(paths, variant)
+        if target.is_file():
+            self.hits += 1
+            return np.load(target)
+        self.misses += 1
+        start = time.perf_counter()
+        data = pipeline.make_dataset(images, np.zeros(len(images)), 1, self.batch_size, training=False,
+                                     rescale=self.rescale)
+        features = training.predict(self.model(), data)[0].astype(np.float32).reshape(len(images), -1)
+        self.seconds += time.perf_counter() - start
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(f".{os.getpid()}.tmp")
+        with open(partial, "wb") as handle:
+            np.save(handle, features)
+        os.replace(partial, target)
+        return features
+
+
+def effective_weights(backbone: str, weights):
+    """The weights a backbone really gets: AlexNet has no ImageNet weights in Keras, so it is always random init."""
+    return None if backbone == "alexnet" else weights
+
+
+def input_rescale(backbone: str) -> float:
+    """Pixel scaling a feature model expects: AlexNet (trained here from [0, 1] inputs) 1/255; the
+    ``keras.applications`` models take [0, 255] and preprocess inside."""
+    return 1 / 255 if backbone == "alexnet" else 1.0
+
+
+def feature_model(backbone: str, layer: str, input_shape, weights=None):
+    """The Keras model giving ``layer`` of ``backbone`` (a :data:`LAYERS` name)."""
+    import keras
+
+    from . import models
+
+    config.check_choice("layer", layer, LAYERS)
+    if backbone == "alexnet":
+        config.check_choice("AlexNet layer", layer, ("fc6", "fc7"))
+        network = models.alexnet(input_shape, 2)
+        return keras.Model(network.inputs, network.get_layer(layer).output, name=f"alexnet_{layer}")
+    if backbone == "vgg16" and layer == "fc6":
+        return models.vgg16_fc6(input_shape, weights)
+    config.check_choice(f"{backbone} layer", layer, ("avgpool",))
+    return models.backbone_features(backbone, input_shape, weights, pooling="avg")
+
+
+def layer_features(images: np.ndarray, paths, backbone: str, layer: str, weights=None, seed: int = 0,
+                   variant="", batch_size: int = 32, cache_dir=None) -> tuple[np.ndarray, dict]:
+    """Cached ``layer`` features of ``images``; ``backbone`` ``"a+b"`` concatenates those of a and b.
+
+    Returns the features and a record (extractor, weights, feature size, computed or loaded, seconds).
+    """
+    from .models import resolve_top_weights, resolve_weights, weights_label
+
+    if "+" in backbone:
+        parts = [layer_features(images, paths, part, layer, weights, seed, variant, batch_size, cache_dir)
+                 for part in backbone.split("+")]
+        stacked = np.hstack([features for features, _ in parts])
+        return stacked, {"extractor": f"{backbone} {layer} (concatenated)", "dim": int(stacked.shape[1]),
+                         "weights": parts[0][1]["weights"], "parts": [record for _, record in parts]}
+    weights = effective_weights(backbone, weights)
+    size = images.shape[1:3]
+    resolve = resolve_top_weights if (backbone, layer) == ("vgg16", "fc6") else resolve_weights
+    weights_file = resolve(backbone, weights)
+    cache = FeatureCache(f"{backbone}_{layer}", lambda: feature_model(backbone, layer, (*size, 3), weights),
+                         tuple(size), weights_file, seed, input_rescale(backbone), cache_dir, batch_size)
+    features = cache(images, paths, variant)
+    return features, {"extractor": f"{backbone} {layer}", "dim": int(features.shape[1]),
+                      "weights": weights_label(weights), "computed": bool(cache.misses),
+                      "seconds": round(cache.seconds, 1)}
+
+
+def as_prepared(prepared, features: np.ndarray, standardize: bool = True):
+    """``prepared`` with its images replaced by ``features`` (rows in frame order), z-scored on the training rows."""
+    features = np.asarray(features, dtype=np.float32)
+    if standardize:
+        train = features[(prepared.frame["split"] == "train").to_numpy()]
+        features = (features - train.mean(axis=0)) / (train.std(axis=0) + 1e-6)
+    return replace(prepared, images=features.astype(np.float32), size=int(features.shape[1]),
+                   protocol={**prepared.protocol, "features": {"dim": int(features.shape[1]),
+                                                               "standardized_on": "training rows" if standardize
+                                                               else None}})
+
+
+def softmax_head(n_features: int, n_classes: int, dropout: float = 0.5):
+    """Dropout + softmax on a feature vector: the new last layer on a frozen backbone."""
+    import keras
+
+    inputs = keras.Input(shape=(n_features,))
+    x = keras.layers.Dropout(dropout)(inputs)
+    outputs = keras.layers.Dense(n_classes, activation="softmax", dtype="float32", name="predictions")(x)
+    return keras.Model(inputs, outputs, name="softmax_head")

@@ -1,0 +1,24 @@
+"""A small CNN for native-resolution tiles (P3's patch variant), trained from scratch."""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from .custom import conv_block
+
+
+def patch_cnn(input_shape, n_classes: int, filters=(32, 64, 128, 256), dropout: float = 0.3) -> keras.Model:
+    """conv-BN-ReLU-maxpool blocks, global average pooling, dropout, softmax.
+
+    Global pooling makes the prediction a statistic of local texture over the tile, which
+    is what separates the lymphoma subtypes (nuclear size, chromatin, follicle pattern).
+    """
+    inputs = keras.Input(shape=input_shape)
+    x = inputs
+    for width in filters:
+        x = conv_block(x, width, batch_norm=True)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dropout(dropout)(x)
+    outputs = layers.Dense(n_classes, activation="softmax", dtype="float32", name="predictions")(x)
+    return keras.Model(inputs, outputs, name="patch_cnn")

@@ -1,0 +1,138 @@
+"""The benchmark's functions on a tiny temporary image folder and fake results / runs files."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from hemasuite import bench
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench_images")
+    rng = np.random.default_rng(0)
+    for label in ("a", "b"):
+        (root / label).mkdir()
+        for i in range(5):
+            Image.fromarray(rng.integers(0, 256, (24, 20, 3), dtype=np.uint8)).save(root / label / f"{i}.jpg")
+    (root / "a" / "notes.txt").write_text("not an image")
+    return root
+
+
+def test_machine_description():
+    m = bench.machine()
+    assert m["cpu_model"] and m["cpu_count"] >= 1 and m["ram_gib"] > 0
+    assert m["packages"]["tensorflow"] and "tf-keras" in m["packages"]
+
+
+def test_folder_frame_and_subset(image_folder, tmp_path):
+    frame = bench.folder_frame(image_folder)
+    assert len(frame) == 10 and sorted(frame["label"].unique()) == ["a", "b"]
+    subset = bench.folder_frame(image_folder, limit=4, seed=1)
+    assert len(subset) == 4 and subset.attrs["subset_of"] == 10
+    mirrored = bench.mirror(subset, tmp_path / "m")
+    assert sorted(p.name for p in mirrored.rglob("*.jpg")) == sorted(p.split("/")[-1] for p in subset["path"])
+    with pytest.raises(FileNotFoundError):
+        bench.folder_frame(tmp_path / "m" / "a")
+
+
+@pytest.mark.parametrize("limit", [None, 6])
+def test_pipeline_benchmark_counts_every_image_and_reports_ratios(image_folder, limit):
+    result = bench.pipeline_benchmark(image_folder, size=16, batch_size=4, limit=limit)
+    expected = limit or 10
+    assert result["images"] == expected and result["subset_of"] == (10 if limit else None)
+    assert set(result["passes"]) == {"tf_data_cold", "tf_data_warm", "imagedatagenerator_pass1",
+                                     "imagedatagenerator_pass2"}
+    for one in result["passes"].values():
+        assert one["images"] == expected and one["images_per_s"] > 0
+    assert result["warm_ratio"] > 0 and result["cold_ratio"] > 0
+    passes = result["passes"]
+    warm = passes["tf_data_warm"]["images_per_s"] / passes["imagedatagenerator_pass2"]["images_per_s"]
+    assert math.isclose(result["warm_ratio"], warm, rel_tol=0.05)
+    assert result["warm_goal_met"] == (result["warm_ratio"] >= 5)
+
+
+def fake_results(tmp_path):
+    results = tmp_path / "reports" / "cpu" / "results"
+    training = lambda t, i: {"train_images_per_s": t, "inference_images_per_s": i, "epochs": 2}  # noqa: E731
+    p4 = {"profile": "cpu", "started_utc": "2026-11-20T10:00:00+00:00", "metrics": {
+        "cnn": {"per_seed": [{"seed": 0, "training": training(100.0, 1000.0)},
+                             {"seed": 1, "training": training(200.0, 3000.0)}]},
+        "baselines": {"resnet50": {"details": training(9.0, 9.0),  # a copy of seed 0: not counted twice
+                                   "evaluation": {"per_seed": [{"seed": 0, "training": training(50.0, 500.0)}]}},
+                      "knn": {"evaluation": {"per_seed": [{"seed": 0, "training": {"k": 3}}]}}}}}
+    (results / "10_p4_sequential_cnn").mkdir(parents=True)
+    (results / "10_p4_sequential_cnn" / "results.json").write_text(json.dumps(p4))
+    (results / "11_p1_deep_cnn").mkdir()
+    (results / "11_p1_deep_cnn" / "results.json").write_text(json.dumps({"profile": "cpu", "metrics": {}}))
+    return results
+
+
+def test_training_speeds_from_results(tmp_path):
+    table = bench.training_speeds(fake_results(tmp_path)).set_index(["notebook", "model"])
+    assert table.loc[("10_p4_sequential_cnn", "cnn"), "train_images_per_s"] == 150.0
+    assert table.loc[("10_p4_sequential_cnn", "cnn"), "inference_images_per_s"] == 2000.0
+    assert table.loc[("10_p4_sequential_cnn", "cnn"), "seeds"] == 2
+    assert table.loc[("10_p4_sequential_cnn", "resnet50"), "train_images_per_s"] == 50.0
+    assert table.loc[("10_p4_sequential_cnn", "knn"), "status"] == "missing: no images/s recorded"
+    assert table.loc[("11_p1_deep_cnn", "missing"), "status"] == "missing: no per-seed training records"
+    assert table.loc[("22_p5_bone_marrow", "missing"), "status"] == "missing: no results.json"
+    assert math.isnan(table.loc[("22_p5_bone_marrow", "missing"), "train_images_per_s"])
+
+
+def write_runs(reports, profile, entries):
+    (reports / profile).mkdir(parents=True, exist_ok=True)
+    (reports / profile / "runs.json").write_text(json.dumps(entries))
+
+
+def test_suite_time_and_goal(tmp_path):
+    reports = tmp_path / "reports"
+    good = lambda s, d="2026-11-20T10:00:00+00:00": {"status": "ok", "seconds": s, "started_utc": d}  # noqa: E731
+    write_runs(reports, "cpu", {"00_a": {"last_good": good(600.0), "last_attempt": good(600.0)},
+                                "10_b": {"last_good": good(1200.0, "2026-11-21T10:00:00+00:00"),
+                                         "last_attempt": {"status": "failed", "seconds": 5}},
+                                "11_c": {"last_attempt": {"status": "failed", "seconds": 3}}})
+    partial = bench.suite_time(reports, "cpu", expected=["00_a", "10_b", "11_c", "90_d"])
+    assert partial["total_seconds"] == 1800.0 and partial["total_minutes"] == 30.0
+    assert partial["missing"] == ["11_c", "90_d"] and partial["goal_met"] is None
+    assert "not determinable" in partial["goal_note"]
+    assert partial["first_run_utc"].startswith("2026-11-20") and partial["last_run_utc"].startswith("2026-11-21")
+    complete = bench.suite_time(reports, "cpu", expected=["00_a", "10_b"])
+    assert complete["goal_met"] is True and complete["missing"] == []
+    write_runs(reports, "cpu", {"00_a": {"last_good": good(6000.0)}})
+    assert bench.suite_time(reports, "cpu", expected=["00_a"])["goal_met"] is False
+    nothing = bench.suite_time(reports, "smoke", expected=["00_a"])
+    assert nothing["total_seconds"] == 0 and nothing["missing"] == ["00_a"] and "goal_met" not in nothing
+
+
+def test_feature_cache_missing_module_is_reported_not_measured(monkeypatch, image_folder):
+    monkeypatch.setattr(bench.importlib.util, "find_spec", lambda name: None)
+    assert bench.feature_cache_benchmark(image_folder) == {
+        "status": "not measured: features.py missing",
+        "detail": "lib/hemasuite/features.py (P5's cached feature extraction) did not exist when this benchmark ran"}
+
+
+def test_feature_cache_cold_then_warm(image_folder):
+    pytest.importorskip("hemasuite.features", reason="lib/hemasuite/features.py not written yet")
+    result = bench.feature_cache_benchmark(image_folder, n_images=6, size=32)
+    assert result["status"] == "measured", result
+    assert result["images"] == 6 and result["computed_cold"] and not result["computed_warm"] and result["identical"]
+    assert result["cold_seconds"] > result["warm_seconds"] > 0
+
+
+def test_report_files(tmp_path, image_folder):
+    fake_results(tmp_path)
+    report = bench.run_benchmark(folder=image_folder, reports=tmp_path / "reports", skip_pipeline=True)
+    assert report["pipeline"]["status"].startswith("skipped")
+    report["pipeline"] = bench.pipeline_benchmark(image_folder, size=16, batch_size=4)
+    json_path, md_path = bench.write_report(report, tmp_path / "out")
+    back = json.loads(json_path.read_text())
+    assert back["machine"]["cpu_model"] and back["pipeline"]["warm_ratio"] > 0
+    assert len(list((tmp_path / "out" / "raw").glob("benchmark_*.json"))) == 1
+    text = md_path.read_text()
+    for needle in ("warm ratio", "cold ratio", "## Training and inference", "10_p4_sequential_cnn", "missing",
+                   "## Feature cache", "## Suite wall time", "Goal 90 min"):
+        assert needle in text, needle

@@ -1,0 +1,87 @@
+"""The shared train-and-evaluate workflow on synthetic data."""
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from hemasuite import experiment, session
+from hemasuite.splits import load_manifest
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    out = tmp_path_factory.mktemp("out")
+    run = session.start("t_exp", profile="smoke", data_dir=None, output_dir=out, seed=0)
+    data = session.dataset(run, "synthetic", per_class=12, size=32)
+    return run, experiment.prepare(run, data, (0.6, 0.2, 0.2), seed=0, size=16)
+
+
+def tiny_model(n_classes=4):
+    return keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3, activation="relu"),
+                             keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(n_classes, activation="softmax")])
+
+
+def test_prepare_keeps_duplicates_on_one_side_and_saves_manifest(prepared):
+    run, prep = prepared
+    manifest = load_manifest(run.dir / "split_manifest.csv")
+    assert len(manifest) == len(prep.frame) == len(prep.images)
+    assert (manifest.groupby("duplicate_group")["split"].nunique() == 1).all()
+    assert prep.protocol["split"]["images_merged_into_duplicate_groups"] >= 4
+    assert prep.images.shape[1:] == (16, 16, 3) and set(prep.frame["split"]) == {"train", "val", "test"}
+
+
+def test_train_evaluate_report(prepared):
+    run, prep = prepared
+    runs = experiment.train_seeds(prep, tiny_model, [0, 1], epochs=1, batch_size=8,
+                                  optimizer=experiment.adam(1e-2, 1), tta=True, verbose=0)
+    assert [r.seed for r in runs] == [0, 1] and runs[0].model is not None and runs[1].model is None
+    n_test = int((prep.frame["split"] == "test").sum())
+    assert runs[0].probabilities.shape == (n_test, 4)
+    evaluation = experiment.evaluate(prep, runs, n_boot=50)
+    acc = evaluation["over_seeds"]["accuracy"]
+    assert acc["n"] == 2 and 0 <= acc["mean"] <= 1
+    ci = evaluation["accuracy_seed_mean_ci"]
+    assert ci["ci_low"] <= ci["value"] <= ci["ci_high"]
+    figures = experiment.report(run, "tiny", "tiny", prep, runs, evaluation)
+    assert {"training_curves", "confusion_matrix", "roc", "reliability"} <= set(figures)
+    assert all((run.dir / path).exists() for path in figures.values())
+    row = experiment.comparison_row("tiny", evaluation, 0.9, "random init")
+    assert row["seeds"] == 2 and row["paper"] == 0.9
+    correct = experiment.per_class_correct(prep, runs[0])
+    assert correct["total"].sum() == n_test
+
+
+def test_dihedral_predict_matches_plain_prediction_for_an_invariant_model(prepared):
+    _, prep = prepared
+    model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(4, activation="softmax")])
+    x, y = prep.arrays("test")
+    averaged, speed = experiment.dihedral_predict(model, x, y, 4)
+    plain = model.predict(x.astype("float32") / 255, verbose=0)
+    assert np.allclose(averaged, plain, atol=1e-5) and speed > 0
+
+
+def test_seed_mean_ci_and_verdict():
+    y = np.array([0, 1, 1, 0])
+    perfect = np.eye(2)[y]
+    wrong = np.eye(2)[1 - y]
+    ci = experiment.seed_mean_accuracy_ci(y, [perfect, wrong], n_boot=100)
+    assert ci["value"] == 0.5
+    evaluation = {"over_seeds": {"accuracy": {"mean": 0.9, "sd": 0.01, "n": 3}},
+                  "accuracy_seed_mean_ci": {"ci_low": 0.85, "ci_high": 0.95, "n_test": 100}}
+    assert "missed by 5.00%" in experiment.verdict("m", evaluation, 0.95)
+    assert "reached" in experiment.verdict("m", evaluation, 0.85)
+    assert "SYNTHETIC" in experiment.verdict("m", evaluation, 0.85, synthetic=True)
+
+
+def test_unknown_baseline_is_rejected(prepared):
+    run, prep = prepared
+    with pytest.raises(Exception, match="unknown parameter"):
+        experiment.run_baselines(run, prep, ["svm"], 16, 1, 8, 1e-3, None, 0, 10)
+
+
+def test_deviations_lead_with_the_profile():
+    lines = experiment.deviations("cpu", {"epochs": "3"})
+    assert lines[0].startswith("profile cpu") and lines[1] == "epochs: 3"
+    assert isinstance(pd.DataFrame([experiment.comparison_row("x", None, None, "none")]).iloc[0]["mean"], float)
