@@ -38,6 +38,21 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def open_checked(path) -> Image.Image:
+    """Open and fully decode ``path``; every failure becomes an :class:`ImageReadError`."""
+    path = Path(path)
+    if not path.exists():
+        raise ImageReadError(path, "file does not exist")
+    if path.stat().st_size == 0:
+        raise ImageReadError(path, "empty file (0 bytes)")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image.copy()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise ImageReadError(path, f"not a decodable image ({error})") from error
+
+
 def read_rgb(path, size: int | tuple[int, int] | None = None) -> np.ndarray:
     """Return the image at ``path`` as an ``(H, W, 3)`` uint8 array.
 
@@ -45,36 +60,12 @@ def read_rgb(path, size: int | tuple[int, int] | None = None) -> np.ndarray:
     interpolation. Raises :class:`ImageReadError` for missing, empty, truncated or
     undecodable files.
     """
-    path = Path(path)
-    if not path.exists():
-        raise ImageReadError(path, "file does not exist")
-    if path.stat().st_size == 0:
-        raise ImageReadError(path, "empty file (0 bytes)")
-    try:
-        with Image.open(path) as image:
-            image.load()
-            rgb = to_rgb(image)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise ImageReadError(path, f"not a decodable image ({error})") from error
-    if rgb.width == 0 or rgb.height == 0:
+    image = open_checked(path)
+    if image.width == 0 or image.height == 0:
         raise ImageReadError(path, "image has zero width or height")
+    rgb = to_rgb(image)
     if size is not None:
         height, width = (size, size) if isinstance(size, int) else size
         rgb = rgb.resize((width, height), Image.BILINEAR)
     return np.asarray(rgb, dtype=np.uint8)
 
-
-def describe(path) -> dict:
-    """Size, mode and band count of an image without converting it (for validation)."""
-    path = Path(path)
-    if not path.exists():
-        raise ImageReadError(path, "file does not exist")
-    if path.stat().st_size == 0:
-        raise ImageReadError(path, "empty file (0 bytes)")
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return {"width": image.width, "height": image.height, "mode": image.mode,
-                    "bands": len(image.getbands()), "format": image.format}
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise ImageReadError(path, f"not a decodable image ({error})") from error
