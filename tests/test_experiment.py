@@ -85,3 +85,11 @@ def test_deviations_lead_with_the_profile():
     lines = experiment.deviations("cpu", {"epochs": "3"})
     assert lines[0].startswith("profile cpu") and lines[1] == "epochs: 3"
     assert isinstance(pd.DataFrame([experiment.comparison_row("x", None, None, "none")]).iloc[0]["mean"], float)
+
+
+def test_learning_evidence_flags_underfitting():
+    fitted = experiment.SeedRun(0, np.zeros((1, 2)), {"accuracy": [0.5, 0.9, 0.99], "val_accuracy": [0.5, 0.8, 0.97]}, {})
+    under = experiment.SeedRun(1, np.zeros((1, 2)), {"accuracy": [0.5, 0.7, 0.8], "val_accuracy": [0.4, 0.6, 0.7]}, {})
+    assert "not fitted" not in experiment.learning_evidence([fitted])
+    text = experiment.learning_evidence([fitted, under])
+    assert "seed 1: final training accuracy 80.0%" in text and "not fitted its training data" in text

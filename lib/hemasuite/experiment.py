@@ -320,3 +320,24 @@ def verdict(model: str, evaluation: dict, target: float, synthetic: bool = False
     if synthetic:
         text += " SYNTHETIC data: this says only that the pipeline runs."
     return text
+
+
+def learning_evidence(runs: list[SeedRun]) -> str:
+    """What the training curves say about a shortfall: final accuracies and the late trend of validation accuracy."""
+    lines = []
+    for run in runs:
+        history = run.history
+        train, val = history.get("accuracy", []), history.get("val_accuracy", [])
+        if not train:
+            continue
+        text = f"seed {run.seed}: final training accuracy {train[-1]:.1%} (on augmented batches)"
+        if len(val) >= 3:
+            third = max(1, len(val) // 3)
+            text += (f", validation {val[-1]:.1%}; mean validation accuracy of the last third of epochs "
+                     f"{np.mean(val[-third:]):.1%} vs {np.mean(val[-2 * third:-third]):.1%} in the third before")
+        lines.append(text)
+    under = [r for r in runs if r.history.get("accuracy") and r.history["accuracy"][-1] < 0.97]
+    if under:
+        lines.append("training accuracy below 97% means the model has not fitted its training data: "
+                     "more epochs (or a larger input) are the first thing to try before calling it a limit of the model")
+    return "\n".join(f"- {line}" for line in lines)

@@ -152,11 +152,16 @@ def layer_features(images: np.ndarray, paths, backbone: str, layer: str, weights
 
 
 def as_prepared(prepared, features: np.ndarray, standardize: bool = True):
-    """``prepared`` with its images replaced by ``features`` (rows in frame order), z-scored on the training rows."""
+    """``prepared`` with its images replaced by ``features`` (rows in frame order), z-scored on the training rows.
+
+    A feature (nearly) constant on the training rows, e.g. a ReLU unit that never fires
+    there, is divided by a floor of 1% of the mean standard deviation, not by ~0.
+    """
     features = np.asarray(features, dtype=np.float32)
     if standardize:
         train = features[(prepared.frame["split"] == "train").to_numpy()]
-        features = (features - train.mean(axis=0)) / (train.std(axis=0) + 1e-6)
+        spread = train.std(axis=0)
+        features = (features - train.mean(axis=0)) / np.maximum(spread, max(0.01 * spread.mean(), 1e-6))
     return replace(prepared, images=features.astype(np.float32), size=int(features.shape[1]),
                    protocol={**prepared.protocol, "features": {"dim": int(features.shape[1]),
                                                                "standardized_on": "training rows" if standardize

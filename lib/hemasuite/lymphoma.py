@@ -6,6 +6,8 @@
 - :func:`leakage_free_protocol`: the originals are split first (group-aware, stratified:
   :func:`hemasuite.experiment.prepare`), only the training originals are augmented, and
   the test set is the untouched held-out originals.
+- :func:`resized`: a protocol's images at the network's input size (augmentation runs at
+  the paper's 224x224).
 - :func:`leakage` counts the test images whose source image is in the training set;
   :func:`leakage_gap` is the accuracy difference of the two protocols with a bootstrap CI.
 - :func:`tile_set` / :func:`image_runs`: native-resolution tiles of the split's images;
@@ -54,6 +56,9 @@ def paper_protocol(prepared: Prepared, augmentor: AugmentorPipeline, per_class: 
     split = splits.split_dataset(frame, (1 - test_fraction, test_fraction), seed=seed, groups=None)["split"]
     return _derived(prepared, images, sources, split.to_numpy(), {
         "protocol": "paper: augment all originals, then a random split of the augmented images",
+        "split": {"method": "random, stratified by class, over the augmented images (source images ignored)",
+                  "fractions": [1 - test_fraction, test_fraction], "seed": seed,
+                  "counts": splits.split_summary(frame.assign(split=split)).to_dict()},
         "augmentation": {**augmentor.describe(), "applies_to": "all images, before the split",
                          "per_class": per_class}})
 
@@ -75,6 +80,17 @@ def leakage_free_protocol(prepared: Prepared, augmentor: AugmentorPipeline, per_
     return _derived(prepared, np.concatenate([images, prepared.images[test]]), sources, split, {
         "protocol": "leakage-free: split the originals (group-aware), augment the training part only",
         "augmentation": {**augmentor.describe(), "applies_to": "training originals only", "per_class": target}})
+
+
+def resized(protocol: Prepared, size: int) -> Prepared:
+    """The protocol with its images resized to ``size`` x ``size`` (bilinear, as :func:`hemasuite.imageio.read_rgb`)."""
+    from PIL import Image
+
+    if size == protocol.size:
+        return protocol
+    images = np.stack([np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
+                       for image in protocol.images])
+    return replace(protocol, images=images, size=size, protocol={**protocol.protocol, "input_size": [size, size, 3]})
 
 
 def leakage(protocol: Prepared) -> dict:

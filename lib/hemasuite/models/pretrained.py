@@ -168,9 +168,9 @@ def vgg16_fc6(input_shape, weights=None) -> keras.Model:
 
 def _pooled_backbone(name: str, input_shape, weights, trainable_layers) -> keras.Model:
     """The globally average-pooled backbone of :func:`transfer_classifier` (same freezing), without its head."""
-    classifier = transfer_classifier(name, input_shape, 1, weights=weights, trainable_layers=trainable_layers)
-    base = next(layer for layer in classifier.layers if isinstance(layer, keras.Model))
-    return keras.Model(classifier.inputs, base.output, name=f"{name}_pooled")
+    classifier = transfer_classifier(name, input_shape, 1, weights=weights, dropout=0.0,
+                                     trainable_layers=trainable_layers)
+    return keras.Model(classifier.inputs, classifier.get_layer("predictions").input, name=f"{name}_pooled")
 
 
 def concatenated_backbones(names, input_shape, weights=None, trainable_layers: int | None = None) -> keras.Model:

@@ -1,0 +1,254 @@
+"""P3's protocols and tile model, P2's task and Table 2, P5's rotations, SVM, fine-tuning and tables."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from hemasuite import augment, experiment, leukemia_binary, lymphoma, models, transfer
+from hemasuite.datasets import Dataset, load_dataset
+from hemasuite.errors import ParameterError, WeightsError
+from hemasuite.results import Run
+from test_models import one_step
+
+
+@pytest.fixture(scope="module")
+def lymph(tmp_path_factory):
+    """A 3-class synthetic set split 80/20 with experiment.prepare, at 32x32."""
+    folder = tmp_path_factory.mktemp("lymph")
+    data = load_dataset("synthetic", cache_dir=folder, n_classes=3, per_class=10, size=32)
+    return experiment.prepare(Run("t", folder / "out", {}), data, [0.8, 0.2], 0, 32)
+
+
+def protocols(prepared, per_class=20):
+    augmentor = augment.AugmentorPipeline(seed=0)
+    return (lymphoma.paper_protocol(prepared, augmentor, per_class, 0.2, 0),
+            lymphoma.leakage_free_protocol(prepared, augmentor, per_class, 0.2, 0))
+
+
+def test_paper_protocol_leaks_and_the_leakage_free_one_does_not(lymph):
+    leaky, clean = protocols(lymph)
+    assert leaky.frame.groupby("label").size().tolist() == [20, 20, 20]
+    assert (leaky.frame["split"] == "test").sum() == 12
+    assert np.array_equal(leaky.dataset.label_ids, lymph.dataset.label_ids[leaky.frame["source"]])
+    found = lymphoma.leakage(leaky)
+    assert found["test_images_with_source_in_train"] > 0 and found["sources_on_both_sides"] > 0
+    free = lymphoma.leakage(clean)
+    assert free["test_images_with_source_in_train"] == 0 and free["test_images_identical_to_a_training_image"] == 0
+    test = (lymph.frame["split"] == "test").to_numpy()
+    assert np.array_equal(clean.arrays("test")[0], lymph.images[test])
+    assert clean.frame[clean.frame["split"] == "train"].groupby("label").size().tolist() == [16, 16, 16]
+    assert set(clean.frame.loc[clean.frame["split"] == "train", "source"]) <= set(np.flatnonzero(~test))
+
+
+def test_resized_and_nearest_neighbour_probe(lymph):
+    leaky, clean = protocols(lymph)
+    small = lymphoma.resized(leaky, 16)
+    assert small.images.shape[1:] == (16, 16, 3) and small.size == 16 and lymphoma.resized(small, 16) is small
+    identity = augment.AugmentorPipeline(rotate_probability=0, distort_probability=0, zoom_probability=0)
+    copies = lymphoma.paper_protocol(lymph, identity, 20, 0.2, 0)  # every copy is its source image again
+    found = lymphoma.leakage(copies)
+    assert found["test_images_identical_to_a_training_image"] == found["test_images_with_source_in_train"] > 0
+    [probe] = lymphoma.nearest_neighbour(copies)
+    _, y_test = copies.arrays("test")
+    test = copies.frame[copies.frame["split"] == "test"]
+    leaked = test["source"].isin(copies.frame.loc[copies.frame["split"] == "train", "source"]).to_numpy()
+    assert (probe.probabilities.argmax(axis=1) == y_test)[leaked].all()
+
+
+def test_leakage_gap_is_the_accuracy_difference(lymph):
+    leaky, clean = protocols(lymph)
+    _, y_leaky = leaky.arrays("test")
+    _, y_clean = clean.arrays("test")
+    perfect = [experiment.SeedRun(0, np.eye(3)[y_leaky], {}, {})]
+    wrong = [experiment.SeedRun(0, np.eye(3)[(y_clean + 1) % 3], {}, {})]
+    gap = lymphoma.leakage_gap(leaky, perfect, clean, wrong, n_boot=100)
+    assert gap["difference"] == 1.0 and gap["difference_ci_low"] == gap["difference_ci_high"] == 1.0
+
+
+def test_tiles_keep_their_image_split_and_average_back(lymph):
+    native = lymph.images
+    tiles = lymphoma.tile_set(lymph, native, 16, 8)
+    assert tiles.size == 16 and tiles.protocol["tiles"]["per_image"] == 9
+    sides = tiles.frame.groupby("source")["split"].nunique()
+    assert (sides == 1).all() and len(tiles.frame) == 9 * len(lymph.frame)
+    assert np.array_equal(tiles.images[0], native[tiles.frame["source"][0], :16, :16])
+    test_tiles = tiles.frame[tiles.frame["split"] == "test"]
+    tile_labels = tiles.dataset.label_ids[test_tiles.index]
+    tile_labels[::9] = (tile_labels[::9] + 1) % 3  # the first tile of every test image votes wrong
+    [image_run] = lymphoma.image_runs(lymph, tiles, [experiment.SeedRun(0, np.eye(3)[tile_labels], {}, {})])
+    _, y_test = lymph.arrays("test")
+    assert image_run.probabilities.shape == (len(y_test), 3)
+    assert np.allclose(image_run.probabilities[np.arange(len(y_test)), y_test], 8 / 9)
+    assert image_run.training["tile_accuracy"] == pytest.approx(8 / 9, abs=1e-4)
+
+
+def test_dihedral_gives_one_of_the_eight_symmetries():
+    import tensorflow as tf
+
+    images = np.random.default_rng(0).random((16, 5, 5, 3)).astype(np.float32)
+    out = lymphoma.dihedral(0)(tf.constant(images)).numpy()
+    for source, result in zip(images, out):
+        views = [np.rot90(source, k) for k in range(4)]
+        views += [view[:, ::-1] for view in views]
+        assert any(np.array_equal(result, view) for view in views)
+
+
+def test_table1_layout(lymph):
+    leaky, clean = protocols(lymph)
+    runs = {"paper protocol": (leaky, [experiment.SeedRun(0, np.eye(3)[leaky.arrays("test")[1]], {}, {})]),
+            "leakage-free": (clean, [experiment.SeedRun(0, np.full((len(clean.arrays("test")[1]), 3), 1 / 3), {}, {})])}
+    table = lymphoma.per_class_beside_paper(runs)
+    assert table["class"].tolist() == ["CLL", "FL", "MCL"] and table["paper protocol recall"].tolist() == [1, 1, 1]
+    assert table["paper support"].sum() == 900
+
+
+# ------------------------------------------------------------------ P2
+
+
+def write_noise(path, rng):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)).save(path)
+
+
+def test_cnmc_split_is_by_subject(tmp_path):
+    rng = np.random.default_rng(0)
+    root = tmp_path / "cnmc2019" / "C-NMC_training_data"
+    for s in range(6):
+        for label, subject in (("all", str(10 + s)), ("hem", f"H{s}")):
+            for image in range(3):
+                write_noise(root / f"fold_{s % 3}" / label / f"UID_{subject}_{image}_1_{label}.bmp", rng)
+    run = Run("21_p2_cnmc_transfer", tmp_path / "out", {"data_dir": str(tmp_path)})
+    data = leukemia_binary.task(run, "cnmc2019")
+    assert data.stand_in is None and data.frame["group"].nunique() == 12
+    prepared = experiment.prepare(run, data, [0.5, 0.25, 0.25], 0, 8)
+    assert (prepared.frame.groupby("subject")["split"].nunique() == 1).all()
+    assert set(prepared.frame["split"]) == {"train", "val", "test"}
+
+
+def test_stand_in_task_majority_and_table2(tmp_path):
+    run = Run("21_p2_cnmc_transfer", tmp_path / "out", {"seed": 0})
+    data = leukemia_binary.task(run, "synthetic")
+    assert data.classes == ["hem", "all"] and "stand-in for C-NMC 2019" in data.display_name
+    assert data.counts().tolist() == [26, 78]
+    frame = pd.DataFrame({"path": list("abcdef"), "label": ["all", "all", "hem", "all", "hem", "all"],
+                          "group": list("abcdef"), "split": ["train"] * 3 + ["test"] * 3})
+    prepared = experiment.Prepared(Dataset("t", ["hem", "all"], frame, None, "t"), frame,
+                                   np.zeros((6, 2, 2, 3), np.uint8), 2, {})
+    assert leukemia_binary.majority_accuracy(prepared) == pytest.approx(2 / 3)
+    y = prepared.arrays("test")[1]
+    evaluation = experiment.evaluate(prepared, [experiment.SeedRun(0, np.eye(2)[y], {}, {})], 20)
+    table = leukemia_binary.table2({"VGG-16": ("ImageNet", evaluation)}, {"VGG-16": {"accuracy": 0.9744}})
+    assert table.loc[0, "accuracy"] == 1.0 and table.loc[0, "paper accuracy"] == 0.9744
+
+
+# ------------------------------------------------------------------ P5
+
+
+@pytest.fixture(scope="module")
+def marrow(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("marrow")
+    data = load_dataset("synthetic", cache_dir=folder, n_classes=4, per_class=12, size=32)
+    return data, experiment.prepare(Run("t", folder / "out", {}), data, [0.75, 0.25], 0, 32)
+
+
+def test_stratified_subset_keeps_proportions(marrow):
+    data, _ = marrow
+    subset = transfer.stratified_subset(data, 21, 0)
+    assert len(subset.frame) == 21 and sorted(subset.counts().tolist()) == [5, 5, 5, 6]
+    assert subset.frame["path"].isin(data.frame["path"]).all() and transfer.stratified_subset(data, None, 0) is data
+
+
+def test_rotated_training_set(marrow):
+    _, prepared = marrow
+    rotated = transfer.rotated_training_set(prepared)
+    n_train = int((prepared.frame["split"] == "train").sum())
+    assert (rotated.frame["split"] == "train").sum() == 4 * n_train
+    assert np.array_equal(rotated.arrays("test")[0], prepared.arrays("test")[0])
+    row = rotated.frame.index[(rotated.frame["split"] == "train") & (rotated.frame["rotation"] == 3)][0]
+    assert np.array_equal(rotated.images[row], np.rot90(prepared.images[rotated.frame["source"][row]], 3))
+    assert np.array_equal(rotated.dataset.label_ids, prepared.dataset.label_ids[rotated.frame["source"]])
+
+
+def test_feature_layers_and_vgg_substitute():
+    assert transfer.feature_layer("alexnet", "imagenet", 80) == ("fc6", None)
+    assert transfer.feature_layer("vgg16", None, 80) == ("fc6", None)
+    assert transfer.feature_layer("vgg16", "imagenet", 224) == ("fc6", None)
+    layer, note = transfer.feature_layer("vgg16", "imagenet", 80)
+    assert layer == "avgpool" and "224" in note
+    assert transfer.feature_layer("resnet101", None, 80) == ("avgpool", None)
+    assert [transfer.frozen_layer(b) for b in ("alexnet", "vgg16")] == ["fc7", "avgpool"]
+    with pytest.raises(ParameterError, match="224x224"):
+        models.vgg16_fc6((80, 80, 3), "imagenet")
+    with pytest.raises(ParameterError):
+        transfer.check_backbones(["alexnet", "inception_v3+resnet18"])
+
+
+def test_missing_vgg16_top_weights_name_the_file(monkeypatch, tmp_path):
+    monkeypatch.setenv("HEMASUITE_WEIGHTS_DIR", str(tmp_path))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    with pytest.raises(WeightsError, match="vgg16_weights_tf_dim_ordering_tf_kernels.h5.*\n.*keras-applications/vgg16"):
+        models.resolve_top_weights("vgg16", "imagenet")
+
+
+def test_svm_separates_separable_features_with_grouped_cv(marrow):
+    _, prepared = marrow
+    rotated = transfer.rotated_training_set(prepared)
+    labels = rotated.dataset.label_ids
+    x = np.eye(4)[labels] * 3 + np.random.default_rng(0).normal(0, 0.3, (len(labels), 4))
+    features_set = rotated.__class__(rotated.dataset, rotated.frame, x.astype(np.float32), 4, {})
+    [result] = transfer.svm_runs(features_set, [0.1, 1.0])
+    assert result.training["C"] in (0.1, 1.0) and result.training["cv_accuracy"] == 1.0
+    y_test = rotated.arrays("test")[1]
+    assert (result.probabilities.argmax(axis=1) == y_test).all() and np.allclose(result.probabilities.sum(1), 1)
+
+
+def test_alexnet_fine_tuning_freezes_all_but_the_last_layers():
+    head_only = transfer.fine_tune_model("alexnet", (32, 32, 3), 5, trainable_layers=0)
+    assert [w.name for w in head_only.trainable_weights] == ["kernel", "bias"]
+    deeper = transfer.fine_tune_model("alexnet", (32, 32, 3), 5, trainable_layers=2)
+    assert {layer.name for layer in deeper.layers if layer.trainable and layer.weights} == {"fc7", "predictions"}
+    one_step(lambda: transfer.fine_tune_model("alexnet", (32, 32, 3), 3, trainable_layers=2), (32, 32, 3))
+
+
+def fake_result(accuracy, weights="random init"):
+    over = {"accuracy": {"mean": accuracy, "sd": 0.0, "n": 2}, "precision_macro": {"mean": 0.5},
+            "recall_macro": {"mean": 0.6}}
+    evaluation = {"over_seeds": over, "accuracy_seed_mean_ci": {"ci_low": accuracy - 0.1, "ci_high": accuracy + 0.1},
+                  "per_seed": []}
+    return {"evaluation": evaluation, "record": {"weights": weights}}
+
+
+def test_tables_3_4_and_comparison_rows():
+    from hemasuite import papers
+
+    reported = papers.reported("P5")["models"]
+    extraction = {"inception_v3": fake_result(0.8), "inception_v3+resnet101": fake_result(0.7)}
+    tuning = {"alexnet": fake_result(0.6)}
+    table = transfer.paper_tables(extraction, tuning, reported)
+    assert table["model"].tolist() == ["Inception V3", "Inception V3 + ResNet-101", "AlexNet"]
+    assert table["paper accuracy (T3)"].tolist() == [0.875, 0.811, 0.71]
+    assert table.loc[0, "paper accuracy (T4)"] == 0.8705 and table.loc[2, "paper precision (T4)"] == 0.72
+    rows = transfer.comparison_rows(extraction, tuning, reported)
+    assert rows[0]["model"] == "Inception V3, feature extraction + SVM" and rows[0]["paper"] == 0.875
+
+
+# ------------------------------------------------------------------ paper-profile models not in test_models
+
+
+def test_p3_densenet201_head_takes_a_step():
+    result = one_step(lambda: models.transfer_classifier("densenet201", (32, 32, 3), 3, dense_units=512, dropout=0.5),
+                      (32, 32, 3), run_eagerly=True)
+    assert result.model.get_layer(index=-3).units == 512
+
+
+def test_patch_cnn_takes_a_step():
+    one_step(lambda: models.patch_cnn((32, 32, 3), 3, filters=(8, 16)), (32, 32, 3))
+
+
+def test_concatenated_inception_resnet_takes_a_step_with_its_last_layers():
+    shape = (75, 75, 3)
+    model = one_step(lambda: models.concatenated_classifier(["inception_v3", "resnet101"], shape, 3,
+                                                            trainable_layers=5), shape, run_eagerly=True).model
+    assert model.get_layer("concatenated").output.shape[-1] == 2048 + 2048
+    assert 2 < len(model.trainable_weights) < 20 < len(model.weights)  # last layers of each backbone + new layer
