@@ -163,8 +163,8 @@ def image_runs(prepared: Prepared, tiles: Prepared, runs: list[SeedRun]) -> list
     for r in runs:
         probabilities = pd.DataFrame(r.probabilities).groupby(sources).mean().reindex(order).to_numpy()
         tile_accuracy = float((r.probabilities.argmax(axis=1) == tile_labels).mean())
-        result.append(SeedRun(r.seed, probabilities, r.history, {**r.training, "tile_accuracy": round(tile_accuracy, 4)},
-                              r.model))
+        training = {**r.training, "tile_accuracy": round(tile_accuracy, 4)}
+        result.append(SeedRun(r.seed, probabilities, r.history, training, r.model))
     return result
 
 

@@ -177,8 +177,9 @@ def fine_tuning(run, rotated: experiment.Prepared, backbones, weights, seed: int
 
 
 def _result(run, name: str, title: str, prepared: experiment.Prepared, runs, n_boot: int, record: dict) -> dict:
+    """Evaluate and report one technique x backbone (``a+b`` is written ``a_and_b`` in file names)."""
     evaluation = experiment.evaluate(prepared, runs, n_boot)
-    figures = experiment.report(run, name, title, prepared, runs, evaluation)
+    figures = experiment.report(run, name.replace("+", "_and_"), title, prepared, runs, evaluation)
     return {"evaluation": evaluation, "figures": figures, "record": record, "training": runs[0].training}
 
 
