@@ -42,10 +42,19 @@ def dataset(run: Run, name: str, **options) -> Dataset:
 
 
 def configure_plots() -> None:
-    """One figure style for the whole suite."""
+    """One figure style for the whole suite.
+
+    In a notebook, figures are shown as JPEG: image grids of smears are photographs, and
+    as PNG they would make executed notebooks and HTML reports several times larger. The
+    files saved beside the results stay PNG.
+    """
     import matplotlib
 
-    if not _in_notebook():
+    if _in_notebook():
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+
+        set_matplotlib_formats("jpeg")
+    else:
         matplotlib.use("Agg")
     import seaborn as sns
 
