@@ -84,18 +84,21 @@ def p5_small_cnn(input_shape, n_classes: int) -> keras.Model:
     return keras.Model(inputs, classifier_head(x, n_classes, 128, 0.5), name="p5_small_cnn")
 
 
-def alexnet(input_shape, n_classes: int, dropout: float = 0.5, fc_units: int = 4096) -> keras.Model:
+def alexnet(input_shape, n_classes: int, dropout: float = 0.5, fc_units: int = 4096,
+            bn_momentum: float = 0.9) -> keras.Model:
     """AlexNet (Krizhevsky et al. 2012), single-tower, BN in place of local response norm.
 
     Keras ships no AlexNet; ``fc_units`` shrinks FC6/FC7 for CPU runs. FC6 is named
-    ``fc6`` so that features can be read from it (P5).
+    ``fc6`` so that features can be read from it (P5). Batch-normalisation momentum is
+    0.9: with Keras' default 0.99 the moving statistics lag far behind the weights in a
+    short run, and validation accuracy collapses to one class.
     """
     inputs = keras.Input(shape=input_shape)
     x = layers.Conv2D(96, 11, strides=4, padding="same", activation="relu")(inputs)
-    x = layers.BatchNormalization()(x)
+    x = layers.BatchNormalization(momentum=bn_momentum)(x)
     x = layers.MaxPooling2D(3, strides=2)(x)
     x = layers.Conv2D(256, 5, padding="same", activation="relu")(x)
-    x = layers.BatchNormalization()(x)
+    x = layers.BatchNormalization(momentum=bn_momentum)(x)
     x = layers.MaxPooling2D(3, strides=2)(x)
     x = layers.Conv2D(384, 3, padding="same", activation="relu")(x)
     x = layers.Conv2D(384, 3, padding="same", activation="relu")(x)
