@@ -89,11 +89,7 @@ class FeatureCache:
                                      rescale=self.rescale)
         features = training.predict(self.model(), data)[0].astype(np.float32).reshape(len(images), -1)
         self.seconds += time.perf_counter() - start
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_suffix(f".{os.getpid()}.tmp")
-        with open(partial, "wb") as handle:
-            np.save(handle, features)
-        os.replace(partial, target)
+        pipeline.save_array(features, target)
         return features
 
 

@@ -65,12 +65,17 @@ def load_images(frame, size, cache_dir=None, workers: int | None = None) -> np.n
         raise DataError(f"images differ in size {shapes[:5]}; pass size= to resize them to one size")
     images = np.stack(decoded) if decoded else np.zeros((0, *(height_width or (0, 0)), 3), np.uint8)
     if target is not None:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_suffix(f".{os.getpid()}.tmp")
-        with open(partial, "wb") as handle:
-            np.save(handle, images)
-        os.replace(partial, target)
+        save_array(images, target)
     return images
+
+
+def save_array(array: np.ndarray, target: Path) -> None:
+    """Save ``array`` as ``.npy`` through a temporary file, so a crash never leaves half a cache entry."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(f".{os.getpid()}.tmp")
+    with open(partial, "wb") as handle:
+        np.save(handle, array)
+    os.replace(partial, target)
 
 
 def _prepare(rescale: float, n_classes: int):
