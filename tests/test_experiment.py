@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from hemasuite import experiment, session
+from hemasuite.errors import ParameterError
 from hemasuite.splits import load_manifest
 
 
@@ -50,6 +51,27 @@ def test_train_evaluate_report(prepared):
     assert row["seeds"] == 2 and row["paper"] == 0.9
     correct = experiment.per_class_correct(prep, runs[0])
     assert correct["total"].sum() == n_test
+
+
+def test_restore_best_keeps_the_best_validation_epoch(prepared):
+    _, prep = prepared
+    runs = experiment.train_seeds(prep, tiny_model, [0], epochs=4, batch_size=8,
+                                  optimizer=experiment.adam(5e-2, 4, "constant"), restore_best=True, verbose=0)
+    history = runs[0].history["val_accuracy"]
+    best = int(np.argmax(history))
+    assert runs[0].training["weights_from_epoch"] == best + 1
+    x_val, y_val = prep.arrays("val")
+    kept = runs[0].model.predict(x_val.astype("float32") / 255, verbose=0).argmax(axis=1)
+    assert np.isclose((kept == y_val).mean(), history[best], atol=1e-6)
+
+
+def test_restore_best_without_validation_split_is_refused(prepared):
+    _, prep = prepared
+    no_val = experiment.Prepared(prep.dataset, prep.frame.assign(split=prep.frame["split"].replace("val", "train")),
+                                 prep.images, prep.size, prep.protocol)
+    with pytest.raises(ParameterError, match="validation split"):
+        experiment.train_seeds(no_val, tiny_model, [0], epochs=1, batch_size=8,
+                               optimizer=experiment.adam(1e-2, 1), restore_best=True, verbose=0)
 
 
 def test_dihedral_predict_matches_plain_prediction_for_an_invariant_model(prepared):

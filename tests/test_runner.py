@@ -86,3 +86,18 @@ def test_command_line_exit_codes(project, capsys):
     assert runner.parse_overrides(["epochs=3", "names=[a, b]"]) == {"epochs": 3, "names": ["a", "b"]}
     with pytest.raises(ParameterError):
         runner.parse_overrides(["epochs"])
+
+
+def test_startup_noise_is_dropped_but_other_stderr_stays(tmp_path):
+    noise = ("WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+             "I0000 00:00:1795323115.738485   15488 port.cc:153] oneDNN custom operations are on.\n"
+             "I0000 00:00:1795323115.740467   15488 cudart_stub.cc:31] Could not find cuda drivers.\n")
+    cell = nbformat.v4.new_code_cell("x")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stderr", text=noise),
+                    nbformat.v4.new_output("stream", name="stderr", text=noise + "UserWarning: keep me\n"),
+                    nbformat.v4.new_output("stream", name="stdout", text=noise)]
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[cell]), path)
+    assert runner.drop_startup_noise(path) == 6
+    outputs = nbformat.read(path, 4).cells[0].outputs
+    assert [o["text"] for o in outputs] == ["UserWarning: keep me\n", noise]

@@ -19,6 +19,7 @@ import pandas as pd
 
 from . import config, metrics, pipeline, plots, splits, training, validation
 from .datasets import Dataset
+from .errors import ParameterError
 from .results import Run
 
 
@@ -78,13 +79,16 @@ class SeedRun:
 
 def train_seeds(prepared: Prepared, build: Callable, seeds, epochs: int, batch_size: int, optimizer: Callable,
                 augment: Callable[[int], Callable] | None = None, rescale: float = 1 / 255,
-                keep_models: bool = False, verbose: int = 2, tta: bool = False) -> list[SeedRun]:
+                keep_models: bool = False, verbose: int = 2, tta: bool = False,
+                restore_best: bool = False) -> list[SeedRun]:
     """Train ``build()`` once per seed; ``augment(seed)`` returns the training-only augmentation.
 
     ``optimizer(steps_per_epoch)`` returns a fresh optimiser factory argument for
     :func:`training.train`. With ``tta``, test probabilities are averaged over the eight
-    flips and right-angle rotations of each image (:func:`dihedral_predict`). The model
-    of the first seed is kept (for Grad-CAM); others only when ``keep_models``.
+    flips and right-angle rotations of each image (:func:`dihedral_predict`). With
+    ``restore_best``, the weights of the epoch with the best validation accuracy are kept
+    (model selection on the validation split; the test split is never looked at). The
+    model of the first seed is kept (for Grad-CAM); others only when ``keep_models``.
     """
     n_classes = len(prepared.dataset.classes)
     x_train, y_train = prepared.arrays("train")
@@ -94,23 +98,35 @@ def train_seeds(prepared: Prepared, build: Callable, seeds, epochs: int, batch_s
     if prepared.has("val"):
         x_val, y_val = prepared.arrays("val")
         val_data = pipeline.make_dataset(x_val, y_val, n_classes, 128, training=False, rescale=rescale)
+    if restore_best and val_data is None:
+        raise ParameterError("restore_best needs a validation split; this split has none")
     steps = int(np.ceil(len(y_train) / batch_size))
     runs = []
     for index, seed in enumerate(seeds):
         config.set_seeds(seed)
         train_data = pipeline.make_dataset(x_train, y_train, n_classes, batch_size, training=True, seed=seed,
                                            augment=augment(seed) if augment else None, rescale=rescale)
+        selector = best_validation_epoch(epochs) if restore_best else None
         result = training.train(build, train_data, len(y_train), epochs, lambda: optimizer(steps),
-                                val_data=val_data, verbose=verbose)
+                                val_data=val_data, verbose=verbose, callbacks=[selector] if selector else None)
         if tta:
             probabilities, inference_speed = dihedral_predict(result.model, x_test, y_test, n_classes, rescale)
         else:
             probabilities, inference_speed = training.predict(result.model, test_data)
         record = {**result.summary(), "inference_images_per_s": round(inference_speed, 1),
-                  "test_time_augmentation": "8 dihedral views, probabilities averaged" if tta else None}
+                  "test_time_augmentation": "8 dihedral views, probabilities averaged" if tta else None,
+                  "weights_from_epoch": selector.best_epoch + 1 if selector else epochs}
         runs.append(SeedRun(seed, probabilities, result.history, record,
                             result.model if keep_models or index == 0 else None))
     return runs
+
+
+def best_validation_epoch(epochs: int):
+    """Callback that restores, after training, the weights of the best validation-accuracy epoch."""
+    import keras
+
+    return keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=epochs,
+                                         restore_best_weights=True)
 
 
 def dihedral_predict(model, images: np.ndarray, labels: np.ndarray, n_classes: int,

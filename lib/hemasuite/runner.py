@@ -27,6 +27,10 @@ from .results import write_json_atomic
 
 KERNEL = "hemasuite"
 SCRIPT = re.compile(r"<script\b[^>]*>.*?</script>", re.IGNORECASE | re.DOTALL)
+# TensorFlow's C++ start-up lines (absl log prefix "I0000 00:00:... file.cc:NN]"), which
+# TF_CPP_MIN_LOG_LEVEL does not silence because they are written before logging starts.
+STARTUP_NOISE = re.compile(r"^(WARNING: All log messages before absl::InitializeLog\(\) is called.*"
+                           r"|[IWE]\d{4} [\d:.]+\s+\d+ [\w.]+:\d+\] .*)$")
 
 
 def notebooks_dir() -> Path:
@@ -71,6 +75,34 @@ def kernel_name() -> str:
     from jupyter_client.kernelspec import KernelSpecManager
 
     return KERNEL if KERNEL in KernelSpecManager().find_kernel_specs() else "python3"
+
+
+def drop_startup_noise(notebook: Path) -> int:
+    """Remove TensorFlow's C++ start-up log lines from stderr outputs; returns how many.
+
+    Only lines matching :data:`STARTUP_NOISE` go; any other stderr text (warnings,
+    errors) stays in the report.
+    """
+    import nbformat
+
+    nb = nbformat.read(notebook, 4)
+    dropped = 0
+    for cell in nb.cells:
+        kept = []
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream" and output.get("name") == "stderr":
+                lines = output["text"].splitlines(keepends=True)
+                clean = [line for line in lines if not STARTUP_NOISE.match(line.rstrip("\n"))]
+                dropped += len(lines) - len(clean)
+                if not "".join(clean).strip():
+                    continue
+                output["text"] = "".join(clean)
+            kept.append(output)
+        if "outputs" in cell:
+            cell["outputs"] = kept
+    if dropped:
+        nbformat.write(nb, notebook)
+    return dropped
 
 
 def render_html(notebook: Path, target: Path) -> None:
@@ -124,6 +156,7 @@ def run_one(path: Path, profile: str, overrides: dict, reports: Path, data_dir: 
         return record
     published = reports / profile
     published.mkdir(parents=True, exist_ok=True)
+    drop_startup_noise(executed)
     render_html(executed, staging / f"{stem}.html")
     if (staging_results / stem).exists():
         replace_tree(staging_results / stem, published / "results" / stem)
