@@ -108,31 +108,45 @@ def test_suite_time_and_goal(tmp_path):
     assert nothing["total_seconds"] == 0 and nothing["missing"] == ["00_a"] and "goal_met" not in nothing
 
 
-def test_feature_cache_missing_module_is_reported_not_measured(monkeypatch, image_folder):
-    monkeypatch.setattr(bench.importlib.util, "find_spec", lambda name: None)
-    assert bench.feature_cache_benchmark(image_folder) == {
-        "status": "not measured: features.py missing",
-        "detail": "lib/hemasuite/features.py (P5's cached feature extraction) did not exist when this benchmark ran"}
-
-
-def test_feature_cache_cold_then_warm(image_folder):
-    pytest.importorskip("hemasuite.features", reason="lib/hemasuite/features.py not written yet")
-    result = bench.feature_cache_benchmark(image_folder, n_images=6, size=32)
+def test_p5_grid_cold_then_warm(image_folder):
+    result = bench.p5_grid_benchmark(image_folder, n_images=8, backbones=["alexnet"], size=32, c_grid=[0.1, 1.0])
     assert result["status"] == "measured", result
-    assert result["images"] == 6 and result["computed_cold"] and not result["computed_warm"] and result["identical"]
+    assert result["images"] == 8 and result["feature_rows"] == 6 * 4 + 2
+    assert result["computed_cold"] == 1 and result["computed_warm"] == 0 and result["identical"]
     assert result["cold_seconds"] > result["warm_seconds"] > 0
 
 
-def test_report_files(tmp_path, image_folder):
+def test_smoke_suite_is_run_and_timed(monkeypatch):
+    calls = []
+
+    def fake_run(profile, reports, data_dir):
+        calls.append((profile, reports.is_dir()))
+        return [{"notebook": "00_a", "status": "ok", "seconds": 1.5},
+                {"notebook": "10_b", "status": "failed", "seconds": 0.5}]
+
+    monkeypatch.setattr(bench.runner, "run", fake_run)
+    result = bench.smoke_suite_benchmark()
+    assert calls == [("smoke", True)]
+    assert result["notebooks"] == {"00_a": 1.5, "10_b": 0.5} and result["status"] == "failed: 10_b"
+    assert result["total_seconds"] >= 0
+
+
+def test_report_files(tmp_path, image_folder, monkeypatch):
     fake_results(tmp_path)
+    monkeypatch.setattr(bench, "smoke_suite_benchmark", lambda: {
+        "profile": "smoke", "measured": "run now", "total_seconds": 60.0, "total_minutes": 1.0,
+        "notebooks": {"00_a": 60.0}, "failed": [], "status": "ok"})
     report = bench.run_benchmark(folder=image_folder, reports=tmp_path / "reports", skip_pipeline=True)
     assert report["pipeline"]["status"].startswith("skipped")
     report["pipeline"] = bench.pipeline_benchmark(image_folder, size=16, batch_size=4)
+    report["feature_cache"] = bench.p5_grid_benchmark(image_folder, n_images=8, backbones=["alexnet"], size=32,
+                                                      c_grid=[1.0])
     json_path, md_path = bench.write_report(report, tmp_path / "out")
     back = json.loads(json_path.read_text())
     assert back["machine"]["cpu_model"] and back["pipeline"]["warm_ratio"] > 0
     assert len(list((tmp_path / "out" / "raw").glob("benchmark_*.json"))) == 1
     text = md_path.read_text()
     for needle in ("warm ratio", "cold ratio", "## Training and inference", "10_p4_sequential_cnn", "missing",
-                   "## Feature cache", "## Suite wall time", "Goal 90 min"):
+                   "## Feature cache", "cold / warm time ratio", "## Suite wall time", "Goal 90 min",
+                   "Seconds per notebook"):
         assert needle in text, needle

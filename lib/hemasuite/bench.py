@@ -13,16 +13,17 @@ machine it ran on. Four parts:
    OS page cache. The headline is the ratio of the two in this one run.
 2. **Training and inference** images per second of every model, read from the ``cpu``
    profile's results.json files (missing notebooks are listed as missing).
-3. **Feature cache** of P5 (``hemasuite.features``), cold and warm, when that module exists.
-4. **Suite time** of the ``smoke`` and ``cpu`` profiles from ``reports/<profile>/runs.json``
-   (sum of each notebook's last good run) against the 90-minute goal for ``cpu``.
+3. **Feature cache:** P5's feature-extraction grid (every backbone + SVM C grid of its
+   ``cpu`` profile, on a stratified subset), timed with a cold and with a warm cache.
+4. **Suite time:** the ``smoke`` profile is run now, in a temporary folder, and timed;
+   the ``cpu`` profile (80-odd minutes) is the sum of each notebook's last good run in
+   ``reports/cpu/runs.json``, against the 90-minute goal.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import importlib.util
 import json
 import math
 import os
@@ -35,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import runner
 from .comparison import REPLICATIONS
 from .imageio import is_image_file
 from .results import markdown_table, package_versions, write_json_atomic
@@ -223,49 +225,74 @@ def training_speeds(results_dir, notebooks=tuple(REPLICATIONS)) -> pd.DataFrame:
 
 # ---------------------------------------------------------------------------- feature cache (P5)
 
-def feature_cache_benchmark(folder=None, n_images: int = 64, size: int = 64, backbone: str = "alexnet",
-                            layer: str = "fc6", seed: int = 0) -> dict:
-    """P5's cached feature extraction (:func:`hemasuite.features.layer_features`), cold vs warm cache.
+def p5_grid_benchmark(folder=None, n_images: int = 160, seed: int = 0, backbones=None, size: int | None = None,
+                      c_grid=None) -> dict:
+    """P5's feature-extraction grid (every backbone's cached features + the SVM C grid), cold vs warm cache.
 
-    ``n_images`` of ``folder`` are decoded first (not timed); then the features of a small
-    random-init backbone are extracted into an empty temporary cache (cold: build the
-    model and run it) and again (warm: load them from the cache).
+    Backbones, input size and C grid default to those of the ``cpu`` profile of
+    ``22_p5_bone_marrow``; ``n_images`` (stratified, seeded) of ``folder`` are split 75/25
+    and the training part rotated x4, as in the notebook. Images are decoded beforehand
+    (not timed). Cold: empty temporary cache, so every backbone is built and run; warm:
+    the same grid again, features read from the cache. The SVM grid runs both times.
     """
-    if importlib.util.find_spec("hemasuite.features") is None:
-        return {"status": "not measured: features.py missing",
-                "detail": "lib/hemasuite/features.py (P5's cached feature extraction) did not exist when this "
-                          "benchmark ran"}
     if folder is None:
         return {"status": "not measured: no image folder given"}
-    from . import features, pipeline
+    from dataclasses import replace
 
-    frame = folder_frame(folder, n_images, seed)
-    images = pipeline.load_images(frame, size)
-    paths = frame["path"].tolist()
-    try:
-        with tempfile.TemporaryDirectory(prefix="hemasuite_features_") as tmp:
-            start = time.perf_counter()
-            cold, cold_record = features.layer_features(images, paths, backbone, layer, None, seed, cache_dir=tmp)
-            cold_s = time.perf_counter() - start
-            start = time.perf_counter()
-            warm, warm_record = features.layer_features(images, paths, backbone, layer, None, seed, cache_dir=tmp)
-            warm_s = time.perf_counter() - start
-    except Exception as error:  # noqa: BLE001  (a module under development must not break the benchmark)
-        return {"status": f"not measured: features.layer_features raised {type(error).__name__}: {error}"}
-    return {"status": "measured", "backbone": f"{backbone} {layer} (random init)", "images": len(frame),
-            "size": [size, size], "feature_dim": int(cold.shape[1]), "cold_seconds": round(cold_s, 3),
-            "warm_seconds": round(warm_s, 4), "ratio": round(cold_s / max(warm_s, 1e-9), 1),
-            "computed_cold": bool(cold_record.get("computed")), "computed_warm": bool(warm_record.get("computed")),
-            "identical": bool(np.array_equal(cold, warm)),
-            "method": "images decoded beforehand (not timed); cold: empty temporary cache, model built and run; "
-                      "warm: the same call again, features loaded from the cache"}
+    from . import config, experiment, features, pipeline, splits, transfer
+    from .datasets import load_folder
+
+    params = config.notebook_parameters("cpu", "22_p5_bone_marrow")
+    backbones = backbones or params["backbones"]
+    size, c_grid = size or params["image_size"], c_grid or params["c_grid"]
+    dataset = transfer.stratified_subset(load_folder(folder, name="benchmark"), n_images, seed)
+    frame = splits.split_dataset(dataset.frame, fractions=(0.75, 0.25), seed=seed, groups="group")
+    prepared = experiment.Prepared(replace(dataset, frame=frame), frame, pipeline.load_images(frame, size), size, {})
+    rotated = transfer.rotated_training_set(prepared)
+
+    def grid(cache_dir) -> dict:
+        start, computed, outputs = time.perf_counter(), [], []
+        for backbone in backbones:
+            layer, _ = transfer.feature_layer(backbone.split("+")[0], None, size)
+            x, record = features.layer_features(rotated.images, rotated.frame["path"], backbone, layer, None, seed,
+                                                variant=rotated.frame["rotation"].tolist(), cache_dir=cache_dir)
+            scores = transfer.svm_runs(features.as_prepared(rotated, x, standardize=False), c_grid, seed)[0]
+            computed.append(bool(record.get("computed")))
+            outputs.append(scores.probabilities)
+        return {"seconds": time.perf_counter() - start, "computed": computed, "outputs": outputs}
+
+    with tempfile.TemporaryDirectory(prefix="hemasuite_features_") as tmp:
+        cold, warm = grid(tmp), grid(tmp)
+    return {"status": "measured", "backbones": list(backbones), "weights": "random init", "images": len(frame),
+            "feature_rows": len(rotated.frame), "size": [size, size], "c_grid": list(c_grid),
+            "cold_seconds": round(cold["seconds"], 2), "warm_seconds": round(warm["seconds"], 2),
+            "ratio": round(cold["seconds"] / max(warm["seconds"], 1e-9), 1),
+            "computed_cold": sum(cold["computed"]), "computed_warm": sum(warm["computed"]),
+            "identical": all(np.array_equal(a, b) for a, b in zip(cold["outputs"], warm["outputs"])),
+            "method": f"{n_images} images (stratified, seed {seed}) split 75/25, training part rotated x4; images "
+                      "decoded beforehand (not timed); cold: empty temporary cache, every backbone built and run; "
+                      "warm: the same grid again, features read from the cache; the SVM C grid runs both times"}
+
+
+def smoke_suite_benchmark(data_dir=None) -> dict:
+    """Wall time of the whole ``smoke`` profile, run now through the runner into a temporary reports folder."""
+
+    with tempfile.TemporaryDirectory(prefix="hemasuite_smoke_") as tmp:
+        start = time.perf_counter()
+        records = runner.run("smoke", reports=Path(tmp), data_dir=data_dir)
+        seconds = time.perf_counter() - start
+    failed = [r["notebook"] for r in records if r["status"] != "ok"]
+    return {"profile": "smoke", "measured": "run now (python -m hemasuite.runner --profile smoke)",
+            "total_seconds": round(seconds, 1), "total_minutes": round(seconds / 60, 1),
+            "notebooks": {r["notebook"]: r["seconds"] for r in records}, "failed": failed,
+            "status": "ok" if not failed else f"failed: {', '.join(failed)}"}
 
 
 # ---------------------------------------------------------------------------- suite time
 
 def expected_notebooks(profile: str) -> list[str]:
     """Notebooks a full run of ``profile`` executes: the numbered notebooks plus any profiles.yaml names."""
-    from . import config, runner
+    from . import config
 
     stems = [p.stem for p in runner.discover()]
     try:
@@ -342,20 +369,31 @@ def to_markdown(report: dict) -> str:
     lines.append(markdown_table(speeds.drop(columns=["profile"], errors="ignore"), floatfmt=".1f")
                  if len(speeds) else "no results")
     f = report["feature_cache"]
-    lines += ["", "## Feature cache (P5)", "", f"{f['status']}" + (f": {f['detail']}" if f.get("detail") else "")]
-    if f.get("cold_seconds") is not None:
-        lines[-1] = (f"{f['backbone']} features of {f['images']} images at {f['size'][0]}x{f['size'][1]} "
-                     f"({f['feature_dim']} values each); {f['method']}.")
-        lines += ["", f"- **cold / warm time ratio: {f['ratio']}x** (warm computed nothing: "
-                      f"{not f['computed_warm']}; identical features: {f['identical']})",
+    lines += ["", "## Feature cache: the P5 grid, cold and warm", ""]
+    if f.get("cold_seconds") is None:
+        lines.append(f["status"])
+    else:
+        lines += [f"Backbones {', '.join(f['backbones'])} ({f['weights']}), {f['size'][0]}x{f['size'][1]}, "
+                  f"{f['feature_rows']} feature rows from {f['images']} images, linear SVM over C in {f['c_grid']}; "
+                  f"{f['method']}.", "",
+                  f"- **cold / warm time ratio: {f['ratio']}x** (backbones run cold: {f['computed_cold']}, warm: "
+                  f"{f['computed_warm']}; identical SVM scores: {f['identical']})",
                   f"- absolute, for context: cold {f['cold_seconds']} s, warm {f['warm_seconds']} s"]
     lines += ["", "## Suite wall time", ""]
     for profile, s in report["suite"].items():
+        if s.get("measured"):
+            lines.append(f"- `{profile}`: {s['total_minutes']} min for {len(s['notebooks'])} notebook(s), "
+                         f"{s['measured']}; {s['status']}")
+            continue
         span = (f"sum of last good runs, {s['first_run_utc']} to {s['last_run_utc']}" if s["notebooks"]
                 else f"no good run recorded in {s['runs_json']}")
         lines.append(f"- `{profile}`: {s['total_minutes']} min over {len(s['notebooks'])} notebook(s) ({span}); "
                      f"missing: {', '.join(s['missing']) or 'none'}"
                      + (f". Goal 90 min: {s['goal_note']}" if profile == "cpu" else ""))
+    if any(s.get("measured") for s in report["suite"].values()):
+        table = pd.DataFrame({profile: s["notebooks"] for profile, s in report["suite"].items()})
+        lines += ["", "Seconds per notebook:", "", markdown_table(table.rename_axis("notebook").reset_index(),
+                                                                  floatfmt=".1f")]
     return "\n".join(lines) + "\n"
 
 
@@ -371,7 +409,7 @@ def write_report(report: dict, output) -> tuple[Path, Path]:
 
 
 def run_benchmark(folder=None, size: int = 128, batch_size: int = 64, limit: int | None = None, reports=None,
-                  skip_pipeline: bool = False) -> dict:
+                  skip_pipeline: bool = False, grid_images: int = 160, run_smoke: bool = True) -> dict:
     """Every part of the benchmark as one dict (see the module docstring)."""
     from . import config
     from .errors import DataError
@@ -393,8 +431,10 @@ def run_benchmark(folder=None, size: int = 128, batch_size: int = 64, limit: int
     results_dir = reports / "cpu" / "results"
     report["training"] = {"results_dir": _shown(results_dir),
                           "rows": training_speeds(results_dir).to_dict(orient="records")}
-    report["feature_cache"] = feature_cache_benchmark(folder)
-    report["suite"] = {profile: suite_time(reports, profile) for profile in ("smoke", "cpu")}
+    report["feature_cache"] = (p5_grid_benchmark(folder, grid_images) if not skip_pipeline
+                               else {"status": "skipped (--skip-pipeline)"})
+    report["suite"] = {"smoke": smoke_suite_benchmark() if run_smoke else suite_time(reports, "smoke"),
+                       "cpu": suite_time(reports, "cpu")}
     return report
 
 
@@ -407,7 +447,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, help="benchmark the pipeline on a seeded subset of this many images")
     parser.add_argument("--reports",
                         help="reports folder with <profile>/runs.json and results (default: <repo>/reports)")
-    parser.add_argument("--skip-pipeline", action="store_true", help="only collect the recorded numbers")
+    parser.add_argument("--skip-pipeline", action="store_true",
+                        help="skip the timed pipeline and P5-grid measurements; only collect the recorded numbers")
+    parser.add_argument("--grid-images", type=int, default=160, help="images for the P5 grid (default 160)")
+    parser.add_argument("--no-smoke", action="store_true",
+                        help="do not run the smoke profile; report its last recorded runs instead")
     args = parser.parse_args(argv)
     from . import config
 
@@ -415,7 +459,8 @@ def main(argv: list[str] | None = None) -> int:
     if load > 1.5 and not args.limit and not args.skip_pipeline:
         print(f"warning: load average {load:.2f} > 1.5; absolute times will be low, consider --limit 500",
               file=sys.stderr)
-    report = run_benchmark(args.folder, args.size, args.batch_size, args.limit, args.reports, args.skip_pipeline)
+    report = run_benchmark(args.folder, args.size, args.batch_size, args.limit, args.reports, args.skip_pipeline,
+                           args.grid_images, not args.no_smoke)
     json_path, md_path = write_report(report, args.output or config.repo_root() / "reports" / "benchmarks")
     print(md_path.read_text())
     print(f"wrote {json_path} and {md_path}")

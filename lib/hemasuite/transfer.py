@@ -124,7 +124,10 @@ def svm_runs(prepared: experiment.Prepared, c_grid, seed: int = 0, folds: int = 
     search = GridSearchCV(OneVsRestClassifier(SVC(kernel="precomputed")), {"estimator__C": list(c_grid)},
                           cv=GroupKFold(n_splits=folds), scoring="accuracy")
     search.fit(train @ train.T, y_train, groups=groups)
-    scores = softmax(search.decision_function(test @ train.T), axis=1)
+    decision = search.decision_function(test @ train.T)
+    if decision.ndim == 1:  # two classes: one SVM, positive score for the second class
+        decision = np.stack([-decision, decision], axis=1)
+    scores = softmax(decision, axis=1)
     record = {"classifier": "linear SVM, one-vs-rest (features centred, unit mean norm)",
               "C": search.best_params_["estimator__C"], "cv_accuracy": round(float(search.best_score_), 4),
               "cv": f"{folds}-fold, rotations of an image together", "c_grid": list(c_grid)}
