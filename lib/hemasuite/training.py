@@ -66,8 +66,9 @@ def train(build_model: Callable[[], keras.Model], train_data: tf.data.Dataset, n
             model = build_model()
             model.compile(optimizer=optimizer(), loss=loss, metrics=["accuracy"], run_eagerly=run_eagerly)
         start = time.perf_counter()
+        # tf.data shuffles (seeded) itself; shuffle=False stops Keras warning that it would ignore it
         fitted = model.fit(train_data, validation_data=val_data, epochs=epochs, callbacks=callbacks or [],
-                           verbose=verbose)
+                           verbose=verbose, shuffle=False)
         wall = time.perf_counter() - start
     finally:
         keras.mixed_precision.set_global_policy("float32")
