@@ -133,6 +133,16 @@ def test_leakage_entries_from_dict_and_list():
         {"protocol": "clean", "accuracy": {"mean": 0.7}}]}}}
     entries = comparison.leakage_entries(as_list)
     assert list(entries["mean"]) == [0.9, 0.7] and entries["ci_low"].isna().tolist() == [False, True]
+    with_probe = {"20_p3_densenet201_lymphoma": {"leakage": {
+        "protocols": [{"protocol": "paper protocol: augment, then split", "mean": 0.44}],
+        "counts": {"paper protocol": {"test_images": 360}},
+        "nearest_neighbour_probe": {"paper protocol": 0.997, "leakage-free": 0.613}}}}
+    entries = comparison.leakage_entries(with_probe)
+    assert list(entries["protocol"]) == ["paper protocol: augment, then split",
+                                         "nearest neighbour probe: paper protocol",
+                                         "nearest neighbour probe: leakage-free"]
+    assert list(entries["mean"]) == [0.44, 0.997, 0.613]
+    assert [comparison.is_leaky(p) for p in entries["protocol"]] == [True, True, False]
     assert comparison.leakage_entries({}).empty
 
 

@@ -335,7 +335,12 @@ def _leakage_items(leakage) -> list[tuple[str, object]]:
     if isinstance(leakage, dict):
         for key in ("protocols", "rows", "measurements"):
             if isinstance(leakage.get(key), (list, dict)):
-                return _leakage_items(leakage[key])
+                # beside the main rows, other named groups of measurements (e.g. a 1-NN probe under
+                # each protocol) are read too, prefixed with their group's name
+                extra = [(f"{k.replace('_', ' ')}: {name}", v) for k, group in leakage.items()
+                         if k != key and isinstance(group, dict) and not SKIP_LEAKAGE_KEYS.match(str(k))
+                         for name, v in _leakage_items(group)]
+                return _leakage_items(leakage[key]) + extra
         return [(str(k), v) for k, v in leakage.items() if not SKIP_LEAKAGE_KEYS.match(str(k))]
     return []
 
