@@ -119,7 +119,7 @@ def test_p5_grid_cold_then_warm(image_folder):
 def test_smoke_suite_is_run_and_timed(monkeypatch):
     calls = []
 
-    def fake_run(profile, reports, data_dir):
+    def fake_run(profile, reports):
         calls.append((profile, reports.is_dir()))
         return [{"notebook": "00_a", "status": "ok", "seconds": 1.5},
                 {"notebook": "10_b", "status": "failed", "seconds": 0.5}]

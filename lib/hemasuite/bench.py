@@ -274,12 +274,11 @@ def p5_grid_benchmark(folder=None, n_images: int = 160, seed: int = 0, backbones
                       "warm: the same grid again, features read from the cache; the SVM C grid runs both times"}
 
 
-def smoke_suite_benchmark(data_dir=None) -> dict:
+def smoke_suite_benchmark() -> dict:
     """Wall time of the whole ``smoke`` profile, run now through the runner into a temporary reports folder."""
-
     with tempfile.TemporaryDirectory(prefix="hemasuite_smoke_") as tmp:
         start = time.perf_counter()
-        records = runner.run("smoke", reports=Path(tmp), data_dir=data_dir)
+        records = runner.run("smoke", reports=Path(tmp))
         seconds = time.perf_counter() - start
     failed = [r["notebook"] for r in records if r["status"] != "ok"]
     return {"profile": "smoke", "measured": "run now (python -m hemasuite.runner --profile smoke)",
