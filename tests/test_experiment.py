@@ -97,6 +97,14 @@ def test_seed_mean_ci_and_verdict():
     assert "SYNTHETIC" in experiment.verdict("m", evaluation, 0.85, synthetic=True)
 
 
+def test_knn_baseline_records_its_speed(prepared):
+    run, prep = prepared
+    knn = experiment.run_baselines(run, prep, ["knn"], 16, 1, 8, 1e-3, None, 0, 10)["knn"]
+    record = knn["evaluation"]["per_seed"][0]["training"]
+    assert record["k"] in (1, 3, 5, 7, 9, 15) and "probabilities" not in record
+    assert record["train_images_per_s"] > 0 and record["inference_images_per_s"] > 0
+
+
 def test_unknown_baseline_is_rejected(prepared):
     run, prep = prepared
     with pytest.raises(Exception, match="unknown parameter"):

@@ -62,6 +62,17 @@ def test_second_call_loads_from_disk_without_running_the_backbone(tmp_path, imag
     assert len(list((tmp_path / "cache").glob("features_tiny_avgpool_*.npy"))) == 1
 
 
+def test_extraction_speed_is_kept_beside_the_features(tmp_path, images_and_paths, counted):
+    images, paths = images_and_paths
+    _, build = counted
+    first = features.FeatureCache("tiny_avgpool", build, 32, cache_dir=tmp_path)
+    first(images, paths)
+    rerun = features.FeatureCache("tiny_avgpool", build, 32, cache_dir=tmp_path)
+    rerun(images, paths)
+    assert first.images_per_s > 0 and rerun.hits == 1
+    assert rerun.images_per_s == round(first.images_per_s, 1), "a cache hit reports the speed measured on the miss"
+
+
 def test_key_covers_content_variant_weights_and_size(tmp_path, images_and_paths, counted):
     images, paths = images_and_paths
     calls, build = counted

@@ -71,3 +71,10 @@ def test_partial_fine_tuning_freezes_all_but_last_layers():
         layer for layer in model.layers if layer.name.startswith("vgg"))
     trainable = [layer for layer in base.layers if layer.trainable and layer.weights]
     assert 0 < len(trainable) <= 4
+
+
+def test_p1_stem_halves_the_resolution_the_blocks_see():
+    plain = models.p1_deep_cnn((64, 64, 3), 4)
+    stem = models.p1_deep_cnn((128, 128, 3), 4, stem_stride=2)
+    assert stem.get_layer("stem").output.shape[1:3] == (64, 64)
+    assert stem.output.shape == plain.output.shape and "stem" not in [layer.name for layer in plain.layers]

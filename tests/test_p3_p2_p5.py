@@ -69,7 +69,7 @@ def test_leakage_gap_is_the_accuracy_difference(lymph):
 def test_tiles_keep_their_image_split_and_average_back(lymph):
     native = lymph.images
     tiles = lymphoma.tile_set(lymph, native, 16, 8)
-    assert tiles.size == 16 and tiles.protocol["tiles"]["per_image"] == 9
+    assert tiles.size == 16 and tiles.protocol["tiles"]["per_image"] == {"train": 9, "test": 9}
     sides = tiles.frame.groupby("source")["split"].nunique()
     assert (sides == 1).all() and len(tiles.frame) == 9 * len(lymph.frame)
     assert np.array_equal(tiles.images[0], native[tiles.frame["source"][0], :16, :16])
@@ -81,6 +81,13 @@ def test_tiles_keep_their_image_split_and_average_back(lymph):
     assert image_run.probabilities.shape == (len(y_test), 3)
     assert np.allclose(image_run.probabilities[np.arange(len(y_test)), y_test], 8 / 9)
     assert image_run.training["tile_accuracy"] == pytest.approx(8 / 9, abs=1e-4)
+
+
+def test_test_images_can_be_tiled_more_densely(lymph):
+    tiles = lymphoma.tile_set(lymph, lymph.images, 16, 16, test_stride=8)
+    per_image = tiles.frame.groupby("source")["split"].agg(["first", "size"]).groupby("first")["size"].unique()
+    assert list(per_image["train"]) == [4] and list(per_image["test"]) == [9]
+    assert tiles.protocol["tiles"]["per_image"] == {"train": 4, "test": 9}
 
 
 def test_dihedral_gives_one_of_the_eight_symmetries():
@@ -201,6 +208,18 @@ def test_svm_separates_separable_features_with_grouped_cv(marrow):
     assert result.training["C"] in (0.1, 1.0) and result.training["cv_accuracy"] == 1.0
     y_test = rotated.arrays("test")[1]
     assert (result.probabilities.argmax(axis=1) == y_test).all() and np.allclose(result.probabilities.sum(1), 1)
+
+
+def test_svm_record_adds_its_own_time_to_the_feature_extraction_speed(marrow):
+    _, prepared = marrow
+    rotated = transfer.rotated_training_set(prepared)
+    x = np.random.default_rng(0).normal(size=(len(rotated.frame), 8)).astype(np.float32)
+    features_set = rotated.__class__(rotated.dataset, rotated.frame, x, 8, {})
+    without = transfer.svm_runs(features_set, [1.0])[0].training
+    assert "train_images_per_s" not in without and without["svm_fit_rows_per_s"] > 0
+    record = transfer.svm_runs(features_set, [1.0], feature_images_per_s=50.0)[0].training
+    assert 0 < record["train_images_per_s"] < 50.0 and 0 < record["inference_images_per_s"] < 50.0
+    assert record["svm_predict_rows_per_s"] > 0 and record["feature_images_per_s"] == 50.0
 
 
 def test_alexnet_fine_tuning_freezes_all_but_the_last_layers():

@@ -42,7 +42,9 @@ class FeatureCache:
     ``build()`` returns the Keras feature model; it is called at most once per instance,
     on the first miss, after seeding with ``seed`` (so random initialisation is the same
     draw on every run). ``weights_file`` is the resolved weight file, None for random init.
-    ``hits`` / ``misses`` / ``seconds`` record what happened.
+    ``hits`` / ``misses`` / ``seconds`` record what happened; ``images_per_s`` is the
+    extraction speed of the last call, measured now on a miss or read back from the
+    ``.json`` written beside the features when they were computed.
     """
 
     def __init__(self, name: str, build: Callable, size, weights_file: str | None = None, seed: int = 0,
@@ -51,6 +53,7 @@ class FeatureCache:
         self.weights_file, self.batch_size = weights_file, batch_size
         self.cache_dir = Path(cache_dir) if cache_dir is not None else config.cache_dir()
         self.hits, self.misses, self.seconds = 0, 0, 0.0
+        self.images_per_s: float | None = None
         self._model = None
 
     def weights_identity(self) -> str:
@@ -80,16 +83,20 @@ class FeatureCache:
         if len(images) != len(paths):
             raise ValueError(f"{len(images)} images but {len(paths)} paths")
         target = self.path(paths, variant)
+        timing = target.with_suffix(".json")
         if target.is_file():
             self.hits += 1
+            self.images_per_s = json.loads(timing.read_text()).get("images_per_s") if timing.is_file() else None
             return np.load(target)
         self.misses += 1
         start = time.perf_counter()
         data = pipeline.make_dataset(images, np.zeros(len(images)), 1, self.batch_size, training=False,
                                      rescale=self.rescale)
-        features = training.predict(self.model(), data)[0].astype(np.float32).reshape(len(images), -1)
+        features, self.images_per_s = training.predict(self.model(), data)
+        features = features.astype(np.float32).reshape(len(images), -1)
         self.seconds += time.perf_counter() - start
         pipeline.save_array(features, target)
+        timing.write_text(json.dumps({"images": len(images), "images_per_s": round(self.images_per_s, 1)}))
         return features
 
 
@@ -125,7 +132,8 @@ def layer_features(images: np.ndarray, paths, backbone: str, layer: str, weights
                    variant="", batch_size: int = 32, cache_dir=None) -> tuple[np.ndarray, dict]:
     """Cached ``layer`` features of ``images``; ``backbone`` ``"a+b"`` concatenates those of a and b.
 
-    Returns the features and a record (extractor, weights, feature size, computed or loaded, seconds).
+    Returns the features and a record (extractor, weights, feature size, computed or loaded,
+    seconds, and the extraction speed in images/s: of the backbones in turn for ``a+b``).
     """
     from .models import resolve_top_weights, resolve_weights, weights_label
 
@@ -133,8 +141,11 @@ def layer_features(images: np.ndarray, paths, backbone: str, layer: str, weights
         parts = [layer_features(images, paths, part, layer, weights, seed, variant, batch_size, cache_dir)
                  for part in backbone.split("+")]
         stacked = np.hstack([features for features, _ in parts])
+        speeds = [record["images_per_s"] for _, record in parts]
+        speed = None if None in speeds else round(1 / sum(1 / v for v in speeds), 1)
         return stacked, {"extractor": f"{backbone} {layer} (concatenated)", "dim": int(stacked.shape[1]),
-                         "weights": parts[0][1]["weights"], "parts": [record for _, record in parts]}
+                         "weights": parts[0][1]["weights"], "images_per_s": speed,
+                         "parts": [record for _, record in parts]}
     weights = effective_weights(backbone, weights)
     size = images.shape[1:3]
     resolve = resolve_top_weights if (backbone, layer) == ("vgg16", "fc6") else resolve_weights
@@ -144,7 +155,7 @@ def layer_features(images: np.ndarray, paths, backbone: str, layer: str, weights
     features = cache(images, paths, variant)
     return features, {"extractor": f"{backbone} {layer}", "dim": int(features.shape[1]),
                       "weights": weights_label(weights), "computed": bool(cache.misses),
-                      "seconds": round(cache.seconds, 1)}
+                      "seconds": round(cache.seconds, 1), "images_per_s": cache.images_per_s}
 
 
 def as_prepared(prepared, features: np.ndarray, standardize: bool = True):

@@ -134,22 +134,25 @@ def leakage_gap(leaky: Prepared, leaky_runs: list[SeedRun], clean: Prepared, cle
             "difference_ci_high": float(high), "n_boot": n_boot}
 
 
-def tile_set(prepared: Prepared, native: np.ndarray, tile: int, stride: int) -> Prepared:
+def tile_set(prepared: Prepared, native: np.ndarray, tile: int, stride: int, test_stride: int | None = None) -> Prepared:
     """Tiles (:func:`hemasuite.pipeline.patches_from_images`) of each split's images at native resolution.
 
     ``native`` holds the images of ``prepared.frame`` in frame order; a tile keeps its
-    image's split, so no image contributes tiles to both sides.
+    image's split, so no image contributes tiles to both sides. Test images may be tiled
+    more densely (``test_stride``, default ``stride``): more tiles to average per image
+    cost only inference, while training cost grows with every training tile.
     """
+    test_stride = stride if test_stride is None else test_stride
     parts = []
-    for split in ("train", "test"):
+    for split, step in (("train", stride), ("test", test_stride)):
         rows = np.flatnonzero(prepared.frame["split"] == split)
-        tiles, _, local = pipeline.patches_from_images(native[rows], prepared.dataset.label_ids[rows], tile, stride)
+        tiles, _, local = pipeline.patches_from_images(native[rows], prepared.dataset.label_ids[rows], tile, step)
         parts.append((tiles, rows[local], np.full(len(local), split)))
     images, sources, split = (np.concatenate(column) for column in zip(*parts))
-    per_image = np.bincount(sources, minlength=len(prepared.frame))
+    per_image = {name: int(np.bincount(sources[split == name]).max()) for name in ("train", "test")}
     return _derived(prepared, images, sources, split, {
-        "tiles": {"size": tile, "stride": stride, "image_size": list(native.shape[1:3]),
-                  "per_image": int(per_image.max()), "train": int((split == "train").sum()),
+        "tiles": {"size": tile, "stride": stride, "test_stride": test_stride, "image_size": list(native.shape[1:3]),
+                  "per_image": per_image, "train": int((split == "train").sum()),
                   "test": int((split == "test").sum())}})
 
 

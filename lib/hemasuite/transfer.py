@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -101,7 +102,8 @@ def fine_tune_model(backbone: str, input_shape, n_classes: int, weights=None, tr
                                       trainable_layers=trainable_layers)
 
 
-def svm_runs(prepared: experiment.Prepared, c_grid, seed: int = 0, folds: int = 3) -> list[experiment.SeedRun]:
+def svm_runs(prepared: experiment.Prepared, c_grid, seed: int = 0, folds: int = 3,
+             feature_images_per_s: float | None = None) -> list[experiment.SeedRun]:
     """Linear SVM (one-vs-rest) on feature rows, C chosen by grouped cross-validation on the training rows.
 
     Features are centred and scaled to unit mean norm (training rows); the SVMs work on the
@@ -109,6 +111,11 @@ def svm_runs(prepared: experiment.Prepared, c_grid, seed: int = 0, folds: int = 
     rotation of an image together (``source``), so C is not chosen on rotated copies of
     training images. Scores are the softmax of the decision values (their argmax is the
     prediction; they are not calibrated probabilities).
+
+    The record holds the SVM's own speed (grid search + refit, and prediction, in feature
+    rows per second) and, given the backbone's ``feature_images_per_s``, the end-to-end
+    image speeds of feature extraction + SVM as ``train_images_per_s`` and
+    ``inference_images_per_s``.
     """
     from scipy.special import softmax
     from sklearn.model_selection import GridSearchCV, GroupKFold
@@ -123,14 +130,25 @@ def svm_runs(prepared: experiment.Prepared, c_grid, seed: int = 0, folds: int = 
     groups = prepared.frame.loc[prepared.frame["split"] == "train", "source"].to_numpy()
     search = GridSearchCV(OneVsRestClassifier(SVC(kernel="precomputed")), {"estimator__C": list(c_grid)},
                           cv=GroupKFold(n_splits=folds), scoring="accuracy")
+    start = time.perf_counter()
     search.fit(train @ train.T, y_train, groups=groups)
+    fit_seconds = time.perf_counter() - start
+    start = time.perf_counter()
     decision = search.decision_function(test @ train.T)
+    predict_seconds = time.perf_counter() - start
     if decision.ndim == 1:  # two classes: one SVM, positive score for the second class
         decision = np.stack([-decision, decision], axis=1)
     scores = softmax(decision, axis=1)
     record = {"classifier": "linear SVM, one-vs-rest (features centred, unit mean norm)",
               "C": search.best_params_["estimator__C"], "cv_accuracy": round(float(search.best_score_), 4),
-              "cv": f"{folds}-fold, rotations of an image together", "c_grid": list(c_grid)}
+              "cv": f"{folds}-fold, rotations of an image together", "c_grid": list(c_grid),
+              "wall_time_s": round(fit_seconds, 3),
+              "svm_fit_rows_per_s": round(len(train) / max(fit_seconds, 1e-9), 1),
+              "svm_predict_rows_per_s": round(len(test) / max(predict_seconds, 1e-9), 1),
+              "feature_images_per_s": feature_images_per_s}
+    if feature_images_per_s:
+        record["train_images_per_s"] = round(1 / (1 / feature_images_per_s + fit_seconds / len(train)), 1)
+        record["inference_images_per_s"] = round(1 / (1 / feature_images_per_s + predict_seconds / len(test)), 1)
     return [experiment.SeedRun(seed, scores, {}, record)]
 
 
@@ -143,7 +161,7 @@ def feature_extraction(run, rotated: experiment.Prepared, backbones, weights, se
         x, record = features.layer_features(rotated.images, rotated.frame["path"], backbone, layer, weights, seed,
                                             variant=rotated.frame["rotation"].tolist(), batch_size=batch_size)
         feature_set = features.as_prepared(rotated, x, standardize=False)
-        runs = svm_runs(feature_set, c_grid, seed)
+        runs = svm_runs(feature_set, c_grid, seed, feature_images_per_s=record["images_per_s"])
         results[backbone] = _result(run, f"fe_{backbone}", f"{PAPER_NAMES.get(backbone, backbone)} features + SVM",
                                     feature_set, runs, n_boot, {**record, "substitute": note})
     return results

@@ -17,6 +17,14 @@ def conv_block(x, filters: int, kernel: int = 3, batch_norm: bool = False, bn_mo
     return layers.MaxPooling2D()(x)
 
 
+def stem(x, filters: int, stride: int, batch_norm: bool = True, bn_momentum: float = 0.9):
+    """Strided 3x3 Conv2D [+ BatchNorm] + ReLU: reads the full-resolution pixels, then hands on a smaller map."""
+    x = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=not batch_norm, name="stem")(x)
+    if batch_norm:
+        x = layers.BatchNormalization(momentum=bn_momentum)(x)
+    return layers.ReLU()(x)
+
+
 def classifier_head(x, n_classes: int, units: int, dropout: float):
     """Flatten/pool -> Dense(units, ReLU) -> Dropout -> softmax (kept in float32 for mixed precision)."""
     x = layers.Dropout(dropout)(x)
@@ -51,14 +59,20 @@ def p4_sequential_cnn(input_shape, n_classes: int, filters=(32, 64, 128), dense_
 
 
 def p1_deep_cnn(input_shape, n_classes: int, filters=(32, 64, 128, 256), dense_units: int = 256,
-                dropout: float = 0.4, batch_norm: bool = True, bn_momentum: float = 0.9) -> keras.Model:
+                dropout: float = 0.4, batch_norm: bool = True, bn_momentum: float = 0.9,
+                stem_stride: int = 1) -> keras.Model:
     """P1 (Kadhim et al.): a deep CNN of conv + ReLU + max-pool blocks, fully connected, softmax.
 
     P1 names no depth or widths. Four blocks with batch normalization (momentum 0.9, so
-    its moving statistics settle within a short run) and global average pooling.
+    its moving statistics settle within a short run) and global average pooling. With
+    ``stem_stride`` > 1 a strided 3x3 convolution (``filters[0]`` wide, BN, ReLU) comes
+    first: the network sees a larger input for about the cost of a ``stem_stride`` times
+    smaller one.
     """
     inputs = keras.Input(shape=input_shape)
     x = inputs
+    if stem_stride > 1:
+        x = stem(x, filters[0], stem_stride, batch_norm, bn_momentum)
     for width in filters:
         x = conv_block(x, width, batch_norm=batch_norm, bn_momentum=bn_momentum)
     x = layers.GlobalAveragePooling2D()(x)
