@@ -57,8 +57,8 @@ def test_restore_best_keeps_the_best_validation_epoch(prepared):
     _, prep = prepared
     runs = experiment.train_seeds(prep, tiny_model, [0], epochs=4, batch_size=8,
                                   optimizer=experiment.adam(5e-2, 4, "constant"), restore_best=True, verbose=0)
-    history = runs[0].history["val_accuracy"]
-    best = int(np.argmax(history))
+    history, losses = runs[0].history["val_accuracy"], runs[0].history["val_loss"]
+    best = max(range(4), key=lambda epoch: (history[epoch], -losses[epoch]))  # ties: lowest validation loss
     assert runs[0].training["weights_from_epoch"] == best + 1
     x_val, y_val = prep.arrays("val")
     kept = runs[0].model.predict(x_val.astype("float32") / 255, verbose=0).argmax(axis=1)
@@ -123,3 +123,25 @@ def test_learning_evidence_flags_underfitting():
     assert "not fitted" not in experiment.learning_evidence([fitted])
     text = experiment.learning_evidence([fitted, under])
     assert "seed 1: final training accuracy 80.0%" in text and "not fitted its training data" in text
+
+
+def test_best_validation_epoch_breaks_accuracy_ties_by_loss():
+    from hemasuite import training
+
+    class Model:
+        def __init__(self):
+            self.weights = None
+
+        def get_weights(self):
+            return self.weights
+
+        def set_weights(self, weights):
+            self.weights = weights
+
+    selector, model = training.BestValidationEpoch(), Model()
+    selector.set_model(model)
+    for epoch, (accuracy, loss) in enumerate([(0.90, 0.3), (0.95, 0.2), (0.95, 0.1), (0.95, 0.15), (0.93, 0.05)]):
+        model.weights = f"epoch {epoch}"
+        selector.on_epoch_end(epoch, {"val_accuracy": accuracy, "val_loss": loss})
+    selector.on_train_end()
+    assert selector.best_epoch == 2 and model.weights == "epoch 2"

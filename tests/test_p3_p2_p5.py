@@ -101,6 +101,17 @@ def test_dihedral_gives_one_of_the_eight_symmetries():
         assert any(np.array_equal(result, view) for view in views)
 
 
+def test_colour_jitter_stays_in_range_and_keeps_zero_as_plain_dihedral():
+    import tensorflow as tf
+
+    images = tf.constant(np.random.default_rng(1).random((32, 6, 6, 3)).astype(np.float32))
+    jittered = lymphoma.tile_augmentation(0.2)(0)(images).numpy()
+    assert jittered.min() >= 0 and jittered.max() <= 1 and not np.allclose(jittered, images.numpy())
+    plain = lymphoma.tile_augmentation(0.0)(0)(images).numpy()
+    assert np.allclose(np.sort(plain.ravel()), np.sort(images.numpy().ravel()))  # only moved, never recoloured
+    assert "colour_jitter" in lymphoma.describe_dihedral(0.2) and "colour_jitter" not in lymphoma.describe_dihedral()
+
+
 def test_table1_layout(lymph):
     leaky, clean = protocols(lymph)
     runs = {"paper protocol": (leaky, [experiment.SeedRun(0, np.eye(3)[leaky.arrays("test")[1]], {}, {})]),

@@ -86,8 +86,9 @@ def train_seeds(prepared: Prepared, build: Callable, seeds, epochs: int, batch_s
     ``optimizer(steps_per_epoch)`` returns a fresh optimiser factory argument for
     :func:`training.train`. With ``tta``, test probabilities are averaged over the eight
     flips and right-angle rotations of each image (:func:`dihedral_predict`). With
-    ``restore_best``, the weights of the epoch with the best validation accuracy are kept
-    (model selection on the validation split; the test split is never looked at). The
+    ``restore_best``, the weights of the epoch with the best validation accuracy (ties:
+    lowest validation loss) are kept (model selection on the validation split; the test
+    split is never looked at). The
     model of the first seed is kept (for Grad-CAM); others only when ``keep_models``.
     """
     n_classes = len(prepared.dataset.classes)
@@ -106,7 +107,7 @@ def train_seeds(prepared: Prepared, build: Callable, seeds, epochs: int, batch_s
         config.set_seeds(seed)
         train_data = pipeline.make_dataset(x_train, y_train, n_classes, batch_size, training=True, seed=seed,
                                            augment=augment(seed) if augment else None, rescale=rescale)
-        selector = best_validation_epoch(epochs) if restore_best else None
+        selector = training.BestValidationEpoch() if restore_best else None
         result = training.train(build, train_data, len(y_train), epochs, lambda: optimizer(steps),
                                 val_data=val_data, verbose=verbose, callbacks=[selector] if selector else None)
         if tta:
@@ -119,14 +120,6 @@ def train_seeds(prepared: Prepared, build: Callable, seeds, epochs: int, batch_s
         runs.append(SeedRun(seed, probabilities, result.history, record,
                             result.model if keep_models or index == 0 else None))
     return runs
-
-
-def best_validation_epoch(epochs: int):
-    """Callback that restores, after training, the weights of the best validation-accuracy epoch."""
-    import keras
-
-    return keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=epochs,
-                                         restore_best_weights=True)
 
 
 def dihedral_predict(model, images: np.ndarray, labels: np.ndarray, n_classes: int,

@@ -13,7 +13,8 @@
 - :func:`tile_set` / :func:`image_runs`: native-resolution tiles of the split's images;
   an image's prediction is the mean of its tiles' class probabilities.
 - :func:`dihedral`: random flips and transposes of training tiles (no interpolation, so
-  the nuclear texture is not blurred).
+  the nuclear texture is not blurred); :func:`tile_augmentation` adds a per-tile colour
+  jitter for the staining differences between slides.
 """
 
 from __future__ import annotations
@@ -196,10 +197,42 @@ def dihedral(seed: int):
     return apply
 
 
-def describe_dihedral() -> dict:
-    """results.json entry of :func:`dihedral`."""
-    return {"name": "dihedral", "implementation": "keras RandomFlip (both axes) + random transpose",
-            "applies_to": "training tiles only", "notes": "lossless: no interpolation of the texture"}
+def tile_augmentation(colour_jitter: float = 0.0):
+    """Augmentation factory ``f(seed)`` for training tiles: :func:`dihedral`, then colour jitter.
+
+    With ``colour_jitter`` = j > 0, every tile's RGB channels are multiplied by gains drawn
+    from [1 - j, 1 + j] (one per channel) and shifted by one offset from [-j/2, j/2], then
+    clipped to [0, 1] (inputs are rescaled to [0, 1] first): a simple stand-in for the
+    stain differences between slides, so that the network cannot lean on a slide's tint.
+    """
+    import tensorflow as tf
+
+    def make(seed: int):
+        flip = dihedral(seed)
+        if colour_jitter <= 0:
+            return flip
+
+        def apply(images):
+            images = flip(images)
+            n = tf.shape(images)[0]
+            gain = tf.random.uniform([n, 1, 1, 3], 1 - colour_jitter, 1 + colour_jitter, seed=seed + 2)
+            offset = tf.random.uniform([n, 1, 1, 1], -colour_jitter / 2, colour_jitter / 2, seed=seed + 3)
+            return tf.clip_by_value(images * gain + offset, 0.0, 1.0)
+
+        return apply
+
+    return make
+
+
+def describe_dihedral(colour_jitter: float = 0.0) -> dict:
+    """results.json entry of :func:`tile_augmentation` (:func:`dihedral` alone when ``colour_jitter`` is 0)."""
+    entry = {"name": "dihedral", "implementation": "keras RandomFlip (both axes) + random transpose",
+             "applies_to": "training tiles only", "notes": "lossless: no interpolation of the texture"}
+    if colour_jitter > 0:
+        entry |= {"name": "dihedral + colour jitter",
+                  "colour_jitter": f"per-tile RGB gains in [{1 - colour_jitter:g}, {1 + colour_jitter:g}], offset in "
+                                   f"[{-colour_jitter / 2:g}, {colour_jitter / 2:g}], clipped to [0, 1]"}
+    return entry
 
 
 def per_class_beside_paper(protocols: dict) -> pd.DataFrame:

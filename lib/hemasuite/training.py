@@ -77,6 +77,30 @@ def train(build_model: Callable[[], keras.Model], train_data: tf.data.Dataset, n
                        len(history.get("loss", [])), policy, type(strategy).__name__, strategy.num_replicas_in_sync)
 
 
+class BestValidationEpoch(keras.callbacks.Callback):
+    """Keeps the weights of the epoch with the highest validation accuracy and restores them when training ends.
+
+    Among epochs of equal validation accuracy (common on a small validation split), the
+    one with the lowest validation loss wins, not simply the earliest. ``best_epoch`` is
+    0-based.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.best_epoch: int | None = None
+        self._best: tuple | None = None
+        self._weights = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        key = (logs["val_accuracy"], -logs["val_loss"])
+        if self._best is None or key > self._best:
+            self._best, self.best_epoch, self._weights = key, epoch, self.model.get_weights()
+
+    def on_train_end(self, logs=None):
+        if self._weights is not None:
+            self.model.set_weights(self._weights)
+
+
 def predict(model: keras.Model, data: tf.data.Dataset) -> tuple[np.ndarray, float]:
     """Class probabilities for an (unshuffled) dataset and the inference images per second."""
     start = time.perf_counter()
