@@ -78,3 +78,10 @@ def test_p1_stem_halves_the_resolution_the_blocks_see():
     stem = models.p1_deep_cnn((128, 128, 3), 4, stem_stride=2)
     assert stem.get_layer("stem").output.shape[1:3] == (64, 64)
     assert stem.output.shape == plain.output.shape and "stem" not in [layer.name for layer in plain.layers]
+
+
+def test_random_init_backbones_use_fast_batch_norm_statistics():
+    model = models.transfer_classifier("densenet121", (32, 32, 3), 3, weights=None)
+    momenta = {layer.momentum for layer in model.get_layer("densenet121").layers
+               if isinstance(layer, keras.layers.BatchNormalization)}
+    assert momenta == {pretrained.RANDOM_INIT_BN_MOMENTUM}

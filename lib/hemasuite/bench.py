@@ -363,7 +363,10 @@ def to_markdown(report: dict) -> str:
         lines.append(f"not measured: {p.get('status', 'skipped')}")
     lines += ["", "## Training and inference (cpu profile results)", "",
               "Mean over seeds of each model's `train_images_per_s` and `inference_images_per_s` as recorded in "
-              f"`{report['training']['results_dir']}`.", ""]
+              f"`{report['training']['results_dir']}`. P5's `feature_extraction/*` rows are end to end (the frozen "
+              "backbone's forward pass + the SVM); its `fine_tuning/*` rows, with `fine_tune_layers` 0, train and run "
+              "only the new softmax layer on cached backbone features, so the backbone's cost is not in them. "
+              "KNN's training is its thumbnails + scaler + index.", ""]
     speeds = pd.DataFrame(report["training"]["rows"])
     lines.append(markdown_table(speeds.drop(columns=["profile"], errors="ignore"), floatfmt=".1f")
                  if len(speeds) else "no results")

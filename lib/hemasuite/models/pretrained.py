@@ -107,16 +107,27 @@ def backbone_features(name: str, input_shape, weights=None, pooling: str = "avg"
     return keras.Model(inputs, features, name=f"{name}_features")
 
 
+RANDOM_INIT_BN_MOMENTUM = 0.9
+
+
 def transfer_classifier(name: str, input_shape, n_classes: int, weights=None, dense_units: int | None = None,
                         dropout: float = 0.5, trainable_layers: int | None = None) -> keras.Model:
     """Backbone + [Dense(dense_units) + Dropout] + softmax.
 
     ``trainable_layers`` None trains everything (P3: nothing frozen); an int freezes all
     but the last that many layers of the backbone (P5's fine-tuning of the last layers).
+    From random initialisation, the backbone's batch normalisation uses momentum
+    ``RANDOM_INIT_BN_MOMENTUM``: with Keras' 0.99 its moving statistics lag far behind
+    the weights in a run of a few epochs, and evaluation collapses to one class.
+    ImageNet-initialised backbones keep their own.
     """
     entry = backbone(name)
     base = entry.build(include_top=False, weights=resolve_weights(name, weights), input_shape=input_shape,
                        pooling="avg")
+    if weights is None:
+        for layer in base.layers:
+            if isinstance(layer, layers.BatchNormalization):
+                layer.momentum = RANDOM_INIT_BN_MOMENTUM
     if trainable_layers is not None:
         for layer in base.layers[:-trainable_layers] if trainable_layers else base.layers:
             layer.trainable = False
