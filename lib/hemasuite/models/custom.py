@@ -79,12 +79,18 @@ def p1_deep_cnn(input_shape, n_classes: int, filters=(32, 64, 128, 256), dense_u
     return keras.Model(inputs, classifier_head(x, n_classes, dense_units, dropout), name="p1_deep_cnn")
 
 
-def p2_traditional_cnn(input_shape, n_classes: int) -> keras.Model:
-    """P2's 'traditional CNN': three conv + max-pool blocks, dense, dropout, softmax."""
+def p2_traditional_cnn(input_shape, n_classes: int, batch_norm: bool = True) -> keras.Model:
+    """P2's 'traditional CNN': three conv + max-pool blocks, dense, dropout, softmax.
+
+    P2 gives no layer details. With SGD (lr 0.01, momentum 0.9) and no normalisation the
+    network stayed at the majority class on the stand-in task, so the blocks have batch
+    normalisation (momentum 0.9) between convolution and ReLU, as P4's and this suite's
+    AlexNet do.
+    """
     inputs = keras.Input(shape=input_shape)
     x = inputs
     for width in (32, 64, 128):
-        x = conv_block(x, width)
+        x = conv_block(x, width, batch_norm=batch_norm)
     x = layers.Flatten()(x)
     return keras.Model(inputs, classifier_head(x, n_classes, 256, 0.5), name="p2_traditional_cnn")
 
