@@ -111,6 +111,8 @@ def test_concatenated_backbones_stack_cached_parts(tmp_path, images_and_paths):
     both, record = features.layer_features(images, paths, "alexnet+alexnet", "fc7", cache_dir=tmp_path)
     assert both.shape == (6, 2 * single.shape[1]) and np.array_equal(both[:, :single.shape[1]], single)
     assert [part["computed"] for part in record["parts"]] == [False, False]
+    speed = record["parts"][0]["images_per_s"]  # the same cached part twice: each image goes through it twice
+    assert speed > 0 and record["images_per_s"] == pytest.approx(speed / 2, abs=0.1)
 
 
 def test_vgg16_fc6_is_the_4096_unit_layer(tmp_path, images_and_paths):

@@ -10,6 +10,8 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from .training import per_second
+
 
 def thumbnails(images: np.ndarray, side: int) -> np.ndarray:
     """Flattened ``side`` x ``side`` RGB thumbnails as float features."""
@@ -42,6 +44,6 @@ def knn(train: tuple, val: tuple, test: tuple, k_values=(1, 3, 5, 7, 9, 15), sid
     predict_seconds = time.perf_counter() - start
     return {"k": best, "validation_accuracy": scores, "features": f"{side}x{side} RGB pixels, standardised",
             "wall_time_s": round(fit_seconds, 3),
-            "train_images_per_s": round(len(train[0]) / max(fit_seconds, 1e-9), 1),
-            "inference_images_per_s": round(len(test[0]) / max(predict_seconds, 1e-9), 1),
+            "train_images_per_s": per_second(len(train[0]), fit_seconds),
+            "inference_images_per_s": per_second(len(test[0]), predict_seconds),
             "probabilities": probabilities}

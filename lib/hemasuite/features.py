@@ -32,6 +32,7 @@ from typing import Callable
 import numpy as np
 
 from . import config, pipeline
+from .results import write_json_atomic
 
 LAYERS = ("fc6", "fc7", "avgpool")
 
@@ -96,7 +97,7 @@ class FeatureCache:
         features = features.astype(np.float32).reshape(len(images), -1)
         self.seconds += time.perf_counter() - start
         pipeline.save_array(features, target)
-        timing.write_text(json.dumps({"images": len(images), "images_per_s": round(self.images_per_s, 1)}))
+        write_json_atomic(timing, {"images": len(images), "images_per_s": round(self.images_per_s, 1)})
         return features
 
 

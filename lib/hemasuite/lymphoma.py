@@ -135,7 +135,8 @@ def leakage_gap(leaky: Prepared, leaky_runs: list[SeedRun], clean: Prepared, cle
             "difference_ci_high": float(high), "n_boot": n_boot}
 
 
-def tile_set(prepared: Prepared, native: np.ndarray, tile: int, stride: int, test_stride: int | None = None) -> Prepared:
+def tile_set(prepared: Prepared, native: np.ndarray, tile: int, stride: int,
+             test_stride: int | None = None) -> Prepared:
     """Tiles (:func:`hemasuite.pipeline.patches_from_images`) of each split's images at native resolution.
 
     ``native`` holds the images of ``prepared.frame`` in frame order; a tile keeps its

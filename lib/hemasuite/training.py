@@ -16,6 +16,11 @@ import numpy as np
 import tensorflow as tf
 
 
+def per_second(count: int, seconds: float) -> float:
+    """``count`` items over ``seconds``, rounded to 0.1 (a zero duration counts as 1 ns)."""
+    return round(count / max(seconds, 1e-9), 1)
+
+
 def distribution_strategy() -> tf.distribute.Strategy:
     """Mirrored across GPUs when there is more than one, else the default strategy."""
     gpus = tf.config.list_physical_devices("GPU")
@@ -73,7 +78,7 @@ def train(build_model: Callable[[], keras.Model], train_data: tf.data.Dataset, n
     finally:
         keras.mixed_precision.set_global_policy("float32")
     history = {k: [float(v) for v in values] for k, values in fitted.history.items()}
-    return TrainResult(model, history, wall, n_train * len(history.get("loss", [])) / max(wall, 1e-9),
+    return TrainResult(model, history, wall, per_second(n_train * len(history.get("loss", [])), wall),
                        len(history.get("loss", [])), policy, type(strategy).__name__, strategy.num_replicas_in_sync)
 
 
@@ -106,4 +111,4 @@ def predict(model: keras.Model, data: tf.data.Dataset) -> tuple[np.ndarray, floa
     start = time.perf_counter()
     probabilities = model.predict(data, verbose=0)
     wall = time.perf_counter() - start
-    return np.asarray(probabilities, dtype=np.float64), len(probabilities) / max(wall, 1e-9)
+    return np.asarray(probabilities, dtype=np.float64), per_second(len(probabilities), wall)
