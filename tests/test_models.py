@@ -80,6 +80,14 @@ def test_p1_stem_halves_the_resolution_the_blocks_see():
     assert stem.output.shape == plain.output.shape and "stem" not in [layer.name for layer in plain.layers]
 
 
+def test_patchify_stem_reads_every_pixel_once():
+    model = models.p1_deep_cnn((224, 224, 3), 4, stem_stride=4, stem_kernel=4)
+    stem = model.get_layer("stem")
+    assert stem.output.shape[1:3] == (56, 56) and stem.kernel_size == (4, 4) and stem.strides == (4, 4)
+    with pytest.raises(ParameterError, match="smaller than its stride"):
+        models.p1_deep_cnn((224, 224, 3), 4, stem_stride=4, stem_kernel=3)
+
+
 def test_random_init_backbones_use_fast_batch_norm_statistics():
     model = models.transfer_classifier("densenet121", (32, 32, 3), 3, weights=None)
     momenta = {layer.momentum for layer in model.get_layer("densenet121").layers

@@ -94,7 +94,7 @@ def test_dihedral_gives_one_of_the_eight_symmetries():
     import tensorflow as tf
 
     images = np.random.default_rng(0).random((16, 5, 5, 3)).astype(np.float32)
-    out = lymphoma.dihedral(0)(tf.constant(images)).numpy()
+    out = augment.dihedral(0)(tf.constant(images)).numpy()
     for source, result in zip(images, out):
         views = [np.rot90(source, k) for k in range(4)]
         views += [view[:, ::-1] for view in views]
@@ -109,7 +109,8 @@ def test_colour_jitter_stays_in_range_and_keeps_zero_as_plain_dihedral():
     assert jittered.min() >= 0 and jittered.max() <= 1 and not np.allclose(jittered, images.numpy())
     plain = lymphoma.tile_augmentation(0.0)(0)(images).numpy()
     assert np.allclose(np.sort(plain.ravel()), np.sort(images.numpy().ravel()))  # only moved, never recoloured
-    assert "colour_jitter" in lymphoma.describe_dihedral(0.2) and "colour_jitter" not in lymphoma.describe_dihedral()
+    assert "colour_jitter" in lymphoma.describe_tile_augmentation(0.2)
+    assert "colour_jitter" not in lymphoma.describe_tile_augmentation()
 
 
 def test_table1_layout(lymph):

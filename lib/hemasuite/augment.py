@@ -238,3 +238,30 @@ def describe_orientation() -> dict:
     return {"name": "orientation", "implementation": "keras.layers.RandomFlip + RandomRotation(0.5, reflect)",
             "parameters": {"flips": "horizontal and vertical", "rotation_deg": [-180, 180]},
             "applies_to": "training batches only"}
+
+
+
+def dihedral(seed: int):
+    """Batch augmentation: random horizontal / vertical flips and transposes (the 8 symmetries of a square).
+
+    Lossless (no interpolation), cheap at any image size, and the same eight views that
+    :func:`hemasuite.experiment.dihedral_predict` averages at test time.
+    """
+    import keras
+    import tensorflow as tf
+
+    flip = keras.layers.RandomFlip("horizontal_and_vertical", seed=seed)
+
+    def apply(images):
+        images = flip(images, training=True)
+        transpose = tf.random.uniform([tf.shape(images)[0]], seed=seed) < 0.5
+        return tf.where(transpose[:, None, None, None], tf.transpose(images, [0, 2, 1, 3]), images)
+
+    return apply
+
+
+def describe_dihedral() -> dict:
+    """results.json entry of :func:`dihedral`."""
+    return {"name": "dihedral", "implementation": "keras RandomFlip (both axes) + random transpose",
+            "parameters": {"views": "the 8 flips / right-angle rotations"}, "applies_to": "training batches only",
+            "notes": "lossless: no interpolation of the texture"}

@@ -12,9 +12,10 @@
   :func:`leakage_gap` is the accuracy difference of the two protocols with a bootstrap CI.
 - :func:`tile_set` / :func:`image_runs`: native-resolution tiles of the split's images;
   an image's prediction is the mean of its tiles' class probabilities.
-- :func:`dihedral`: random flips and transposes of training tiles (no interpolation, so
-  the nuclear texture is not blurred); :func:`tile_augmentation` adds a per-tile colour
-  jitter for the staining differences between slides.
+- :func:`tile_augmentation`: random flips and transposes of training tiles
+  (:func:`hemasuite.augment.dihedral`: no interpolation, so the nuclear texture is not
+  blurred), optionally with a per-tile colour jitter for the staining differences
+  between slides.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from . import baselines, pipeline, splits
+from . import augment, baselines, pipeline, splits
 from .augment import AugmentorPipeline
 from .experiment import Prepared, SeedRun, pooled_per_class_table
 
@@ -183,23 +184,8 @@ def nearest_neighbour(protocol: Prepared, side: int = 32) -> list[SeedRun]:
     return [SeedRun(0, fitted.pop("probabilities"), {}, fitted)]
 
 
-def dihedral(seed: int):
-    """Batch augmentation: random horizontal / vertical flips and transposes (the 8 symmetries of a square)."""
-    import keras
-    import tensorflow as tf
-
-    flip = keras.layers.RandomFlip("horizontal_and_vertical", seed=seed)
-
-    def apply(images):
-        images = flip(images, training=True)
-        transpose = tf.random.uniform([tf.shape(images)[0]], seed=seed) < 0.5
-        return tf.where(transpose[:, None, None, None], tf.transpose(images, [0, 2, 1, 3]), images)
-
-    return apply
-
-
 def tile_augmentation(colour_jitter: float = 0.0):
-    """Augmentation factory ``f(seed)`` for training tiles: :func:`dihedral`, then colour jitter.
+    """Augmentation factory ``f(seed)`` for training tiles: :func:`~hemasuite.augment.dihedral`, then colour jitter.
 
     With ``colour_jitter`` = j > 0, every tile's RGB channels are multiplied by gains drawn
     from [1 - j, 1 + j] (one per channel) and shifted by one offset from [-j/2, j/2], then
@@ -209,7 +195,7 @@ def tile_augmentation(colour_jitter: float = 0.0):
     import tensorflow as tf
 
     def make(seed: int):
-        flip = dihedral(seed)
+        flip = augment.dihedral(seed)
         if colour_jitter <= 0:
             return flip
 
@@ -225,10 +211,9 @@ def tile_augmentation(colour_jitter: float = 0.0):
     return make
 
 
-def describe_dihedral(colour_jitter: float = 0.0) -> dict:
-    """results.json entry of :func:`tile_augmentation` (:func:`dihedral` alone when ``colour_jitter`` is 0)."""
-    entry = {"name": "dihedral", "implementation": "keras RandomFlip (both axes) + random transpose",
-             "applies_to": "training tiles only", "notes": "lossless: no interpolation of the texture"}
+def describe_tile_augmentation(colour_jitter: float = 0.0) -> dict:
+    """results.json entry of :func:`tile_augmentation`."""
+    entry = {**augment.describe_dihedral(), "applies_to": "training tiles only"}
     if colour_jitter > 0:
         entry |= {"name": "dihedral + colour jitter",
                   "colour_jitter": f"per-tile RGB gains in [{1 - colour_jitter:g}, {1 + colour_jitter:g}], offset in "

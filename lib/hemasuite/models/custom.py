@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from ..errors import ParameterError
+
 
 def conv_block(x, filters: int, kernel: int = 3, batch_norm: bool = False, bn_momentum: float = 0.9,
                convs: int = 1):
@@ -17,9 +19,15 @@ def conv_block(x, filters: int, kernel: int = 3, batch_norm: bool = False, bn_mo
     return layers.MaxPooling2D()(x)
 
 
-def stem(x, filters: int, stride: int, batch_norm: bool = True, bn_momentum: float = 0.9):
-    """Strided 3x3 Conv2D [+ BatchNorm] + ReLU: reads the full-resolution pixels, then hands on a smaller map."""
-    x = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=not batch_norm, name="stem")(x)
+def stem(x, filters: int, stride: int, batch_norm: bool = True, bn_momentum: float = 0.9, kernel: int = 3):
+    """Strided Conv2D [+ BatchNorm] + ReLU: reads the full-resolution pixels, then hands on a smaller map.
+
+    ``kernel`` should be at least ``stride``, or some pixels are never read; ``kernel`` =
+    ``stride`` cuts the image into non-overlapping patches (a "patchify" stem).
+    """
+    if kernel < stride:
+        raise ParameterError(f"stem kernel {kernel} is smaller than its stride {stride}: some pixels would be skipped")
+    x = layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=not batch_norm, name="stem")(x)
     if batch_norm:
         x = layers.BatchNormalization(momentum=bn_momentum)(x)
     return layers.ReLU()(x)
@@ -60,19 +68,19 @@ def p4_sequential_cnn(input_shape, n_classes: int, filters=(32, 64, 128), dense_
 
 def p1_deep_cnn(input_shape, n_classes: int, filters=(32, 64, 128, 256), dense_units: int = 256,
                 dropout: float = 0.4, batch_norm: bool = True, bn_momentum: float = 0.9,
-                stem_stride: int = 1) -> keras.Model:
+                stem_stride: int = 1, stem_kernel: int = 3) -> keras.Model:
     """P1 (Kadhim et al.): a deep CNN of conv + ReLU + max-pool blocks, fully connected, softmax.
 
     P1 names no depth or widths. Four blocks with batch normalization (momentum 0.9, so
     its moving statistics settle within a short run) and global average pooling. With
-    ``stem_stride`` > 1 a strided 3x3 convolution (``filters[0]`` wide, BN, ReLU) comes
-    first: the network sees a larger input for about the cost of a ``stem_stride`` times
-    smaller one.
+    ``stem_stride`` > 1 a strided ``stem_kernel`` x ``stem_kernel`` convolution
+    (``filters[0]`` wide, BN, ReLU) comes first: the network sees a larger input for about
+    the cost of a ``stem_stride`` times smaller one.
     """
     inputs = keras.Input(shape=input_shape)
     x = inputs
     if stem_stride > 1:
-        x = stem(x, filters[0], stem_stride, batch_norm, bn_momentum)
+        x = stem(x, filters[0], stem_stride, batch_norm, bn_momentum, stem_kernel)
     for width in filters:
         x = conv_block(x, width, batch_norm=batch_norm, bn_momentum=bn_momentum)
     x = layers.GlobalAveragePooling2D()(x)
