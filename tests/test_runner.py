@@ -88,6 +88,13 @@ def test_command_line_exit_codes(project, capsys):
         runner.parse_overrides(["epochs"])
 
 
+def test_one_p_flag_takes_several_overrides_and_repeats():
+    args = runner.parse_arguments(["--profile", "cpu", "-p", "tile_size=96", "tile_epochs=12", "-p", "seeds=[0]",
+                                   "--notebooks", "20"])
+    assert runner.parse_overrides(args.param) == {"tile_size": 96, "tile_epochs": 12, "seeds": [0]}
+    assert args.notebooks == ["20"]
+
+
 def test_startup_noise_is_dropped_but_other_stderr_stays(tmp_path):
     noise = ("WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
              "I0000 00:00:1795323115.738485   15488 port.cc:153] oneDNN custom operations are on.\n"

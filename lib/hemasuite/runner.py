@@ -210,14 +210,20 @@ def run(profile: str, selection: list[str] | None = None, overrides: dict | None
     return records
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command line: ``--profile``, ``--notebooks``, ``-p key=value [key=value ...]`` (repeatable)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="smoke", help="profile name from notebooks/profiles.yaml")
     parser.add_argument("--notebooks", nargs="*", help="notebook stems or number prefixes (default: all)")
-    parser.add_argument("-p", "--param", action="append", default=[], help="override a parameter: key=value")
+    parser.add_argument("-p", "--param", nargs="+", action="extend", default=[],
+                        help="override parameters: key=value [key=value ...]")
     parser.add_argument("--data-dir", help="data root (default: $LEUKEMIA_DATA_DIR)")
     parser.add_argument("--reports", help="reports folder (default: <repo>/reports)")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_arguments(argv)
     try:
         records = run(args.profile, args.notebooks, parse_overrides(args.param), args.reports, args.data_dir)
     except ParameterError as error:
