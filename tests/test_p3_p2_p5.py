@@ -101,6 +101,19 @@ def test_dihedral_gives_one_of_the_eight_symmetries():
         assert any(np.array_equal(result, view) for view in views)
 
 
+def test_cell_augmentation_choices():
+    assert augment.cell_augmentation("dihedral") is augment.dihedral and augment.cell_augmentation("none") is None
+    assert augment.describe_cell_augmentation("rotation") == augment.describe_orientation()
+    assert augment.describe_cell_augmentation("none") is None
+    with pytest.raises(ParameterError, match="augmentation"):
+        augment.cell_augmentation("mixup")
+
+
+def test_model_selection_text():
+    assert "ties: lowest validation loss" in experiment.model_selection(True)
+    assert experiment.model_selection(False) == "last epoch"
+
+
 def test_colour_jitter_stays_in_range_and_keeps_zero_as_plain_dihedral():
     import tensorflow as tf
 

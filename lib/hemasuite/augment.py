@@ -17,6 +17,7 @@ import math
 import numpy as np
 from PIL import Image
 
+from . import config
 from .errors import ParameterError
 
 FILL_MODES = ("constant", "nearest", "reflect", "wrap")
@@ -240,7 +241,6 @@ def describe_orientation() -> dict:
             "applies_to": "training batches only"}
 
 
-
 def dihedral(seed: int):
     """Batch augmentation: random horizontal / vertical flips and transposes (the 8 symmetries of a square).
 
@@ -265,3 +265,22 @@ def describe_dihedral() -> dict:
     return {"name": "dihedral", "implementation": "keras RandomFlip (both axes) + random transpose",
             "parameters": {"views": "the 8 flips / right-angle rotations"}, "applies_to": "training batches only",
             "notes": "lossless: no interpolation of the texture"}
+
+
+CELL_AUGMENTATIONS = ("dihedral", "rotation", "none")
+
+
+def cell_augmentation(name: str):
+    """Training-batch augmentation factory ``f(seed)`` for single-cell images, or None for ``"none"``.
+
+    ``dihedral``: :func:`dihedral` (lossless, cheap at any size); ``rotation``:
+    :func:`orientation_layers` (flips + rotation by any angle, interpolated).
+    """
+    config.check_choice("augmentation", name, list(CELL_AUGMENTATIONS))
+    return {"dihedral": dihedral, "rotation": lambda seed: orientation_layers(seed=seed), "none": None}[name]
+
+
+def describe_cell_augmentation(name: str) -> dict | None:
+    """results.json entry of :func:`cell_augmentation`."""
+    config.check_choice("augmentation", name, list(CELL_AUGMENTATIONS))
+    return {"dihedral": describe_dihedral, "rotation": describe_orientation, "none": lambda: None}[name]()

@@ -122,6 +122,11 @@ def train_seeds(prepared: Prepared, build: Callable, seeds, epochs: int, batch_s
     return runs
 
 
+def model_selection(restore_best: bool) -> str:
+    """results.json / deviation text of :func:`train_seeds`' ``restore_best``."""
+    return "best validation-accuracy epoch (ties: lowest validation loss)" if restore_best else "last epoch"
+
+
 def dihedral_predict(model, images: np.ndarray, labels: np.ndarray, n_classes: int,
                      rescale: float = 1 / 255) -> tuple[np.ndarray, float]:
     """Class probabilities averaged over the 8 flips / right-angle rotations of each (square) image.
