@@ -161,3 +161,16 @@ def test_paper_vs_run_table():
     assert table.columns.tolist() == ["metric", "paper", "this_run", "difference"]
     assert table["difference"].iloc[:2].tolist() == pytest.approx([-0.02, 0.02])
     assert np.isnan(table["this_run"].iloc[2])
+
+
+def test_clopper_pearson_ci():
+    ci = metrics.clopper_pearson_ci(324, 326)
+    assert ci["value"] == pytest.approx(324 / 326)
+    # Reference: R binom.test(324, 326)$conf.int = 0.97800, 0.99926
+    assert ci["ci_low"] == pytest.approx(0.97800, abs=1e-4)
+    assert ci["ci_high"] == pytest.approx(0.99926, abs=1e-4)
+    assert metrics.clopper_pearson_ci(10, 10)["ci_high"] == 1.0
+    assert metrics.clopper_pearson_ci(0, 10)["ci_low"] == 0.0
+    assert metrics.clopper_pearson_ci(10, 10)["ci_low"] == pytest.approx(0.025 ** 0.1)
+    with pytest.raises(ParameterError):
+        metrics.clopper_pearson_ci(11, 10)

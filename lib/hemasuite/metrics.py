@@ -180,6 +180,19 @@ def wilson_ci(k: int, n: int, alpha: float = 0.05) -> dict:
     return {"value": p, "ci_low": float(max(0.0, centre - half)), "ci_high": float(min(1.0, centre + half))}
 
 
+def clopper_pearson_ci(k: int, n: int, alpha: float = 0.05) -> dict:
+    """Exact (Clopper-Pearson) interval of a proportion ``k / n``: ``{value, ci_low, ci_high}``.
+
+    Never narrower than the nominal level, and well defined at 0 and 100%, where a
+    bootstrap over test images collapses to a point.
+    """
+    if n <= 0 or not 0 <= k <= n:
+        raise ParameterError(f"clopper_pearson_ci needs 0 <= k <= n and n > 0, got k={k}, n={n}")
+    low = stats.beta.ppf(alpha / 2, k, n - k + 1) if k > 0 else 0.0
+    high = stats.beta.ppf(1 - alpha / 2, k + 1, n - k) if k < n else 1.0
+    return {"value": k / n, "ci_low": float(low), "ci_high": float(high)}
+
+
 def reliability_table(y_true, y_prob, n_bins: int = 10) -> pd.DataFrame:
     """Per equal-width confidence bin (confidence = max probability): count, accuracy, mean confidence."""
     y_prob = as_probabilities(y_prob)
