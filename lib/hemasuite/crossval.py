@@ -1,0 +1,96 @@
+"""Cross-validation in which every image is tested once, with settings chosen inside each fold.
+
+- :func:`select_on_validation`: try candidate settings on validation data carved from the
+  training side and keep the best; every candidate is recorded with its validation score.
+- :func:`cross_validate`: run ``fit_predict`` on each fold and collect per-image predictions
+  (one row per image, with its fold).
+- :func:`fold_table`, :func:`pooled_summary`, :func:`group_table`: per fold, pooled over
+  all images (exact binomial CI), and per group (e.g. the fraction correct per case).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+import numpy as np
+import pandas as pd
+
+from . import metrics
+from .errors import ParameterError
+
+
+def select_on_validation(candidates: dict[str, dict], score: Callable[[dict], float]) -> tuple[str, pd.DataFrame]:
+    """The name of the candidate with the highest validation ``score``, and every candidate tried.
+
+    ``score(settings)`` trains on the inner training part and returns the validation
+    accuracy; the test part of the fold is never seen here. Ties keep the earlier
+    candidate (list the cheaper or simpler setting first).
+    """
+    if not candidates:
+        raise ParameterError("select_on_validation needs at least one candidate setting")
+    rows = [{"candidate": name, **settings, "validation_score": float(score(settings))}
+            for name, settings in candidates.items()]
+    tried = pd.DataFrame(rows)
+    best = str(tried.loc[tried["validation_score"].idxmax(), "candidate"])
+    tried["selected"] = tried["candidate"] == best
+    return best, tried
+
+
+def cross_validate(labels, folds: Iterable[tuple[np.ndarray, np.ndarray]], classes,
+                   fit_predict: Callable[[int, np.ndarray, np.ndarray], np.ndarray]) -> pd.DataFrame:
+    """Per-image test predictions over all folds.
+
+    ``folds`` yields ``(train_index, test_index)`` pairs into ``labels``; the test parts must
+    cover every image exactly once. ``fit_predict(fold, train_index, test_index)`` returns
+    the ``(len(test_index), n_classes)`` probabilities of the test images. The result has
+    columns ``index``, ``fold``, ``true``, ``predicted`` and ``p_<class>``, sorted by index.
+    """
+    labels = metrics.as_indices(labels, classes)
+    parts, seen = [], np.zeros(len(labels), dtype=int)
+    for fold, (train_index, test_index) in enumerate(folds):
+        train_index, test_index = np.asarray(train_index), np.asarray(test_index)
+        if np.intersect1d(train_index, test_index).size:
+            raise ParameterError(f"fold {fold}: images in both the training and the test part")
+        probabilities = np.asarray(fit_predict(fold, train_index, test_index), dtype=float)
+        if probabilities.shape != (len(test_index), len(classes)):
+            raise ParameterError(f"fold {fold}: fit_predict returned shape {probabilities.shape}, "
+                                 f"expected {(len(test_index), len(classes))}")
+        seen[test_index] += 1
+        part = pd.DataFrame({"index": test_index, "fold": fold, "true": labels[test_index],
+                             "predicted": probabilities.argmax(axis=1)})
+        for k, name in enumerate(classes):
+            part[f"p_{name}"] = probabilities[:, k]
+        parts.append(part)
+    if not np.all(seen == 1):
+        raise ParameterError(f"the folds' test parts must cover every image once: {int((seen == 0).sum())} never "
+                             f"tested, {int((seen > 1).sum())} tested more than once")
+    return pd.concat(parts).sort_values("index").reset_index(drop=True)
+
+
+def fold_table(predictions: pd.DataFrame) -> pd.DataFrame:
+    """Images and accuracy per fold."""
+    correct = predictions["true"] == predictions["predicted"]
+    return (correct.groupby(predictions["fold"]).agg(images="size", accuracy="mean").reset_index())
+
+
+def pooled_summary(predictions: pd.DataFrame) -> dict:
+    """Pooled accuracy over all images with an exact binomial 95% CI, and mean +/- sd over folds."""
+    correct = int((predictions["true"] == predictions["predicted"]).sum())
+    n = len(predictions)
+    per_fold = fold_table(predictions)["accuracy"]
+    return {"images": n, "correct": correct, "accuracy": correct / n,
+            "ci": {**metrics.clopper_pearson_ci(correct, n), "method": "Clopper-Pearson, pooled over folds"},
+            "folds": int(per_fold.size), "fold_mean": float(per_fold.mean()),
+            "fold_sd": float(per_fold.std(ddof=1)) if per_fold.size > 1 else None}
+
+
+def group_table(predictions: pd.DataFrame, groups, classes) -> pd.DataFrame:
+    """Per group (e.g. case): its class, images, fraction correct and the most frequent prediction."""
+    frame = predictions.assign(group=np.asarray(groups)[predictions["index"].to_numpy()],
+                               correct=predictions["true"] == predictions["predicted"])
+    rows = []
+    for group, part in frame.groupby("group", sort=True):
+        rows.append({"group": group, "class": classes[int(part["true"].mode().iloc[0])], "images": len(part),
+                     "fraction_correct": float(part["correct"].mean()),
+                     "most_predicted": classes[int(part["predicted"].mode().iloc[0])]})
+    return pd.DataFrame(rows).sort_values(["class", "group"]).reset_index(drop=True)
