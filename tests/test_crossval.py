@@ -63,3 +63,15 @@ def test_cross_validate_refuses_bad_folds_and_shapes():
     overlapping = [(np.arange(60), np.arange(10))]
     with pytest.raises(ParameterError, match="both"):
         crossval.cross_validate(labels, overlapping, CLASSES, lambda f, tr, te: np.zeros((len(te), 3)))
+
+
+def test_repeated_split_summary_separates_split_and_seed_spread():
+    table = pd.DataFrame({"split_seed": [0, 0, 1, 1, 2, 2], "train_seed": [0, 1] * 3,
+                          "accuracy": [0.90, 0.92, 0.80, 0.82, 0.85, 0.87]})
+    summary = crossval.repeated_split_summary(table)
+    assert summary["mean"] == pytest.approx(0.86)
+    assert summary["per_split_mean"] == pytest.approx({0: 0.91, 1: 0.81, 2: 0.86})
+    assert summary["sd_across_splits"] == pytest.approx(0.05)
+    assert summary["sd_across_training_seeds"] == pytest.approx(np.std([0.90, 0.92], ddof=1))
+    with pytest.raises(ParameterError, match="split_seed"):
+        crossval.repeated_split_summary(table.drop(columns="split_seed"))

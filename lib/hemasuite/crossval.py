@@ -6,6 +6,8 @@
   (one row per image, with its fold).
 - :func:`fold_table`, :func:`pooled_summary`, :func:`group_table`: per fold, pooled over
   all images (exact binomial CI), and per group (e.g. the fraction correct per case).
+- :func:`repeated_split_summary`: accuracy over several split seeds, each with several
+  training seeds, with the sd across splits and across training seeds kept apart.
 """
 
 from __future__ import annotations
@@ -94,3 +96,23 @@ def group_table(predictions: pd.DataFrame, groups, classes) -> pd.DataFrame:
                      "fraction_correct": float(part["correct"].mean()),
                      "most_predicted": classes[int(part["predicted"].mode().iloc[0])]})
     return pd.DataFrame(rows).sort_values(["class", "group"]).reset_index(drop=True)
+
+
+def repeated_split_summary(table: pd.DataFrame, value: str = "accuracy") -> dict:
+    """Mean of ``value`` over rows ``(split_seed, train_seed, value)``, with both sources of spread.
+
+    ``sd_across_splits`` is the sd of the per-split means (what a new split of the data
+    changes); ``sd_across_training_seeds`` is the mean over splits of the sd across training
+    seeds within a split (what a new initialisation changes).
+    """
+    missing = {"split_seed", "train_seed", value} - set(table.columns)
+    if missing:
+        raise ParameterError(f"repeated_split_summary needs columns {sorted(missing)}")
+    per_split = table.groupby("split_seed")[value]
+    means = per_split.mean()
+    within = per_split.std(ddof=1).dropna()
+    return {"mean": float(table[value].mean()), "splits": int(means.size),
+            "training_seeds_per_split": int(per_split.size().min()),
+            "sd_across_splits": float(means.std(ddof=1)) if means.size > 1 else None,
+            "sd_across_training_seeds": float(within.mean()) if within.size else None,
+            "per_split_mean": {int(k): float(v) for k, v in means.items()}}
