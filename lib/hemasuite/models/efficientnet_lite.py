@@ -100,7 +100,11 @@ def _keras_weights(layer, state: dict, prefix: str) -> list[np.ndarray]:
 
 
 def load_torch_state(model: keras.Model, path) -> None:
-    """Copy an EfficientNet-Lite0 PyTorch state dict into ``model`` (from :func:`efficientnet_lite0`)."""
+    """Copy an EfficientNet-Lite0 PyTorch state dict into ``model`` (from :func:`efficientnet_lite0`).
+
+    Every layer must find its tensors, and every tensor its layer (the classifier's only
+    when ``model`` has one; batch-norm step counters are not weights).
+    """
     state = load_state_dict(path)
     used = set()
     for layer in model.layers:
@@ -108,12 +112,12 @@ def load_torch_state(model: keras.Model, path) -> None:
             continue
         prefix = torch_name(layer.name)
         try:
-            values = _keras_weights(layer, state, prefix)
-            layer.set_weights([np.asarray(v, dtype=np.float32) for v in values])
+            layer.set_weights([np.asarray(v, dtype=np.float32) for v in _keras_weights(layer, state, prefix)])
         except (KeyError, ValueError) as error:
             raise WeightsError(f"{path}: cannot load {prefix} into layer {layer.name}: {error}") from error
         used.update(key for key in state if key.startswith(f"{prefix}."))
+    has_top = any(layer.name == "predictions" for layer in model.layers)
     unused = sorted(key for key in state if key not in used and not key.endswith("num_batches_tracked")
-                    and not (key.startswith("_fc.") and "predictions" not in [layer.name for layer in model.layers]))
+                    and (has_top or not key.startswith("_fc.")))
     if unused:
         raise WeightsError(f"{path}: {len(unused)} tensors match no layer of {model.name}, e.g. {unused[:3]}")

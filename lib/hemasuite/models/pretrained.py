@@ -109,17 +109,21 @@ def download(file: KerasFile) -> Path:
     """Fetch ``file`` once through ``keras.utils.get_file`` (hash checked) into the first search folder.
 
     Connecting and each read time out after ``DOWNLOAD_TIMEOUT_S`` seconds, so a machine
-    without network fails fast; any failure raises.
+    without network fails fast; any failure raises and leaves no file behind (a file with
+    the wrong hash would otherwise be found in the cache next time).
     """
     folder = weight_search_dirs()[0]
     folder.mkdir(parents=True, exist_ok=True)
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
     try:
-        path = keras.utils.get_file(file.name, file.url, file_hash=file.md5, cache_dir=str(folder), cache_subdir=".")
+        return Path(keras.utils.get_file(file.name, file.url, file_hash=file.md5, cache_dir=str(folder),
+                                         cache_subdir="."))
+    except BaseException:
+        (folder / file.name).unlink(missing_ok=True)
+        raise
     finally:
         socket.setdefaulttimeout(previous)
-    return Path(path)
 
 
 @dataclass(frozen=True)
