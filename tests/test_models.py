@@ -53,11 +53,12 @@ def test_missing_imagenet_weights_name_file_and_url(monkeypatch, tmp_path):
 
 def test_weights_found_in_weights_dir(monkeypatch, tmp_path):
     monkeypatch.setenv("HEMASUITE_WEIGHTS_DIR", str(tmp_path))
-    target = tmp_path / pretrained.BACKBONES["vgg16"].weights_file
+    target = tmp_path / pretrained.BACKBONES["vgg16"].notop.name
     target.write_bytes(b"placeholder")
     assert pretrained.resolve_weights("vgg16", "imagenet") == str(target)
     assert pretrained.resolve_weights("vgg16", None) is None
-    assert models.weights_label(None) == "random init" and models.weights_label("imagenet") == "ImageNet"
+    assert models.weights_label("vgg16", None) == "random init"
+    assert models.weights_label("vgg16", "imagenet") == f"ImageNet (Keras file {target.name})"
 
 
 def test_unknown_backbone():

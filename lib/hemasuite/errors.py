@@ -24,3 +24,7 @@ class ImageReadError(DataError):
 
 class WeightsError(SuiteError):
     """Pretrained weights are needed but not available offline."""
+
+
+class UnsafePickleError(WeightsError):
+    """A weights file's pickle asks for code other than tensor rebuilding; it is refused, never run."""

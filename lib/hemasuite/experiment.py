@@ -300,7 +300,7 @@ def run_baselines(run: Run, prepared: Prepared, names, size: int, epochs: int, b
             shape, n_classes = (size, size, 3), len(prepared.dataset.classes)
             runs = train_seeds(source, lambda: models.transfer_classifier(name, shape, n_classes, weights=weights),
                                [seed], epochs, batch_size, adam(learning_rate, epochs, "constant"), rescale=1.0)
-            label, input_size, trained_epochs = models.weights_label(weights), size, epochs
+            label, input_size, trained_epochs = models.weights_label(name, weights), size, epochs
         evaluation = evaluate(source, runs, n_boot)
         figures = report(run, f"baseline_{name}", BASELINE_PAPER_NAMES[name], source, runs, evaluation)
         results[name] = {"paper_name": BASELINE_PAPER_NAMES[name], "weights": label, "input": input_size,

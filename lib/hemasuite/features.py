@@ -136,7 +136,7 @@ def layer_features(images: np.ndarray, paths, backbone: str, layer: str, weights
     Returns the features and a record (extractor, weights, feature size, computed or loaded,
     seconds, and the extraction speed in images/s: of the backbones in turn for ``a+b``).
     """
-    from .models import resolve_top_weights, resolve_weights, weights_label
+    from .models import resolve_weights, weights_label
 
     if "+" in backbone:
         parts = [layer_features(images, paths, part, layer, weights, seed, variant, batch_size, cache_dir)
@@ -145,17 +145,18 @@ def layer_features(images: np.ndarray, paths, backbone: str, layer: str, weights
         speeds = [record["images_per_s"] for _, record in parts]
         speed = None if None in speeds else round(1 / sum(1 / v for v in speeds), 1)
         return stacked, {"extractor": f"{backbone} {layer} (concatenated)", "dim": int(stacked.shape[1]),
-                         "weights": parts[0][1]["weights"], "images_per_s": speed,
+                         "weights": " + ".join(dict.fromkeys(record["weights"] for _, record in parts)),
+                         "images_per_s": speed,
                          "parts": [record for _, record in parts]}
     weights = effective_weights(backbone, weights)
     size = images.shape[1:3]
-    resolve = resolve_top_weights if (backbone, layer) == ("vgg16", "fc6") else resolve_weights
-    weights_file = resolve(backbone, weights)
+    include_top = (backbone, layer) == ("vgg16", "fc6")
+    weights_file = resolve_weights(backbone, weights, include_top)
     cache = FeatureCache(f"{backbone}_{layer}", lambda: feature_model(backbone, layer, (*size, 3), weights),
                          tuple(size), weights_file, seed, input_rescale(backbone), cache_dir, batch_size)
     features = cache(images, paths, variant)
     return features, {"extractor": f"{backbone} {layer}", "dim": int(features.shape[1]),
-                      "weights": weights_label(weights), "computed": bool(cache.misses),
+                      "weights": weights_label(backbone, weights, include_top), "computed": bool(cache.misses),
                       "seconds": round(cache.seconds, 1), "images_per_s": cache.images_per_s}
 
 

