@@ -100,3 +100,27 @@ def test_empty_and_single_image_sets():
     pairs, scores = same_field.screen(np.zeros((2, 112, 112), np.float32), ["a", "b"])
     assert len(pairs) == 0 and len(scores) == 0
     assert isinstance(same_field.register(np.zeros((2, 112, 112), np.float32), np.empty((0, 2))), pd.DataFrame)
+
+
+@pytest.mark.real_data
+def test_real_taleqani_twins(real_data):
+    """The twins named in the data review are found; a random image split leaks them, a field split does not."""
+    from hemasuite.datasets import load_dataset
+    from hemasuite.splits import assert_no_leakage, split_dataset
+    from hemasuite.validation import level_groups, validate
+
+    if not (real_data / "taleqani_all").is_dir():
+        pytest.skip(f"real images not found at {real_data / 'taleqani_all'}: set LEUKEMIA_DATA_DIR")
+    dataset = load_dataset("taleqani_all", real_data)
+    report = validate(dataset)
+    pairs = {frozenset(p.split("-")[-2] + "-" + p.split("-")[-1][:-4] for p in (a, b))
+             for a, b in zip(report.same_field_pairs["path_a"], report.same_field_pairs["path_b"])}
+    for a, b in (("Early-638", "Early-636"), ("Benign-293", "Benign-290"), ("Pre-189", "Pre-187")):
+        assert frozenset((a, b)) in pairs
+    assert 350 <= len(pairs) <= 450
+    benign = dataset.frame[dataset.frame["label"] == "Benign"].reset_index(drop=True)
+    thumbs = same_field.thumbnails(benign["path"])
+    with pytest.raises(DataError, match="look-alike"):
+        assert_no_leakage(split_dataset(benign, seed=0, groups=None), "path", images=thumbs)
+    fields_split = split_dataset(benign, seed=0, groups=level_groups(benign, report, "field"))
+    assert_no_leakage(fields_split, level_groups(benign, report, "field"), images=thumbs)

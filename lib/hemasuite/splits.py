@@ -20,9 +20,10 @@ SPLIT_NAMES = {2: ("train", "test"), 3: ("train", "val", "test")}
 MANIFEST_COLUMNS = ["path", "label", "group", "split"]
 EXTRA_COLUMNS = ("duplicate_group", "split_group", "subject", "case", "specimen", "subset", "fold")
 # Phase-correlation peak (hemasuite.same_field.phase_correlation) at which two images on different
-# sides count as a leak. On Taleqani ALL no two of 1.4 million same-class pairs that are not
-# same-field twins reach it; most twins do.
-LEAK_THRESHOLD = 0.3
+# sides count as a leak. On Taleqani ALL the largest of 1.4 million same-class pairs that are not
+# same-field twins is 0.42; about 40% of the twins and every copy reach it, so a split that
+# scatters twins fails, though a single stray twin can pass.
+LEAK_THRESHOLD = 0.45
 
 
 def check_fractions(fractions) -> tuple[float, ...]:
