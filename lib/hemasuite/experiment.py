@@ -48,9 +48,9 @@ def prepare(run: Run, dataset: Dataset, fractions, seed: int, size: int,
     """Stratified, seeded split of ``dataset`` that keeps the groups of ``level`` on one side.
 
     ``level`` is a key of :data:`hemasuite.validation.SPLIT_LEVELS`; default: ``case``
-    where the dataset publishes case / subject ids, else ``field``. Above ``image`` level
-    the split is checked for look-alike images across sides (phase correlation). The
-    manifest is saved as ``split_manifest.csv``.
+    where the dataset publishes case / subject ids, else ``field``. Above ``image`` level,
+    splits of field images (smears, tissue) are also checked for look-alike images across
+    sides (phase correlation). The manifest is saved as ``split_manifest.csv``.
     """
     level = level or validation.default_level(dataset)
     report = validation.validate(dataset, near_threshold=near_threshold)
@@ -58,7 +58,8 @@ def prepare(run: Run, dataset: Dataset, fractions, seed: int, size: int,
     frame["duplicate_group"] = validation.duplicate_group_ids(frame, report)
     frame["split_group"] = validation.level_groups(frame, report, level)
     frame = splits.split_dataset(frame, fractions=fractions, seed=seed, groups="split_group")
-    thumbs = same_field.thumbnails(frame["path"]) if level != "image" else None
+    scenes = dataset.info.get("image_kind") == "field"  # the similarity check is calibrated on scenes, not on cells
+    thumbs = same_field.thumbnails(frame["path"]) if scenes and level != "image" else None
     splits.assert_no_leakage(frame, "split_group", images=thumbs)
     splits.save_manifest(frame, run.path("split_manifest.csv"))
     images = pipeline.load_images(frame, size, cache_dir=config.cache_dir())
