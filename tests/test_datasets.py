@@ -60,11 +60,77 @@ def test_empty_class_folder_is_an_error(tmp_path):
         load_dataset("iicbu_lymphoma", tmp_path)
 
 
-def test_iicbu_accepts_tif_and_png(tmp_path):
+def test_iicbu_accepts_tif_and_png_and_reads_cases_from_original_names(tmp_path):
     write_image(tmp_path / "iicbu_lymphoma" / "CLL" / "sj-03-476_001.tif")
-    write_image(tmp_path / "iicbu_lymphoma" / "FL" / "0.png")
-    write_image(tmp_path / "iicbu_lymphoma" / "MCL" / "1.TIF")
-    assert load_dataset("iicbu_lymphoma", tmp_path).counts().tolist() == [1, 1, 1]
+    write_image(tmp_path / "iicbu_lymphoma" / "FL" / "sj-05-6124-R3_002.png")
+    write_image(tmp_path / "iicbu_lymphoma" / "MCL" / "sj-05-1396-R3_003.TIF")
+    dataset = load_dataset("iicbu_lymphoma", tmp_path)
+    assert dataset.counts().tolist() == [1, 1, 1]
+    assert dataset.frame["case"].tolist() == ["sj-03-476", "sj-05-6124", "sj-05-1396"]
+    assert dataset.frame["specimen"].tolist() == ["sj-03-476", "sj-05-6124-R3", "sj-05-1396-R3"]
+    assert dataset.frame["group"].equals(dataset.frame["case"].rename("group"))
+
+
+@pytest.fixture
+def iicbu_root(tmp_path):
+    """Indexed PNGs as in the downscaled copy, with their case table."""
+    root = tmp_path / "iicbu_lymphoma"
+    rows = ["file,class,original_name,specimen,case,evidence"]
+    for label, specimens in (("CLL", ["sj-03-2810", "sj-03-476"]), ("FL", ["sj-05-6124-R3", "sj-05-6124-R4"]),
+                             ("MCL", ["sj-05-1396-R3", "sj-05-588-R1"])):
+        for i, specimen in enumerate(specimens * 2):
+            write_image(root / label / f"{i}.png")
+            rows.append(f"{label}/{i}.png,{label},{specimen}_{i:03d}.tif,{specimen},{specimen[:10].rstrip('-')},rank")
+    (root / "case_ids.csv").write_text("\n".join(rows) + "\n")
+    return tmp_path
+
+
+def test_iicbu_case_table_gives_case_and_specimen(iicbu_root):
+    dataset = load_dataset("iicbu_lymphoma", iicbu_root)
+    frame = dataset.frame.set_index(dataset.frame["path"].str.split("iicbu_lymphoma/").str[1])
+    assert frame.loc["FL/0.png", ["specimen", "case", "group"]].tolist() == ["sj-05-6124-R3", "sj-05-6124",
+                                                                           "sj-05-6124"]
+    assert frame.loc["FL/1.png", "case"] == "sj-05-6124"  # two specimens, one case
+    assert dataset.info["cases"] == 5 and dataset.info["specimens"] == 6 and dataset.info["subject_ids"]
+
+
+def test_iicbu_without_case_table_or_with_a_wrong_one_fails_clearly(iicbu_root):
+    table = iicbu_root / "iicbu_lymphoma" / "case_ids.csv"
+    lines = table.read_text().splitlines()
+    table.write_text("\n".join(lines[:-1]) + "\n")
+    with pytest.raises(DataError, match=r"1 image\(s\) not in the table.*MCL/3.png"):
+        load_dataset("iicbu_lymphoma", iicbu_root)
+    table.write_text("\n".join(lines + ["MCL/9.png,MCL,x_001.tif,x,x,rank"]) + "\n")
+    with pytest.raises(DataError, match="1 table row\\(s\\) without an image"):
+        load_dataset("iicbu_lymphoma", iicbu_root)
+    table.write_text("\n".join(lines).replace("CLL/0.png,CLL", "CLL/0.png,FL") + "\n")
+    with pytest.raises(DataError, match="class differs from the folder"):
+        load_dataset("iicbu_lymphoma", iicbu_root)
+    table.write_text("file,class,case\nCLL/0.png,CLL,a\n")
+    with pytest.raises(DataError, match="missing column.*specimen"):
+        load_dataset("iicbu_lymphoma", iicbu_root)
+    table.unlink()
+    with pytest.raises(DataError, match="case_ids.csv is missing"):
+        load_dataset("iicbu_lymphoma", iicbu_root)
+
+
+@pytest.mark.real_data
+def test_real_iicbu_cases_stay_on_one_side(real_data):
+    from hemasuite.splits import assert_no_leakage, grouped_folds, split_dataset
+
+    if not (real_data / "iicbu_lymphoma" / "case_ids.csv").is_file():
+        pytest.skip(f"IICBU case table not found under {real_data}")
+    dataset = load_dataset("iicbu_lymphoma", real_data)
+    assert len(dataset.frame) == 374
+    assert (dataset.info["cases"], dataset.info["specimens"]) == (29, 30)
+    assert dataset.frame.groupby("case")["label"].nunique().max() == 1
+    for seed in range(3):
+        split = split_dataset(dataset.frame, (0.75, 0.25), seed=seed, groups="case")
+        assert (split.groupby("case")["split"].nunique() == 1).all()
+        assert_no_leakage(split, "case")
+        folds = grouped_folds(dataset.frame, n_folds=5, seed=seed, groups="case")
+        assert (dataset.frame.assign(fold=folds).groupby("case")["fold"].nunique() == 1).all()
+        assert set(folds) == set(range(5))
 
 
 @pytest.fixture

@@ -68,3 +68,17 @@ def test_roc_legend_shows_auc():
     figure = plots.roc_curves(Y, PROB, CLASSES, "roc")
     labels = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
     assert len(labels) == 4 and all("AUC" in label for label in labels[:3])
+
+
+def test_same_field_figures(tmp_path):
+    calibration = pd.DataFrame({"kind": ["random"] * 50 + ["candidate"] * 10,
+                                "score": np.r_[RNG.uniform(0, 0.35, 50), RNG.uniform(0.4, 1, 10)]})
+    assert isinstance(plots.same_field_histogram(calibration, 0.5, "t"), Figure)
+    paths = []
+    for k in range(4):
+        paths.append(tmp_path / f"{k}.png")
+        plt.imsave(paths[-1], IMAGES[k])
+    pairs = pd.DataFrame({"path_a": paths[:2], "path_b": paths[2:], "score": [0.6, 0.9], "dy": [1, 2], "dx": [3, 4]})
+    fig = plots.same_field_examples(pairs, "t", n=6)
+    assert isinstance(fig, Figure) and len(fig.axes) == 4
+    assert isinstance(plots.same_field_examples(pairs.iloc[:0], "t"), Figure)

@@ -111,3 +111,43 @@ def test_split_summary_counts_every_image():
     assert table[list(CLASS_SIZES)].sum().to_dict() == CLASS_SIZES
     assert table["total"].sum() == len(frame)
     assert table["share"].sum() == pytest.approx(1, abs=1e-3)
+
+
+def test_grouped_folds_keep_groups_whole_stratified_and_seeded():
+    from hemasuite.splits import grouped_folds
+
+    frame = make_frame(group_size_max=4, seed=3)
+    folds = grouped_folds(frame, n_folds=5, seed=0)
+    assert sorted(folds.unique()) == [0, 1, 2, 3, 4]
+    assert (frame.assign(fold=folds).groupby("group")["fold"].nunique() == 1).all()
+    assert_no_leakage(frame.assign(fold=folds), "group", split_col="fold")
+    shares = pd.crosstab(frame["label"], folds, normalize="index")
+    assert np.allclose(shares, 0.2, atol=0.08)
+    assert folds.equals(grouped_folds(frame, n_folds=5, seed=0))
+    assert not folds.equals(grouped_folds(frame, n_folds=5, seed=1))
+    with pytest.raises(DataError, match="cannot fill 5 folds"):
+        grouped_folds(frame.assign(group="one"), n_folds=5)
+
+
+def shifted_pairs():
+    """Rows and greyscale thumbnails: three scenes, each as two crops shifted by (12, 16) px."""
+    from PIL import Image
+    from scenes import crop, scene
+
+    thumbs, rows = [], []
+    for k in range(3):
+        field = scene(k)
+        for t, (top, left) in enumerate(((0, 0), (12, 16))):
+            thumbs.append(np.asarray(crop(field, top, left).convert("L").resize((112, 112), Image.BOX), np.float32))
+            rows.append({"path": f"/data/x/s{k}_{t}.png", "label": "x", "group": f"s{k}_{t}"})
+    return pd.DataFrame(rows), np.stack(thumbs)
+
+
+def test_leakage_check_finds_twins_its_groups_do_not_know():
+    frame, thumbs = shifted_pairs()
+    leaky = frame.assign(split=["train", "test"] * 3)
+    assert_no_leakage(leaky, "group")  # the groups cannot see it ...
+    with pytest.raises(DataError, match="3 pair.*look-alike"):
+        assert_no_leakage(leaky, "group", images=thumbs)  # ... the independent similarity can
+    clean = frame.assign(split=["train", "train", "test", "test", "train", "train"])
+    assert_no_leakage(clean, "group", images=thumbs)

@@ -168,4 +168,88 @@ def test_real_taleqani_is_complete_and_readable(real_data):
     assert dataset.counts().to_dict() == {"Benign": 504, "Early": 985, "Pre": 963, "Pro": 804}
     assert report.manifest.ok and report.manifest.checked == 3256
     assert report.files["error"].isna().all()
-    assert report.seconds < 120
+    assert report.seconds - report.same_field_seconds < 120
+    assert report.same_field_seconds < 600
+
+
+def test_phash_stays_uint64_with_unreadable_files(report):
+    from hemasuite.validation import perceptual_hash
+
+    assert str(report.files["phash"].dtype) == "UInt64"
+    readable = report.files[report.files["error"].isna()]
+    assert report.files["phash"].isna().sum() == 3
+    for path, value in zip(readable["path"], readable["phash"]):
+        with Image.open(path) as image:
+            assert int(value) == perceptual_hash(image)  # every bit kept, also above 2**53
+    assert (readable["phash"].astype("uint64") >= 2 ** 53).any()
+
+
+def test_look_alike_cells_are_not_near_duplicates(tmp_path):
+    from scenes import look_alike_cells
+
+    from hemasuite.validation import NEAR_THRESHOLD, near_duplicate_pairs
+
+    a, b = look_alike_cells(NEAR_THRESHOLD)
+    for name in ("class_0", "class_1"):
+        (tmp_path / name).mkdir()
+    a.save(tmp_path / "class_0" / "BA_1.png")
+    b.save(tmp_path / "class_1" / "MMY_2.png")
+    texture(7, (224, 224)).save(tmp_path / "class_0" / "other.png")
+    dataset = folder_dataset(tmp_path, ["class_0", "class_1"])
+    found = validate(dataset)
+    assert found.near_duplicate_groups == []
+    assert found.summary()["near_duplicates"] == {"groups": 0, "within_class": 0, "across_classes": 0, "files": 0,
+                                                 "threshold_bits": NEAR_THRESHOLD, "phash_pairs": 1,
+                                                 "rejected_by_registration": 1}
+    assert near_duplicate_pairs(found.files)["confirmed"].tolist() == [True]  # unconfirmed pHash alone groups them
+    assert duplicate_group_ids(dataset.frame, found).nunique() == 3
+
+
+@pytest.fixture(scope="module")
+def field_set(tmp_path_factory):
+    """Class a: two shifted crops of one scene and two other scenes; class b: one more scene."""
+    from scenes import crop, scene
+
+    root = tmp_path_factory.mktemp("fields")
+    (root / "a").mkdir()
+    (root / "b").mkdir()
+    first = scene(0)
+    crop(first, 0, 0).save(root / "a" / "f1.png")
+    crop(first, 40, 30).save(root / "a" / "f1_shifted.png")
+    crop(scene(1), 0, 0).save(root / "a" / "f2.png")
+    crop(scene(2), 0, 0).save(root / "a" / "f3.png")
+    crop(scene(3), 0, 0).save(root / "b" / "g1.png")
+    dataset = folder_dataset(root, ["a", "b"])
+    dataset.frame["group"] = ["case1", "case1", "case2", "case3", "case3"]
+    return dataset
+
+
+def test_validate_groups_same_field_twins(field_set, monkeypatch, tmp_path):
+    monkeypatch.setenv("HEMASUITE_CACHE_DIR", str(tmp_path))
+    found = validate(field_set, same_field=True)
+    names = [[Path(p).name for p in g] for g in found.same_field_groups]
+    assert names == [["f1.png", "f1_shifted.png"]]
+    assert found.near_duplicate_groups == []
+    summary = found.summary()["same_field"]
+    assert summary["pairs"] == 1 and summary["groups"] == 1 and summary["files"] == 2
+    assert list((tmp_path / "same_field").glob("*.csv"))
+    assert validate(field_set).same_field_candidates is None  # folder data are not declared field images
+    again = validate(field_set, same_field=True)
+    pd.testing.assert_frame_equal(again.same_field_pairs, found.same_field_pairs)
+
+
+def test_level_groups(field_set, monkeypatch, tmp_path):
+    from hemasuite.errors import ParameterError
+    from hemasuite.validation import group_table, level_groups
+
+    monkeypatch.setenv("HEMASUITE_CACHE_DIR", str(tmp_path))
+    found = validate(field_set, same_field=True)
+    frame = field_set.frame
+    sizes = {level: level_groups(frame, found, level).nunique() for level in ("image", "duplicate", "field", "case")}
+    assert sizes == {"image": 5, "duplicate": 5, "field": 4, "case": 3}
+    assert duplicate_group_ids(frame.assign(group=frame["path"]), found).nunique() == 4
+    with pytest.raises(ParameterError, match="split level"):
+        level_groups(frame, found, "patient")
+    table = group_table([found]).iloc[0]
+    assert (table["same_field_groups"], table["images_in_merged_groups"]) == (1, 2)
+    assert table["share_in_merged_groups"] == pytest.approx(0.4)

@@ -1,7 +1,7 @@
 """The train-and-evaluate workflow every replication notebook shares.
 
-1. :func:`prepare`: validate, merge duplicates into groups, make and save the
-   duplicate-aware split, decode the images once.
+1. :func:`prepare`: validate, merge duplicates, same-field twins and cases into groups,
+   make, check and save the group-aware split, decode the images once.
 2. :func:`train_seeds`: train one architecture with several seeds through
    :func:`hemasuite.training.train` and predict the test set.
 3. :func:`evaluate`: per-seed metrics with bootstrap CIs, mean +/- sd over seeds, a
@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from . import config, metrics, pipeline, plots, splits, training, validation
+from . import config, metrics, pipeline, plots, same_field, splits, training, validation
 from .datasets import Dataset
 from .errors import ParameterError
 from .results import Run
@@ -44,23 +44,33 @@ class Prepared:
 
 def prepare(run: Run, dataset: Dataset, fractions, seed: int, size: int,
             preprocess: Callable[[np.ndarray], np.ndarray] | None = None, preprocess_name: str | None = None,
-            near_threshold: int = validation.NEAR_THRESHOLD) -> Prepared:
-    """Duplicate-aware, stratified, seeded split of ``dataset``; manifest saved as ``split_manifest.csv``."""
+            near_threshold: int = validation.NEAR_THRESHOLD, level: str | None = None) -> Prepared:
+    """Stratified, seeded split of ``dataset`` that keeps the groups of ``level`` on one side.
+
+    ``level`` is a key of :data:`hemasuite.validation.SPLIT_LEVELS`; default: ``case``
+    where the dataset publishes case / subject ids, else ``field``. Above ``image`` level,
+    splits of field images (smears, tissue) are also checked for look-alike images across
+    sides (phase correlation). The manifest is saved as ``split_manifest.csv``.
+    """
+    level = level or validation.default_level(dataset)
     report = validation.validate(dataset, near_threshold=near_threshold)
     frame = dataset.frame.copy()
     frame["duplicate_group"] = validation.duplicate_group_ids(frame, report)
-    frame = splits.split_dataset(frame, fractions=fractions, seed=seed, groups="duplicate_group")
-    splits.assert_no_leakage(frame, "duplicate_group")
+    frame["split_group"] = validation.level_groups(frame, report, level)
+    frame = splits.split_dataset(frame, fractions=fractions, seed=seed, groups="split_group")
+    scenes = dataset.info.get("image_kind") == "field"  # the similarity check is calibrated on scenes, not on cells
+    thumbs = same_field.thumbnails(frame["path"]) if scenes and level != "image" else None
+    splits.assert_no_leakage(frame, "split_group", images=thumbs)
     splits.save_manifest(frame, run.path("split_manifest.csv"))
     images = pipeline.load_images(frame, size, cache_dir=config.cache_dir())
     if preprocess is not None:
         images = preprocess(images)
-    merged = int(len(frame) - frame["duplicate_group"].nunique())
+    merged = int(len(frame) - frame["split_group"].nunique())
     protocol = {"dataset": dataset.display_name, "synthetic": dataset.synthetic, "stand_in": dataset.stand_in,
-                "split": {"method": "stratified, group-aware (exact and near duplicates share a group; "
-                                    "subjects too where the dataset publishes them)",
-                          "fractions": list(fractions), "seed": seed, "manifest": "split_manifest.csv",
-                          "images_merged_into_duplicate_groups": merged,
+                "split": {"method": "stratified, group-aware: " + validation.SPLIT_LEVELS[level],
+                          "level": level, "fractions": list(fractions), "seed": seed,
+                          "manifest": "split_manifest.csv", "images_merged_into_duplicate_groups": merged,
+                          "same_field_pairs": int(len(report.same_field_pairs)),
                           "counts": splits.split_summary(frame).to_dict()},
                 "input_size": [size, size, 3], "preprocess": preprocess_name or "resize (bilinear)"}
     return Prepared(dataset, frame, images, size, protocol)

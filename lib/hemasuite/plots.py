@@ -191,3 +191,42 @@ def problem_counts(table: pd.DataFrame, title: str):
     ax.set(title=title, xlabel="files", ylabel="")
     fig.tight_layout()
     return fig
+
+
+def same_field_histogram(calibration: pd.DataFrame, threshold: float, title: str):
+    """Histogram of same-field scores of screened candidates and of random pairs, threshold marked.
+
+    ``calibration`` has columns ``kind`` and ``score`` (:func:`hemasuite.validation.same_field_calibration`).
+    """
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    bins = np.linspace(min(0.0, calibration["score"].min()), 1.0, 51)
+    for kind, colour in (("random", "tab:grey"), ("candidate", "tab:blue")):
+        scores = calibration.loc[calibration["kind"] == kind, "score"]
+        ax.hist(scores, bins=bins, alpha=0.6, color=colour, label=f"{kind} pairs ({len(scores)})")
+    ax.axvline(threshold, color="tab:red", linestyle="--", label=f"threshold {threshold}")
+    ax.set(title=title, xlabel="best-shift normalised cross-correlation", ylabel="pairs", yscale="log")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def same_field_examples(pairs: pd.DataFrame, title: str, n: int = 6):
+    """``n`` pairs (columns ``path_a``, ``path_b``, ``score``, ``dy``, ``dx``) side by side, spread over the scores."""
+    from .imageio import read_rgb
+
+    chosen = pairs.sort_values("score").iloc[np.unique(np.linspace(0, len(pairs) - 1, n).astype(int))] if len(
+        pairs) else pairs
+    fig, axes = plt.subplots(max(1, len(chosen)), 2, figsize=(5, 2.5 * max(1, len(chosen))), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for row, pair in enumerate(chosen.itertuples()):
+        for col, path in enumerate((pair.path_a, pair.path_b)):
+            axes[row, col].imshow(read_rgb(path))
+            axes[row, col].set_title("/".join(str(path).split("/")[-2:]), fontsize=7)
+        axes[row, 0].text(0, -0.22, f"score {pair.score:.2f}, shift ({pair.dy}, {pair.dx}) px at thumbnail scale",
+                          transform=axes[row, 0].transAxes, fontsize=7)
+    if not len(chosen):
+        axes[0, 0].text(0.5, 0.5, "none found", ha="center", va="center")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

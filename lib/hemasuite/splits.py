@@ -1,8 +1,10 @@
-"""Seeded, stratified, group-aware train / validation / test splits and their CSV manifests.
+"""Seeded, stratified, group-aware train / validation / test splits and folds, their CSV manifests.
 
-A group (subject, or a set of duplicate images from
-:func:`hemasuite.validation.duplicate_group_ids`) always lands in one split; within that
-constraint every class is divided as close to the requested fractions as possible.
+A group (case or subject, or a set of duplicate or same-field images from
+:func:`hemasuite.validation.level_groups`) always lands in one split or fold; within
+that constraint every class is divided as close to the requested fractions as possible.
+:func:`assert_no_leakage` checks the groups and, given the images, looks for look-alike
+images on different sides with a similarity of its own.
 """
 
 from __future__ import annotations
@@ -16,6 +18,12 @@ from .errors import DataError, ParameterError
 
 SPLIT_NAMES = {2: ("train", "test"), 3: ("train", "val", "test")}
 MANIFEST_COLUMNS = ["path", "label", "group", "split"]
+EXTRA_COLUMNS = ("duplicate_group", "split_group", "subject", "case", "specimen", "subset", "fold")
+# Phase-correlation peak (hemasuite.same_field.phase_correlation) at which two images on different
+# sides count as a leak. On Taleqani ALL the largest of 1.4 million same-class pairs that are not
+# same-field twins is 0.42; about 40% of the twins and every copy reach it, so a split that
+# scatters twins fails, though a single stray twin can pass.
+LEAK_THRESHOLD = 0.45
 
 
 def check_fractions(fractions) -> tuple[float, ...]:
@@ -76,10 +84,59 @@ def split_dataset(frame: pd.DataFrame, fractions=(0.7, 0.15, 0.15), seed: int = 
     return result
 
 
-def assert_no_leakage(frame: pd.DataFrame, group_col="group", split_col: str = "split") -> None:
-    """Raise :class:`DataError` naming every group found in more than one split.
+def grouped_folds(frame: pd.DataFrame, n_folds: int = 5, seed: int = 0, groups="group",
+                  label_col: str = "label") -> pd.Series:
+    """Fold number (0 .. n_folds - 1) of each row: stratified by class, whole groups per fold, seeded.
 
-    ``group_col`` is a column name or a Series aligned with ``frame`` (e.g. duplicate groups).
+    scikit-learn's ``StratifiedGroupKFold`` with shuffling; ``groups`` as in
+    :func:`split_dataset`.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    keys = _group_keys(frame, groups)
+    if keys.nunique() < n_folds:
+        raise DataError(f"{keys.nunique()} group(s) cannot fill {n_folds} folds")
+    folds = np.empty(len(frame), dtype=int)
+    splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    for fold, (_, test) in enumerate(splitter.split(np.zeros(len(frame)), frame[label_col], pd.factorize(keys)[0])):
+        folds[test] = fold
+    return pd.Series(folds, index=frame.index, name="fold")
+
+
+def cross_side_matches(frame: pd.DataFrame, images: np.ndarray, split_col: str = "split", label_col: str = "label",
+                       threshold: float = LEAK_THRESHOLD) -> pd.DataFrame:
+    """Same-class image pairs on different sides whose phase-correlation peak reaches ``threshold``.
+
+    ``images`` are greyscale thumbnails (``hemasuite.same_field.thumbnails``) in frame
+    order. The similarity is independent of the groups the split was made from.
+    """
+    from .same_field import phase_correlation
+
+    if len(images) != len(frame):
+        raise ParameterError(f"images has {len(images)} entries but the frame has {len(frame)} rows")
+    sides, labels = frame[split_col].to_numpy(), frame[label_col].to_numpy()
+    blocks = [np.empty((0, 2), np.int64)]
+    for label in pd.unique(labels):
+        members = np.flatnonzero(labels == label)
+        i, j = np.triu_indices(len(members), 1)
+        keep = sides[members[i]] != sides[members[j]]
+        blocks.append(np.column_stack([members[i][keep], members[j][keep]]))
+    pairs = np.concatenate(blocks)
+    peaks = phase_correlation(images, images, pairs) if len(pairs) else np.empty(0)
+    hits = pairs[peaks >= threshold]
+    paths = frame["path"].to_numpy()
+    return pd.DataFrame({"path_a": paths[hits[:, 0]], "side_a": sides[hits[:, 0]], "path_b": paths[hits[:, 1]],
+                         "side_b": sides[hits[:, 1]], "peak": peaks[peaks >= threshold]})
+
+
+def assert_no_leakage(frame: pd.DataFrame, group_col="group", split_col: str = "split", images=None,
+                      label_col: str = "label", threshold: float = LEAK_THRESHOLD) -> None:
+    """Raise :class:`DataError` naming every group found on more than one side, and look-alike images across sides.
+
+    ``group_col`` is a column name or a Series aligned with ``frame`` (e.g. duplicate
+    groups); ``split_col`` may hold splits or folds. With ``images`` (thumbnails in frame
+    order), same-class images on different sides are also compared by phase correlation
+    (:func:`cross_side_matches`), which does not use the group labels.
     """
     keys = frame[group_col] if isinstance(group_col, str) else group_col
     splits = frame[split_col].groupby(keys).unique()
@@ -87,6 +144,14 @@ def assert_no_leakage(frame: pd.DataFrame, group_col="group", split_col: str = "
     if len(leaked):
         named = "; ".join(f"{group!r} in {sorted(where)}" for group, where in leaked.items())
         raise DataError(f"{len(leaked)} group(s) straddle splits: {named}")
+    if images is not None:
+        matches = cross_side_matches(frame, images, split_col, label_col, threshold)
+        if len(matches):
+            named = "; ".join(f"{Path(r.path_a).name} ({r.side_a}) ~ {Path(r.path_b).name} ({r.side_b}): "
+                              f"{r.peak:.2f}" for r in matches.head(10).itertuples())
+            raise DataError(f"{len(matches)} pair(s) of look-alike images on different sides (phase-correlation "
+                            f"peak >= {threshold}), though their groups do not straddle: {named}. The grouping "
+                            f"missed them: check the same-field and duplicate detection of this dataset")
 
 
 def split_summary(frame: pd.DataFrame, label_col: str = "label") -> pd.DataFrame:
@@ -100,13 +165,13 @@ def split_summary(frame: pd.DataFrame, label_col: str = "label") -> pd.DataFrame
 
 
 def save_manifest(frame: pd.DataFrame, path) -> Path:
-    """Write the split as CSV: path, label, group, split, and the duplicate / subject / subset columns if present."""
+    """Write the split as CSV: path, label, group, split, and the columns of ``EXTRA_COLUMNS`` present."""
     missing = [c for c in MANIFEST_COLUMNS if c not in frame.columns]
     if missing:
         raise DataError(f"cannot save split manifest: frame lacks column(s) {missing}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    extra = [c for c in ("duplicate_group", "subject", "subset") if c in frame.columns]
+    extra = [c for c in EXTRA_COLUMNS if c in frame.columns]
     frame[MANIFEST_COLUMNS + extra].to_csv(path, index=False)
     return path
 

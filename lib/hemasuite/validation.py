@@ -1,10 +1,11 @@
 """Dataset validation: manifest completeness, readability, class balance, size / mode
-consistency, exact and near duplicates.
+consistency, exact and near duplicates, same-field twins.
 
-:func:`validate` reads every file once (in a thread pool) and returns a
-:class:`ValidationReport`; :func:`duplicate_group_ids` turns its duplicate groups into
-the group ids a leak-free split needs. Paths in reports are absolute, except in
-:class:`ManifestCheck`, whose lists are relative to the data root like the manifest.
+:func:`validate` reads every file (in a thread pool; a second pass makes the greyscale
+thumbnails of :mod:`hemasuite.same_field`) and returns a :class:`ValidationReport`;
+:func:`duplicate_group_ids` and :func:`level_groups` turn its groups into the group ids a
+leak-free split needs. Paths in reports are absolute, except in :class:`ManifestCheck`,
+whose lists are relative to the data root like the manifest.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import io
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -24,6 +25,8 @@ from scipy import sparse
 from scipy.fft import dctn
 from scipy.sparse.csgraph import connected_components
 
+from . import config, same_field as fields
+from .errors import ParameterError
 from .imageio import is_image_file, to_rgb
 
 PROBLEM_COLUMNS = ["kind", "path", "detail"]
@@ -31,6 +34,14 @@ DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError)
 # pHash bits: on Taleqani ALL, pairs within 10 bits are the same smear field re-shot or shifted, pairs at
 # 12+ bits mostly distinct fields (distances are even: every hash has 32 bits set).
 NEAR_THRESHOLD = 10
+# A pHash hit is a near duplicate only if the fine texture agrees once the two are registered
+# (same_field.register's ``detail``): 0.99+ for re-encoded or brightened copies, at most 0.64 for
+# different centred cells, which share a layout (and so a pHash) but not their texture.
+NEAR_CONFIRM = 0.8
+SPLIT_LEVELS = {"image": "every image on its own (random image split)",
+                "duplicate": "exact and confirmed near duplicates share a group",
+                "field": "exact and near duplicates and same-field twins share a group",
+                "case": "duplicates, same-field twins and the dataset's case / subject ids share a group"}
 
 
 def _map(function, items) -> list:
@@ -163,10 +174,13 @@ def inspect_file(path) -> dict:
 
 def inspect_files(frame: pd.DataFrame) -> pd.DataFrame:
     """:func:`inspect_file` for every row of ``frame`` (thread pool), plus its label, indexed like ``frame``."""
-    files = pd.DataFrame(_map(inspect_file, frame["path"]), index=frame.index)
+    records = _map(inspect_file, frame["path"])
+    files = pd.DataFrame(records, index=frame.index)
     files.insert(1, "label", frame["label"].to_numpy())
     for column in ("bytes", "width", "height", "bands"):
         files[column] = files[column].astype("Int64")
+    # from the records, not the column: with a missing hash pandas makes it float64 and drops low bits
+    files["phash"] = pd.array([r["phash"] for r in records], dtype="UInt64")
     return files
 
 
@@ -246,15 +260,76 @@ def hamming_pairs(hashes: np.ndarray, threshold: int, chunk: int = 512) -> np.nd
     return np.concatenate(found)
 
 
-def near_duplicate_groups(files: pd.DataFrame, threshold: int = NEAR_THRESHOLD) -> list[list[str]]:
-    """Groups of readable files whose pHashes chain within ``threshold`` bits and are not all byte-identical."""
+def _groups(paths: np.ndarray, pairs) -> list[list[str]]:
+    """Connected components (of two or more) of ``paths`` linked by index ``pairs``, as sorted path lists."""
+    labels = _components(len(paths), pairs)
+    return sorted(sorted(paths[labels == k]) for k in np.flatnonzero(np.bincount(labels) > 1))
+
+
+def near_duplicate_pairs(files: pd.DataFrame, threshold: int = NEAR_THRESHOLD, thumbs: np.ndarray | None = None,
+                         confirm: float = NEAR_CONFIRM) -> pd.DataFrame:
+    """Readable, not byte-identical pairs whose pHashes differ in at most ``threshold`` bits.
+
+    With ``thumbs`` (greyscale thumbnails of the readable rows, in order) each pair is
+    registered (:func:`hemasuite.same_field.register`) and ``confirmed`` only when its
+    ``detail`` correlation reaches ``confirm``; without, every hit counts as confirmed.
+    """
     readable = files[files["error"].isna()]
+    columns = ["path_a", "path_b", "bits", "detail", "confirmed"]
     if len(readable) < 2:
-        return []
-    labels = _components(len(readable), hamming_pairs(readable["phash"].to_numpy(np.uint64), threshold))
-    paths, contents = readable["path"].to_numpy(), readable["sha256"].to_numpy()
-    members = (labels == k for k in np.flatnonzero(np.bincount(labels) > 1))
-    return sorted(sorted(paths[m]) for m in members if len(set(contents[m])) > 1)
+        return pd.DataFrame(columns=columns)
+    hashes = readable["phash"].to_numpy(np.uint64)
+    pairs = hamming_pairs(hashes, threshold)
+    contents = readable["sha256"].to_numpy()
+    pairs = pairs[contents[pairs[:, 0]] != contents[pairs[:, 1]]]
+    paths = readable["path"].to_numpy()
+    table = pd.DataFrame({"path_a": paths[pairs[:, 0]], "path_b": paths[pairs[:, 1]],
+                          "bits": np.bitwise_count(hashes[pairs[:, 0]] ^ hashes[pairs[:, 1]]).astype(int)})
+    if thumbs is None:
+        return table.assign(detail=np.nan, confirmed=True)
+    detail = fields.register(thumbs, pairs)["detail"].to_numpy() if len(pairs) else np.empty(0)
+    return table.assign(detail=detail, confirmed=detail >= confirm)
+
+
+def near_duplicate_groups(files: pd.DataFrame, threshold: int = NEAR_THRESHOLD, thumbs: np.ndarray | None = None,
+                          confirm: float = NEAR_CONFIRM) -> list[list[str]]:
+    """Groups of readable files linked by confirmed pHash hits (:func:`near_duplicate_pairs`)."""
+    return _pair_groups(files, near_duplicate_pairs(files, threshold, thumbs, confirm).query("confirmed"))
+
+
+def _pair_groups(files: pd.DataFrame, pairs: pd.DataFrame) -> list[list[str]]:
+    """Groups of the readable files of ``files`` linked by the ``path_a`` / ``path_b`` rows of ``pairs``."""
+    paths = files.loc[files["error"].isna(), "path"].to_numpy()
+    position = {p: i for i, p in enumerate(paths)}
+    index = [(position[a], position[b]) for a, b in zip(pairs["path_a"], pairs["path_b"])]
+    return _groups(paths, index)
+
+
+def same_field_pairs(files: pd.DataFrame, thumbs: np.ndarray, threshold: float = fields.THRESHOLD,
+                     use_cache: bool = True) -> tuple[pd.DataFrame, float]:
+    """Every registered same-field candidate among readable same-class files, and the seconds it took.
+
+    Rows: ``path_a, path_b, label, score, detail, dy, dx``; the pairs scoring at least
+    ``threshold`` are the twins. The candidates are cached under ``cache_dir()/same_field``,
+    keyed by the files' SHA-256 and labels.
+    """
+    start = time.perf_counter()
+    readable = files[files["error"].isna()]
+    key = fields.cache_key(readable["sha256"], readable["label"], size=fields.SIZE, overlap=fields.MIN_OVERLAP,
+                           screen=fields.SCREEN_THRESHOLD, factor=fields.SCREEN_FACTOR)
+    cache = config.cache_dir() / "same_field" / f"{key}.csv"
+    if use_cache and cache.is_file():
+        found = pd.read_csv(cache)
+    else:
+        found = fields.find_pairs(thumbs, readable["label"].to_numpy(), threshold, keep_all=True)
+        if use_cache:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            found.to_csv(cache, index=False)
+    paths, labels = readable["path"].to_numpy(), readable["label"].to_numpy()
+    i, j = found["i"].to_numpy(int), found["j"].to_numpy(int)
+    table = pd.DataFrame({"path_a": paths[i], "path_b": paths[j], "label": labels[i]})
+    table = pd.concat([table, found[["score", "detail", "dy", "dx"]].reset_index(drop=True)], axis=1)
+    return table.sort_values("score", ascending=False, ignore_index=True), time.perf_counter() - start
 
 
 def _duplicate_problems(groups: list[list[str]], files: pd.DataFrame, kind: str) -> list[dict]:
@@ -277,28 +352,93 @@ def _scope_counts(groups: list[list[str]], files: pd.DataFrame) -> dict:
             "files": sum(map(len, groups))}
 
 
-def duplicate_group_ids(frame: pd.DataFrame, report: ValidationReport, group_col: str | None = "group") -> pd.Series:
-    """Group id per row such that exact duplicates, near duplicates and rows sharing ``group_col`` coincide.
-
-    The id is the ``group_col`` value (or path) of the first row of each merged group.
-    """
+def _merged_ids(frame: pd.DataFrame, groups: list[list[str]], keys: pd.Series, name: str) -> pd.Series:
+    """Per row, the ``keys`` value of the first row of its component (rows linked by ``groups`` or equal keys)."""
     n = len(frame)
     position = {path: i for i, path in enumerate(frame["path"])}
-    pairs = [(position[group[0]], position[p]) for group in report.duplicate_groups + report.near_duplicate_groups
+    pairs = [(position[group[0]], position[p]) for group in groups
              for p in group[1:] if group[0] in position and p in position]
-    keys = frame[group_col] if group_col else frame["path"]
     codes = pd.factorize(keys)[0]
     pairs += [(i, n + code) for i, code in enumerate(codes)]
     labels = _components(n + codes.max() + 1, pairs)[:n]
     first = pd.Series(np.arange(n)).groupby(labels).transform("min").to_numpy()
-    return pd.Series(keys.to_numpy()[first], index=frame.index, name="duplicate_group")
+    return pd.Series(keys.to_numpy()[first], index=frame.index, name=name)
+
+
+def duplicate_group_ids(frame: pd.DataFrame, report: ValidationReport, group_col: str | None = "group") -> pd.Series:
+    """Group id per row such that exact and near duplicates, same-field twins and rows sharing ``group_col`` coincide.
+
+    The id is the ``group_col`` value (or path) of the first row of each merged group.
+    """
+    keys = frame[group_col] if group_col else frame["path"]
+    groups = report.duplicate_groups + report.near_duplicate_groups + report.same_field_groups
+    return _merged_ids(frame, groups, keys, "duplicate_group")
+
+
+def level_groups(frame: pd.DataFrame, report: ValidationReport, level: str, group_col: str = "group") -> pd.Series:
+    """Group ids of a split at ``level`` (a key of :data:`SPLIT_LEVELS`), for results to name.
+
+    ``image``: one group per image; ``duplicate``: exact and near duplicates merged;
+    ``field``: also same-field twins; ``case``: also rows sharing ``group_col`` (the
+    loader's case / subject id).
+    """
+    if level not in SPLIT_LEVELS:
+        raise ParameterError(f"split level must be one of {list(SPLIT_LEVELS)}, not {level!r}")
+    if level == "case" and group_col not in frame.columns:
+        raise ParameterError(f"split level 'case' needs the case / subject column {group_col!r} in the frame")
+    groups = {"image": [], "duplicate": report.duplicate_groups + report.near_duplicate_groups}
+    groups["field"] = groups["case"] = groups["duplicate"] + report.same_field_groups
+    keys = frame[group_col] if level == "case" else frame["path"]
+    return _merged_ids(frame, groups[level], keys, f"{level}_group")
+
+
+def default_level(dataset) -> str:
+    """The strictest level a dataset supports: ``case`` with published case / subject ids, else ``field``."""
+    return "case" if dataset.info.get("subject_ids") else "field"
+
+
+def same_field_calibration(dataset, report: ValidationReport, n_random: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Registered scores of the screened same-field candidates and of random same-class pairs.
+
+    One row per pair with ``kind`` (candidate / random) and ``score``: the histogram from
+    which :data:`hemasuite.same_field.THRESHOLD` was chosen.
+    """
+    readable = report.files[report.files["error"].isna()]
+    thumbs = fields.thumbnails(readable["path"])
+    random = fields.register(thumbs, fields.random_pairs(readable["label"].to_numpy(), n_random, seed))
+    candidates = report.same_field_candidates[["score", "detail", "dy", "dx"]]
+    return pd.concat([candidates.assign(kind="candidate"), random.drop(columns=["i", "j"]).assign(kind="random")],
+                     ignore_index=True)
+
+
+def group_table(reports) -> pd.DataFrame:
+    """Per dataset: images, duplicate and same-field pairs / groups, and the images in multi-image groups."""
+    rows = []
+    for report in reports:
+        readable = report.files[report.files["error"].isna()]
+        frame = readable[["path", "label"]].assign(group=readable["path"])
+        merged = duplicate_group_ids(frame, report)
+        sizes = merged.map(merged.value_counts())
+        rows.append({"dataset": report.dataset, "images": len(report.files),
+                     "exact_groups": len(report.duplicate_groups), "near_groups": len(report.near_duplicate_groups),
+                     "same_field_pairs": len(report.same_field_pairs), "same_field_groups": len(report.same_field_groups),
+                     "images_in_same_field_groups": sum(map(len, report.same_field_groups)),
+                     "merged_groups": int((merged.value_counts() > 1).sum()),
+                     "images_in_merged_groups": int((sizes > 1).sum()),
+                     "share_in_merged_groups": round(float((sizes > 1).mean()) if len(sizes) else 0.0, 4)})
+    return pd.DataFrame(rows)
 
 
 # ----------------------------------------------------------------------------- report
 
 @dataclass
 class ValidationReport:
-    """Everything :func:`validate` found; ``problems`` has one row per file and problem."""
+    """Everything :func:`validate` found; ``problems`` has one row per file and problem.
+
+    ``near_pairs`` lists every pHash hit and whether registration confirmed it;
+    ``same_field_candidates`` every registered same-field candidate, of which those
+    scoring at least ``same_field_threshold`` are ``same_field_pairs``.
+    """
 
     dataset: str
     files: pd.DataFrame
@@ -310,9 +450,27 @@ class ValidationReport:
     near_threshold: int
     manifest: ManifestCheck | None
     seconds: float
+    near_pairs: pd.DataFrame = field(default_factory=pd.DataFrame)
+    same_field_candidates: pd.DataFrame | None = None
+    same_field_threshold: float = fields.THRESHOLD
+    same_field_groups: list[list[str]] = field(default_factory=list)
+    same_field_seconds: float = 0.0
+
+    @property
+    def same_field_pairs(self) -> pd.DataFrame:
+        if self.same_field_candidates is None:
+            return pd.DataFrame(columns=["path_a", "path_b", "label", "score", "detail", "dy", "dx"])
+        return self.same_field_candidates[self.same_field_candidates["score"] >= self.same_field_threshold]
 
     def summary(self) -> dict:
         """JSON-able digest for results.json."""
+        near_pairs = self.near_pairs
+        same = None
+        if self.same_field_candidates is not None:
+            same = {**_scope_counts(self.same_field_groups, self.files), "pairs": int(len(self.same_field_pairs)),
+                    "threshold": self.same_field_threshold, "method": "masked NCC over shifts with >= "
+                    f"{fields.MIN_OVERLAP:.0%} overlap, {fields.SIZE}-px greyscale",
+                    "seconds": round(self.same_field_seconds, 2)}
         return {"dataset": self.dataset, "images": int(len(self.files)),
                 "per_class": {r.label: int(r.images) for r in self.counts.itertuples()},
                 "unreadable": int(self.files["error"].notna().sum()),
@@ -321,18 +479,24 @@ class ValidationReport:
                 "problems": {k: int(v) for k, v in self.problems["kind"].value_counts().sort_index().items()},
                 "exact_duplicates": _scope_counts(self.duplicate_groups, self.files),
                 "near_duplicates": {**_scope_counts(self.near_duplicate_groups, self.files),
-                                    "threshold_bits": self.near_threshold},
+                                    "threshold_bits": self.near_threshold, "phash_pairs": int(len(near_pairs)),
+                                    "rejected_by_registration": int((~near_pairs["confirmed"].astype(bool)).sum())
+                                    if len(near_pairs) else 0},
+                "same_field": same,
                 "manifest": self.manifest.summary() if self.manifest else None,
                 "seconds": round(self.seconds, 2)}
 
 
-def validate(dataset, manifest=None, near_threshold: int = NEAR_THRESHOLD) -> ValidationReport:
-    """Validate a :class:`~hemasuite.datasets.Dataset`, reading each file once.
+def validate(dataset, manifest=None, near_threshold: int = NEAR_THRESHOLD, same_field: bool | None = None,
+             same_field_threshold: float = fields.THRESHOLD) -> ValidationReport:
+    """Validate a :class:`~hemasuite.datasets.Dataset`.
 
     Checks readability, empty classes / class folders, class counts, size and mode
-    consistency (files that differ from the majority), exact duplicates (SHA-256) and
-    near duplicates (pHash within ``near_threshold`` bits), and with ``manifest`` (a
-    ``MANIFEST.sha256`` path) completeness and integrity against it.
+    consistency (files that differ from the majority), exact duplicates (SHA-256), near
+    duplicates (pHash within ``near_threshold`` bits, confirmed by registration), and
+    with ``manifest`` (a ``MANIFEST.sha256`` path) completeness and integrity against it.
+    ``same_field`` (default: the dataset's ``info['image_kind'] == 'field'``) also finds
+    same-field twins (:mod:`hemasuite.same_field`) among same-class images.
     """
     start = time.perf_counter()
     files = inspect_files(dataset.frame)
@@ -344,14 +508,24 @@ def validate(dataset, manifest=None, near_threshold: int = NEAR_THRESHOLD) -> Va
     problems += consistency_problems(files)
     sizes = size_table(files)
 
+    readable = files[files["error"].isna()]
+    thumbs = fields.thumbnails(readable["path"])
     exact = exact_duplicate_groups(files)
-    near = near_duplicate_groups(files, near_threshold)
+    near_pairs = near_duplicate_pairs(files, near_threshold, thumbs)
+    near = _pair_groups(files, near_pairs[near_pairs["confirmed"].astype(bool)])
     problems += _duplicate_problems(exact, files, "exact_duplicate")
     problems += _duplicate_problems(near, files, "near_duplicate")
+
+    candidates, twins, seconds = None, [], 0.0
+    if dataset.info.get("image_kind") == "field" if same_field is None else same_field:
+        candidates, seconds = same_field_pairs(files, thumbs, same_field_threshold)
+        twins = _pair_groups(files, candidates[candidates["score"] >= same_field_threshold])
+        problems += _duplicate_problems(twins, files, "same_field")
 
     check = None
     if manifest is not None:
         check = check_manifest(dataset.root, manifest, dataset.frame, files["sha256"])
         problems += check.problems().to_dict(orient="records")
     return ValidationReport(dataset.name, files, counts, sizes, _problems(problems), exact, near, near_threshold,
-                            check, time.perf_counter() - start)
+                            check, time.perf_counter() - start, near_pairs, candidates, same_field_threshold, twins,
+                            seconds)

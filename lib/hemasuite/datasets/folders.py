@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+
+import pandas as pd
 
 from ..errors import DataError
 from ..imageio import is_image_file
@@ -52,20 +55,66 @@ def load_taleqani(root: Path, variant: str = "Original") -> Dataset:
     classes, rows = scan_class_folders(folder, ["Benign", "Early", "Pre", "Pro"], "taleqani_all", TALEQANI_LAYOUT)
     return Dataset("taleqani_all", classes, frame_from_rows(rows, folder, "taleqani_all", TALEQANI_LAYOUT), folder,
                    f"Taleqani Hospital ALL peripheral blood smears ({variant}), 89 patients, no per-image patient id",
-                   info={"variant": variant, "subject_ids": False})
+                   info={"variant": variant, "subject_ids": False, "image_kind": "field"})
 
 
-IICBU_LAYOUT = "<data root>/iicbu_lymphoma/{CLL,FL,MCL}/*.tif (originals) or *.png"
+IICBU_LAYOUT = ("<data root>/iicbu_lymphoma/{CLL,FL,MCL}/*.tif (originals, named <specimen>_<nnn>.tif) or *.png "
+                "with iicbu_lymphoma/case_ids.csv (columns file,class,specimen,case; file relative to iicbu_lymphoma/)")
 IICBU_SOURCE = ("IICBU 2008 benchmark, 'Malignant Lymphoma' (ome.grc.nia.nih.gov/iicbu2008/lymphoma/index.html); "
                 "unpack the three class folders into iicbu_lymphoma/")
+IICBU_CASES = "case_ids.csv"
+# sj-05-1396-R3_003.tif: specimen sj-05-1396-R3, case sj-05-1396
+IICBU_NAME = re.compile(r"^(?P<specimen>(?P<case>sj-\d+-\d+)(?:-R\d+)?)_\d+$", re.IGNORECASE)
+
+
+def iicbu_cases(root: Path, rows: list[dict]) -> pd.DataFrame:
+    """Specimen and case of every row: from ``case_ids.csv``, or else from original file names.
+
+    Raises :class:`DataError` naming the files the table misses, the rows it lists that
+    do not exist, and class disagreements.
+    """
+    table_path = root / IICBU_CASES
+    files = pd.DataFrame({"file": [Path(r["path"]).relative_to(root.resolve()).as_posix() for r in rows],
+                          "label": [r["label"] for r in rows]})
+    if not table_path.is_file():
+        matches = [IICBU_NAME.match(Path(f).stem) for f in files["file"]]
+        if all(matches):
+            return files.assign(specimen=[m["specimen"] for m in matches], case=[m["case"] for m in matches])
+        unnamed = [f for f, m in zip(files["file"], matches) if not m][:5]
+        raise DataError(f"dataset 'iicbu_lymphoma': {table_path} is missing and file names such as {unnamed} do not "
+                        f"name their specimen (<specimen>_<nnn>.tif), so cases are unknown. Put the case table "
+                        f"there (columns file,class,specimen,case).\nExpected layout: {IICBU_LAYOUT}")
+    table = pd.read_csv(table_path, dtype=str)
+    missing_columns = {"file", "class", "specimen", "case"} - set(table.columns)
+    if missing_columns:
+        raise DataError(f"{table_path}: missing column(s) {sorted(missing_columns)}; expected file,class,specimen,case")
+    merged = files.merge(table, on="file", how="outer", indicator=True)
+    unlisted = merged.loc[merged["_merge"] == "left_only", "file"].tolist()
+    absent = merged.loc[merged["_merge"] == "right_only", "file"].tolist()
+    both = merged[merged["_merge"] == "both"]
+    wrong = both.loc[both["label"] != both["class"], "file"].tolist()
+    empty = both.loc[both[["specimen", "case"]].isna().any(axis=1), "file"].tolist()
+    if unlisted or absent or wrong or empty:
+        parts = [f"{len(v)} {what} (e.g. {v[:3]})" for v, what in
+                 ((unlisted, "image(s) not in the table"), (absent, "table row(s) without an image"),
+                  (wrong, "row(s) whose class differs from the folder"), (empty, "row(s) without specimen or case"))
+                 if v]
+        raise DataError(f"{table_path} does not match the images under {root}: {'; '.join(parts)}")
+    return files.merge(table[["file", "specimen", "case"]], on="file", how="left")
 
 
 @register("iicbu_lymphoma", "iicbu_lymphoma", IICBU_LAYOUT, IICBU_SOURCE)
 def load_iicbu(root: Path) -> Dataset:
-    """IICBU 2008 malignant lymphoma: CLL / FL / MCL H&E biopsy sections."""
+    """IICBU 2008 malignant lymphoma: CLL / FL / MCL H&E biopsy sections; group = case (patient)."""
     classes, rows = scan_class_folders(root, ["CLL", "FL", "MCL"], "iicbu_lymphoma", IICBU_LAYOUT)
-    return Dataset("iicbu_lymphoma", classes, frame_from_rows(rows, root, "iicbu_lymphoma", IICBU_LAYOUT), root,
-                   "IICBU 2008 lymphoma biopsies (H&E), case ids not available", info={"subject_ids": False})
+    cases = iicbu_cases(root, rows)
+    for row, specimen, case in zip(rows, cases["specimen"], cases["case"]):
+        row.update(group=case, subject=case, case=case, specimen=specimen)
+    frame = frame_from_rows(rows, root, "iicbu_lymphoma", IICBU_LAYOUT)
+    return Dataset("iicbu_lymphoma", classes, frame, root,
+                   "IICBU 2008 lymphoma biopsies (H&E); group = case from the specimen names",
+                   info={"subject_ids": True, "image_kind": "field", "cases": int(frame["case"].nunique()),
+                         "specimens": int(frame["specimen"].nunique())})
 
 
 BONE_MARROW_LAYOUT = "<data root>/bone_marrow/{L1,L2,M2,M3,M5}/*.(bmp|jpg|png|tif)"
