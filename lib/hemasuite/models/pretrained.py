@@ -92,6 +92,13 @@ def resolve_weights(name: str, weights: str | None):
         f"'random init'.")
 
 
+def weights_source(name: str, weights) -> str:
+    """Where the weights of backbone ``name`` come from, as a table names it; :class:`WeightsError` when unavailable."""
+    if weights is None:
+        return "random init"
+    return f"ImageNet: {Path(resolve_weights(name, weights)).name}"
+
+
 def weights_label(weights) -> str:
     """How a table names the initialisation."""
     return "ImageNet" if weights == "imagenet" else ("random init" if weights is None else f"file {weights}")
