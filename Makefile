@@ -4,6 +4,7 @@
 #   make test               unit tests + every notebook under nbval (smoke profile)
 #   make lab                JupyterLab with the suite's kernel
 #   make bench              performance benchmark into reports/benchmarks/
+#   make paper-check        preflight of the paper profile on this machine (LIMIT=1: one network per notebook)
 #   make readme             README's 'Results (cpu profile)' table from reports/cpu (90_comparison)
 
 PYTHON ?= python3
@@ -14,7 +15,7 @@ NOTEBOOKS ?=
 export LEUKEMIA_DATA_DIR ?= $(abspath $(CURDIR)/../shared/data)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: env kernel reports test unit nbval lab bench readme clean
+.PHONY: env kernel reports test unit nbval lab bench paper-check readme clean
 
 env: $(VENV)/.installed
 
@@ -39,6 +40,9 @@ lab: env
 
 bench: env
 	$(BIN)/python -m hemasuite.bench --output reports/benchmarks
+
+paper-check: env
+	$(BIN)/python -m hemasuite.tools.paper_check $(if $(LIMIT),--limit $(LIMIT))
 
 readme: env
 	$(BIN)/python -m hemasuite.comparison --update-readme

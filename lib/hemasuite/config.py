@@ -1,8 +1,10 @@
 """Profiles, notebook parameters, data and output locations, seeds.
 
 Every profile (``smoke``, ``cpu``, ``paper``) lives in one YAML file,
-``notebooks/profiles.yaml``: a ``common`` block shared by all notebooks and one block
-per notebook stem. Anything unknown is an error that lists what is known.
+``notebooks/profiles.yaml``: a ``common`` block shared by all notebooks, one block per
+notebook stem, and ``cpu_precision``, the precision policy of training on a CPU (not a
+notebook parameter: :func:`hemasuite.session.start` applies it). Anything unknown is an
+error that lists what is known.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from .errors import DataError, ParameterError
 DATA_ENV = "LEUKEMIA_DATA_DIR"
 OUTPUT_ENV = "HEMASUITE_OUTPUT_DIR"
 PROFILES_ENV = "HEMASUITE_PROFILES"
+PROFILE_SECTIONS = ("description", "common", "notebooks", "cpu_precision")
+CPU_PRECISIONS = ("float32", "mixed_bfloat16")
 
 
 def repo_root() -> Path:
@@ -38,9 +42,10 @@ def load_profiles(path: Path | None = None) -> dict:
         raise ParameterError(f"profiles file {path} does not exist")
     profiles = yaml.safe_load(path.read_text()) or {}
     for name, body in profiles.items():
-        unknown = set(body) - {"description", "common", "notebooks"}
+        unknown = set(body) - set(PROFILE_SECTIONS)
         if unknown:
-            raise ParameterError(f"{path}: profile {name!r} has unknown section(s) {sorted(unknown)}")
+            raise ParameterError(f"{path}: profile {name!r} has unknown section(s) {sorted(unknown)}; "
+                                 f"known: {', '.join(PROFILE_SECTIONS)}")
     return profiles
 
 
@@ -55,6 +60,19 @@ def profile(name: str, path: Path | None = None) -> dict:
     if name not in profiles:
         raise ParameterError(f"unknown profile {name!r}; known profiles: {', '.join(profiles)}")
     return profiles[name]
+
+
+def cpu_precision(profile_name: str, path: Path | None = None) -> str:
+    """The profile's precision policy for training on a CPU: its ``cpu_precision``, ``float32`` when unset.
+
+    On a GPU the suite always trains under ``mixed_float16``
+    (:func:`hemasuite.training.precision_policy`).
+    """
+    value = profile(profile_name, path).get("cpu_precision", "float32")
+    if value not in CPU_PRECISIONS:
+        raise ParameterError(f"profile {profile_name!r}: cpu_precision {value!r} is not one of {list(CPU_PRECISIONS)} "
+                             f"(in {Path(path) if path else profiles_path()})")
+    return value
 
 
 def notebook_parameters(profile_name: str, stem: str, overrides: dict | None = None,

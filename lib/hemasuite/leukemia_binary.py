@@ -12,12 +12,16 @@ STANDS_IN_FOR = "C-NMC 2019 (P2)"
 
 
 def task(run, name: str) -> Dataset:
+    """Dataset ``name`` loaded for the run, as P2's task (:func:`as_task`)."""
+    return as_task(session.dataset(run, name), name)
+
+
+def as_task(data: Dataset, name: str) -> Dataset:
     """C-NMC 2019 itself (its ``group`` is the subject, so every split is by subject), or a binary stand-in.
 
     The stand-in keeps one class as normal (``hem``: Taleqani's Benign hematogones, or the
     first synthetic class) and merges every other class into ``all``.
     """
-    data = session.dataset(run, name)
     if name == "cnmc2019":
         return data
     negative = "Benign" if "Benign" in data.classes else data.classes[0]

@@ -39,9 +39,11 @@ def device_description() -> dict:
 
 
 def environment() -> dict:
-    """Everything needed to say where and with what a result was computed."""
+    """Everything needed to say where and with what a result was computed (device, precision policy, versions)."""
+    from .training import precision_record
+
     return {"python": platform.python_version(), "packages": package_versions(), "device": device_description(),
-            "commit": git_commit()}
+            "precision": precision_record(), "commit": git_commit()}
 
 
 def git_commit() -> str | None:

@@ -14,12 +14,17 @@ def start(notebook: str, **params) -> Run:
     """Validate the notebook's parameters, set seeds and return its :class:`Run`.
 
     ``params`` are the values of the notebook's ``parameters`` cell; ``profile`` must be a
-    profile defined in ``notebooks/profiles.yaml`` and ``seed`` an integer.
+    profile defined in ``notebooks/profiles.yaml`` and ``seed`` an integer. The profile's
+    ``cpu_precision`` becomes the CPU training policy (recorded in results.json's
+    environment).
     """
+    from . import training
+
     missing = [name for name in COMMON if name not in params]
     if missing:
         raise ParameterError(f"{notebook}: the parameters cell must define {missing}")
     config.profile(params["profile"])
+    training.set_cpu_policy(config.cpu_precision(params["profile"]), f"profile {params['profile']}: cpu_precision")
     if not isinstance(params["seed"], int):
         raise ParameterError(f"seed must be an integer, not {params['seed']!r}")
     config.set_seeds(params["seed"])

@@ -1,19 +1,25 @@
 """The one training path of the suite.
 
 :func:`train` builds the model inside a ``tf.distribute`` strategy scope (mirrored when
-more than one GPU is visible), switches on mixed precision on a GPU, and records wall
-time and images per second of training and inference.
+more than one GPU is visible) under the suite's precision policy, and records wall time
+and images per second of training and inference. The policy (:func:`precision_policy`)
+is ``mixed_float16`` on a GPU; on a CPU it is the profile's ``cpu_precision``
+(``float32`` or ``mixed_bfloat16``), which :func:`hemasuite.session.start` applies
+through :func:`set_cpu_policy`.
 """
 
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
 import keras
 import numpy as np
 import tensorflow as tf
+
+from .errors import ParameterError
 
 
 def per_second(count: int, seconds: float) -> float:
@@ -27,9 +33,53 @@ def distribution_strategy() -> tf.distribute.Strategy:
     return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
 
 
-def precision_policy() -> str:
-    """``mixed_float16`` on a GPU, ``float32`` on a CPU (where mixed precision is slower)."""
-    return "mixed_float16" if tf.config.list_physical_devices("GPU") else "float32"
+GPU_POLICY = "mixed_float16"
+CPU_POLICIES = ("float32", "mixed_bfloat16")
+_cpu_policy = {"policy": "float32", "source": "default (no profile applied)"}
+
+
+def set_cpu_policy(policy: str, source: str) -> None:
+    """The precision policy of training on a CPU from now on; ``source`` says where it came from (results.json)."""
+    if policy not in CPU_POLICIES:
+        raise ParameterError(f"CPU precision policy {policy!r} ({source}) is not one of {list(CPU_POLICIES)}")
+    _cpu_policy.update(policy=policy, source=source)
+
+
+def precision_policy(gpu: bool | None = None) -> str:
+    """``mixed_float16`` on a GPU; on a CPU the policy set by :func:`set_cpu_policy` (``float32`` until then).
+
+    ``gpu`` None asks TensorFlow whether a GPU is visible.
+    """
+    if gpu is None:
+        gpu = bool(tf.config.list_physical_devices("GPU"))
+    return GPU_POLICY if gpu else _cpu_policy["policy"]
+
+
+def precision_record() -> dict:
+    """The policy training uses here and the rule behind it, for results.json."""
+    return {"policy": precision_policy(), "gpu_policy": GPU_POLICY, "cpu_policy": _cpu_policy["policy"],
+            "cpu_policy_from": _cpu_policy["source"]}
+
+
+@contextmanager
+def policy_scope(policy: str | None = None):
+    """Keras' global dtype policy set to ``policy`` (default :func:`precision_policy`) inside, float32 after."""
+    policy = policy or precision_policy()
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        yield policy
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def compiled_model(build_model: Callable[[], keras.Model], optimizer: Callable[[], keras.optimizers.Optimizer],
+                   strategy: tf.distribute.Strategy, loss: str = "categorical_crossentropy",
+                   run_eagerly: bool = False) -> keras.Model:
+    """``build_model()`` compiled with ``optimizer()``, both created inside ``strategy``'s scope."""
+    with strategy.scope():
+        model = build_model()
+        model.compile(optimizer=optimizer(), loss=loss, metrics=["accuracy"], run_eagerly=run_eagerly)
+    return model
 
 
 @dataclass
@@ -63,20 +113,14 @@ def train(build_model: Callable[[], keras.Model], train_data: tf.data.Dataset, n
     strategy scope under the right precision policy. ``run_eagerly`` skips graph
     compilation, which is far quicker for a one-step wiring check of a large network.
     """
-    policy = precision_policy()
-    keras.mixed_precision.set_global_policy(policy)
-    strategy = distribution_strategy()
-    try:
-        with strategy.scope():
-            model = build_model()
-            model.compile(optimizer=optimizer(), loss=loss, metrics=["accuracy"], run_eagerly=run_eagerly)
+    with policy_scope() as policy:
+        strategy = distribution_strategy()
+        model = compiled_model(build_model, optimizer, strategy, loss, run_eagerly)
         start = time.perf_counter()
         # tf.data shuffles (seeded) itself; shuffle=False stops Keras warning that it would ignore it
         fitted = model.fit(train_data, validation_data=val_data, epochs=epochs, callbacks=callbacks or [],
                            verbose=verbose, shuffle=False)
         wall = time.perf_counter() - start
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
     history = {k: [float(v) for v in values] for k, values in fitted.history.items()}
     return TrainResult(model, history, wall, per_second(n_train * len(history.get("loss", [])), wall),
                        len(history.get("loss", [])), policy, type(strategy).__name__, strategy.num_replicas_in_sync)

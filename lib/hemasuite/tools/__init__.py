@@ -1,0 +1,1 @@
+"""Tools around the research code: runner, report site, benchmark, preflight."""

@@ -1,0 +1,85 @@
+"""The precision policy: mixed_float16 on a GPU, the profile's cpu_precision on a CPU, recorded in results.json."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from hemasuite import config, results, session, training
+from hemasuite.errors import ParameterError
+from hemasuite.tools import precision_choice
+
+
+@pytest.fixture(autouse=True)
+def restore_cpu_policy():
+    yield
+    training.set_cpu_policy("float32", "default")
+
+
+def write_profiles(tmp_path, cpu_precision=None):
+    path = tmp_path / "profiles.yaml"
+    line = f"  cpu_precision: {cpu_precision}\n" if cpu_precision else ""
+    path.write_text(f"fast:\n{line}  common: {{seed: 0}}\n  notebooks: {{}}\n")
+    return path
+
+
+def test_profile_value_and_default(tmp_path):
+    assert config.cpu_precision("fast", write_profiles(tmp_path, "mixed_bfloat16")) == "mixed_bfloat16"
+    assert config.cpu_precision("fast", write_profiles(tmp_path)) == "float32"
+
+
+def test_unknown_profile_value_is_refused(tmp_path):
+    with pytest.raises(ParameterError, match=r"cpu_precision 'mixed_float16' is not one of \['float32', 'mixed_bf"):
+        config.cpu_precision("fast", write_profiles(tmp_path, "mixed_float16"))
+    with pytest.raises(ParameterError, match="is not one of"):
+        training.set_cpu_policy("float16", "test")
+
+
+def test_gpu_keeps_mixed_float16_whatever_the_cpu_policy():
+    training.set_cpu_policy("mixed_bfloat16", "test")
+    assert training.precision_policy(gpu=True) == "mixed_float16"
+    assert training.precision_policy(gpu=False) == "mixed_bfloat16"
+    training.set_cpu_policy("float32", "test")
+    assert training.precision_policy(gpu=False) == "float32"
+
+
+def test_session_start_applies_the_profile_and_results_record_it(tmp_path, monkeypatch):
+    monkeypatch.setenv(config.PROFILES_ENV, str(write_profiles(tmp_path, "mixed_bfloat16")))
+    run = session.start("00_x", profile="fast", data_dir=None, output_dir=tmp_path, seed=0)
+    recorded = json.loads(run.finish().read_text())["environment"]["precision"]
+    assert recorded["cpu_policy"] == "mixed_bfloat16" and recorded["gpu_policy"] == "mixed_float16"
+    assert recorded["cpu_policy_from"] == "profile fast: cpu_precision"
+    assert recorded["policy"] == training.precision_policy()
+    assert results.environment()["precision"] == recorded
+
+
+def test_every_profile_names_a_valid_cpu_policy():
+    for name in config.profile_names():
+        assert config.cpu_precision(name) in config.CPU_PRECISIONS
+
+
+def test_cpu_profile_follows_the_recorded_validation_choice():
+    record = json.loads((config.repo_root() / precision_choice.OUTPUT).read_text())
+    assert config.cpu_precision("cpu") == record["choice"]
+    assert record["choice"] == precision_choice.choose(record["bfloat16_minus_float32"], record["speedup"])
+
+
+def test_choice_rule():
+    even = {"ci_low": -0.02, "ci_high": 0.01}
+    worse = {"ci_low": -0.05, "ci_high": -0.01}
+    assert precision_choice.choose(even, speedup=1.3) == "mixed_bfloat16"
+    assert precision_choice.choose(worse, speedup=1.3) == "float32"
+    assert precision_choice.choose(even, speedup=0.9) == "float32"
+
+
+def test_carved_split_reads_only_training_rows():
+    manifest = config.repo_root() / precision_choice.MANIFEST
+    if not manifest.is_file():
+        pytest.skip(f"{manifest} not there: run notebook 11 with the cpu profile")
+    carved = precision_choice.carve_split(manifest, 0.2, seed=0)
+    frame = pd.read_csv(manifest, dtype=str, keep_default_na=False)
+    assert set(carved["path"]) == set(frame.loc[frame["split"] == "train", "path"])
+    assert set(carved["split"]) == {"train", "val"}
+    groups = carved.groupby("duplicate_group")["split"].nunique()
+    assert (groups == 1).all()
+
