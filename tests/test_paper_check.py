@@ -78,7 +78,7 @@ def test_weights_source_names_an_available_file(no_weight_files):
     no_weight_files.mkdir()
     (no_weight_files / "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5").write_bytes(b"")
     assert paper_check.resolved("resnet50", "imagenet") == (
-        "imagenet", "ImageNet: resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5")
+        "imagenet", "ImageNet (Keras file resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5)")
     assert paper_check.resolved("resnet50", None) == (None, "random init")
     weights, source = paper_check.resolved("vgg16", "imagenet", top=True)
     assert weights is None and source.startswith("unavailable: vgg16_weights_tf_dim_ordering_tf_kernels.h5")

@@ -157,13 +157,11 @@ def extraction_workload(images: int) -> Workload:
 def resolved(name: str, weights, top: bool = False) -> tuple[object, str]:
     """The weights to build with and their source; unavailable ImageNet weights give random init and the reason."""
     try:
-        source = pretrained.weights_source(name, weights)
-        if top and weights is not None:
-            source += f"; top: {Path(pretrained.resolve_top_weights(name, weights)).name}"
-        return weights, source
+        return weights, pretrained.weights_source(name, weights, include_top=top)
     except WeightsError:
-        missing = pretrained.TOP_WEIGHTS[name] if top else pretrained.backbone(name).weights_file
-        return None, f"unavailable: {missing} (timed with random init)"
+        entry = pretrained.backbone(name)
+        missing = entry.top if top else entry.notop
+        return None, f"unavailable: {missing.name if missing else name} (timed with random init)"
 
 
 def resolved_parts(backbone: str, weights) -> tuple[object, str]:
