@@ -1,0 +1,9 @@
+"""Tools around the research code: runner, report site, benchmark, preflight.
+
+- ``runner``  runs the numbered notebooks with a profile through papermill and publishes them
+              (``python -m hemasuite.tools.runner``, ``make reports``)
+- ``site``    the landing page ``reports/index.html``
+- ``bench``   the performance benchmark (``python -m hemasuite.tools.bench``, ``make bench``)
+- ``readme``  the README's results section from the ``cpu`` comparison
+              (``python -m hemasuite.tools.readme``, ``make readme``)
+"""
