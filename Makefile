@@ -1,7 +1,7 @@
 # One command per job; each creates the environment first if it is missing.
 #   make reports            run every notebook with PROFILE (default cpu) and render reports/
 #   make reports PROFILE=smoke NOTEBOOKS="00 01"
-#   make test               unit tests + every notebook under nbval (smoke profile)
+#   make test               notebook lint, unit tests + every notebook under nbval (smoke profile)
 #   make lab                JupyterLab with the suite's kernel
 #   make bench              performance benchmark into reports/benchmarks/
 #   make paper-check        preflight of the paper profile on this machine (LIMIT=1: one network per notebook)
@@ -27,9 +27,10 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 reports: env
-	$(BIN)/python -m hemasuite.runner --profile $(PROFILE) $(if $(NOTEBOOKS),--notebooks $(NOTEBOOKS))
+	$(BIN)/python -m hemasuite.tools.runner --profile $(PROFILE) $(if $(NOTEBOOKS),--notebooks $(NOTEBOOKS))
 
 test: env
+	$(BIN)/python -m ruff check notebooks
 	HEMASUITE_OUTPUT_DIR=$$(mktemp -d) $(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider
 
 unit: env
@@ -39,13 +40,13 @@ lab: env
 	$(BIN)/jupyter lab notebooks
 
 bench: env
-	$(BIN)/python -m hemasuite.bench --output reports/benchmarks
+	$(BIN)/python -m hemasuite.tools.bench --output reports/benchmarks
 
 paper-check: env
 	$(BIN)/python -m hemasuite.tools.paper_check $(if $(LIMIT),--limit $(LIMIT))
 
 readme: env
-	$(BIN)/python -m hemasuite.comparison --update-readme
+	$(BIN)/python -m hemasuite.tools.readme
 
 clean:
 	rm -rf reports/smoke reports/.staging .cache

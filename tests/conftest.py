@@ -1,9 +1,18 @@
-"""Shared test helpers."""
+"""Shared test helpers: the real-data root, a notebook run opened as a notebook would, one training step of a model,
+and the results of the smoke-profile notebooks (run once per test session)."""
 
+import contextlib
 import os
 from pathlib import Path
 
+import keras
+import nbformat
+import numpy as np
 import pytest
+import tensorflow as tf
+
+from hemasuite import papers, session, training
+from hemasuite.tools import runner
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,3 +35,64 @@ def real_data() -> Path:
     if not root.is_dir():
         pytest.skip(f"real images not found at {root}: set LEUKEMIA_DATA_DIR")
     return root
+
+
+def _write_notebook(folder: Path, stem: str, parameters: dict, body: str = "") -> Path:
+    """``<folder>/<stem>.ipynb``: a ``parameters`` cell assigning ``parameters``, then ``body``."""
+    cells = [nbformat.v4.new_code_cell("\n".join(f"{k} = {v!r}" for k, v in parameters.items()))]
+    cells[0].metadata["tags"] = ["parameters"]
+    if body:
+        cells.append(nbformat.v4.new_code_cell(body))
+    notebook = nbformat.v4.new_notebook(cells=cells)
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = Path(folder) / f"{stem}.ipynb"
+    nbformat.write(notebook, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def write_notebook():
+    """``write_notebook(folder, stem, parameters, body="")``: a notebook with a ``parameters`` cell, then ``body``."""
+    return _write_notebook
+
+
+@pytest.fixture(scope="session")
+def start_run(tmp_path_factory):
+    """``start_run(stem, **params)``: :func:`hemasuite.session.start` as a notebook whose parameters cell declares
+    ``params`` calls it (the notebook file is written to a temporary folder)."""
+    def start(stem: str, **params):
+        folder = tmp_path_factory.mktemp("notebooks")
+        _write_notebook(folder, stem, params)
+        with contextlib.chdir(folder):
+            return session.start(stem, params)
+
+    return start
+
+
+@pytest.fixture(scope="session")
+def one_step():
+    """``one_step(build, shape)``: build a model, train it one step on random data, check its predictions."""
+    def step(build, shape, n_classes=3, run_eagerly=False):
+        x = np.random.default_rng(0).random((4, *shape), dtype=np.float32)
+        y = np.eye(n_classes, dtype=np.float32)[[0, 1, 2, 0]]
+        data = tf.data.Dataset.from_tensor_slices((x, y)).batch(2)
+        result = training.train(build, data, n_train=4, epochs=1, optimizer=lambda: keras.optimizers.Adam(),
+                                run_eagerly=run_eagerly)
+        assert np.isfinite(result.history["loss"][0])
+        probabilities, speed = training.predict(result.model, data)
+        assert probabilities.shape == (4, n_classes) and np.allclose(probabilities.sum(1), 1, atol=1e-4)
+        assert speed > 0
+        return result
+
+    return step
+
+
+@pytest.fixture(scope="session")
+def smoke_reports(tmp_path_factory) -> Path:
+    """A reports folder holding the smoke-profile run of every replication notebook and the comparison, made by the
+    real runner (a few minutes, once per test session)."""
+    reports = tmp_path_factory.mktemp("smoke") / "reports"
+    records = runner.run_notebooks("smoke", [*papers.REGISTRY, papers.COMPARISON], reports=reports)
+    failed = {r["notebook"]: r.get("error", "")[-1500:] for r in records if r["status"] != "ok"}
+    assert not failed, failed
+    return reports

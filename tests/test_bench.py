@@ -2,12 +2,14 @@
 
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from hemasuite import bench
+from hemasuite.record import read
+from hemasuite.tools import bench
 
 
 @pytest.fixture(scope="module")
@@ -55,32 +57,18 @@ def test_pipeline_benchmark_counts_every_image_and_reports_ratios(image_folder, 
     assert result["warm_goal_met"] == (result["warm_ratio"] >= 5)
 
 
-def fake_results(tmp_path):
-    results = tmp_path / "reports" / "cpu" / "results"
-    training = lambda t, i: {"train_images_per_s": t, "inference_images_per_s": i, "epochs": 2}  # noqa: E731
-    p4 = {"profile": "cpu", "started_utc": "2026-11-20T10:00:00+00:00", "metrics": {
-        "cnn": {"per_seed": [{"seed": 0, "training": training(100.0, 1000.0)},
-                             {"seed": 1, "training": training(200.0, 3000.0)}]},
-        "baselines": {"resnet50": {"details": training(9.0, 9.0),  # a copy of seed 0: not counted twice
-                                   "evaluation": {"per_seed": [{"seed": 0, "training": training(50.0, 500.0)}]}},
-                      "knn": {"evaluation": {"per_seed": [{"seed": 0, "training": {"k": 3}}]}}}}}
-    (results / "10_p4_sequential_cnn").mkdir(parents=True)
-    (results / "10_p4_sequential_cnn" / "results.json").write_text(json.dumps(p4))
-    (results / "11_p1_deep_cnn").mkdir()
-    (results / "11_p1_deep_cnn" / "results.json").write_text(json.dumps({"profile": "cpu", "metrics": {}}))
-    return results
-
-
-def test_training_speeds_from_results(tmp_path):
-    table = bench.training_speeds(fake_results(tmp_path)).set_index(["notebook", "model"])
-    assert table.loc[("10_p4_sequential_cnn", "cnn"), "train_images_per_s"] == 150.0
-    assert table.loc[("10_p4_sequential_cnn", "cnn"), "inference_images_per_s"] == 2000.0
-    assert table.loc[("10_p4_sequential_cnn", "cnn"), "seeds"] == 2
-    assert table.loc[("10_p4_sequential_cnn", "resnet50"), "train_images_per_s"] == 50.0
-    assert table.loc[("10_p4_sequential_cnn", "knn"), "status"] == "missing: no images/s recorded"
-    assert table.loc[("11_p1_deep_cnn", "missing"), "status"] == "missing: no per-seed training records"
-    assert table.loc[("22_p5_bone_marrow", "missing"), "status"] == "missing: no results.json"
-    assert math.isnan(table.loc[("22_p5_bone_marrow", "missing"), "train_images_per_s"])
+def test_training_speeds_from_the_smoke_results(smoke_reports, tmp_path):
+    results = smoke_reports / "smoke" / "results"
+    table = bench.training_speeds(results).set_index(["notebook", "model"])
+    p4 = read(results / "10_p4_sequential_cnn" / "results.json")
+    for row in p4.models:
+        assert table.loc[("10_p4_sequential_cnn", row.key), "train_images_per_s"] == row.train_images_per_s
+        assert table.loc[("10_p4_sequential_cnn", row.key), "seeds"] == len(row.seeds)
+    assert table.loc[("10_p4_sequential_cnn", "cnn"), "status"] == "ok"
+    assert table.loc[("22_p5_bone_marrow", "fe_alexnet"), "inference_images_per_s"] > 0
+    partial = bench.training_speeds(tmp_path).set_index(["notebook", "model"])
+    assert partial.loc[("22_p5_bone_marrow", "missing"), "status"] == "missing: no results.json"
+    assert math.isnan(partial.loc[("22_p5_bone_marrow", "missing"), "train_images_per_s"])
 
 
 def write_runs(reports, profile, entries):
@@ -124,19 +112,19 @@ def test_smoke_suite_is_run_and_timed(monkeypatch):
         return [{"notebook": "00_a", "status": "ok", "seconds": 1.5},
                 {"notebook": "10_b", "status": "failed", "seconds": 0.5}]
 
-    monkeypatch.setattr(bench.runner, "run", fake_run)
+    monkeypatch.setattr(bench.runner, "run_notebooks", fake_run)
     result = bench.smoke_suite_benchmark()
     assert calls == [("smoke", True)]
     assert result["notebooks"] == {"00_a": 1.5, "10_b": 0.5} and result["status"] == "failed: 10_b"
     assert result["total_seconds"] >= 0
 
 
-def test_report_files(tmp_path, image_folder, monkeypatch):
-    fake_results(tmp_path)
+def test_report_files(tmp_path, image_folder, monkeypatch, smoke_reports):
+    shutil.copytree(smoke_reports / "smoke" / "results", tmp_path / "reports" / "cpu" / "results")
     monkeypatch.setattr(bench, "smoke_suite_benchmark", lambda: {
         "profile": "smoke", "measured": "run now", "total_seconds": 60.0, "total_minutes": 1.0,
         "notebooks": {"00_a": 60.0}, "failed": [], "status": "ok"})
-    report = bench.run_benchmark(folder=image_folder, reports=tmp_path / "reports", skip_pipeline=True)
+    report = bench.benchmark_report(folder=image_folder, reports=tmp_path / "reports", skip_pipeline=True)
     assert report["pipeline"]["status"].startswith("skipped")
     report["pipeline"] = bench.pipeline_benchmark(image_folder, size=16, batch_size=4)
     report["feature_cache"] = bench.p5_grid_benchmark(image_folder, n_images=8, backbones=["alexnet"], size=32,

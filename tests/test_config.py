@@ -39,16 +39,27 @@ def test_profiles_file_with_unknown_section(tmp_path):
         config.load_profiles(path)
 
 
-def test_session_start_rejects_unknown_profile_and_bad_seed(tmp_path):
+def test_session_start_rejects_unknown_profile_and_bad_seed(tmp_path, start_run):
     with pytest.raises(ParameterError, match="unknown profile"):
-        session.start("x", profile="gpu", data_dir=None, output_dir=tmp_path, seed=0)
+        start_run("x", profile="gpu", data_dir=None, output_dir=str(tmp_path), seed=0)
     with pytest.raises(ParameterError, match="seed must be an integer"):
-        session.start("x", profile="smoke", data_dir=None, output_dir=tmp_path, seed="zero")
+        start_run("x", profile="smoke", data_dir=None, output_dir=str(tmp_path), seed="zero")
     with pytest.raises(ParameterError, match="must define"):
-        session.start("x", profile="smoke", seed=0)
+        start_run("x", profile="smoke", seed=0)
 
 
-def test_session_start_opens_run_folder(tmp_path):
-    run = session.start("00_x", profile="smoke", data_dir=None, output_dir=tmp_path, seed=3)
-    assert run.dir == tmp_path / "00_x" and run.dir.is_dir()
-    assert run.finish().exists()
+def test_session_start_reads_the_parameters_cell_once(tmp_path, monkeypatch, write_notebook):
+    write_notebook(tmp_path, "00_x", {"profile": "smoke", "data_dir": None, "output_dir": None, "seed": 0,
+                                      "epochs": 2})
+    monkeypatch.chdir(tmp_path)
+    namespace = {"profile": "smoke", "data_dir": None, "output_dir": str(tmp_path / "out"), "seed": 3, "epochs": 5,
+                 "later": "not a parameter", "In": []}
+    run = session.start("00_x", namespace)
+    assert run.params == {"profile": "smoke", "data_dir": None, "output_dir": str(tmp_path / "out"), "seed": 3,
+                          "epochs": 5}
+    assert run.dir == tmp_path / "out" / "00_x" and run.dir.is_dir() and run.paper is None
+    assert (run.dir / "results.json").exists() is False
+    run.finish()
+    assert (run.dir / "results.json").exists()
+    with pytest.raises(ParameterError, match=r"must define \['epochs'\]"):
+        session.start("00_x", {k: v for k, v in namespace.items() if k != "epochs"})

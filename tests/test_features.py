@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from hemasuite import features, training
-from hemasuite.experiment import Prepared
+from hemasuite import experiment, features, training
 from hemasuite.datasets import Dataset
+from hemasuite.experiment import Prepared
 
 
 @pytest.fixture
@@ -131,8 +131,6 @@ def test_as_prepared_standardises_on_training_rows_and_head_trains():
     train = result.images[:6]
     assert np.allclose(train.mean(axis=0), 0, atol=1e-5) and np.allclose(train.std(axis=0), 1, atol=1e-3)
     assert result.size == 10 and result.protocol["features"]["standardized_on"] == "training rows"
-    from hemasuite import experiment
-
     runs = experiment.train_seeds(result, lambda: features.softmax_head(10, 2), [0], 1, 4,
-                                  experiment.sgd(0.01), rescale=1.0, verbose=0)
+                                  training.sgd(0.01), rescale=1.0, verbose=0)
     assert runs[0].probabilities.shape == (2, 2)

@@ -9,7 +9,7 @@ from sklearn import metrics as skm
 
 from hemasuite import metrics
 from hemasuite.errors import ParameterError
-from hemasuite.results import to_jsonable
+from hemasuite.record import to_jsonable
 
 CLASSES = ["a", "b", "c"]
 # confusion matrix rows (true) x columns (predicted): [[2, 1, 0], [0, 1, 1], [0, 0, 1]]

@@ -1,10 +1,9 @@
 """Every model builds and takes one training step on tiny inputs; ImageNet weights are never fetched."""
 
 import keras
-import numpy as np
 import pytest
 
-from hemasuite import models, training
+from hemasuite import models
 from hemasuite.errors import ParameterError, WeightsError
 from hemasuite.models import pretrained
 
@@ -13,29 +12,15 @@ CUSTOM = {"p4_sequential_cnn": models.p4_sequential_cnn, "p1_deep_cnn": models.p
           "alexnet": lambda shape, n: models.alexnet(shape, n, fc_units=64)}
 
 
-def one_step(build, shape, n_classes=3, run_eagerly=False):
-    import tensorflow as tf
-
-    x = np.random.default_rng(0).random((4, *shape), dtype=np.float32)
-    y = np.eye(n_classes, dtype=np.float32)[[0, 1, 2, 0]]
-    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(2)
-    result = training.train(build, data, n_train=4, epochs=1, optimizer=lambda: keras.optimizers.Adam(),
-                            run_eagerly=run_eagerly)
-    assert np.isfinite(result.history["loss"][0])
-    probabilities, speed = training.predict(result.model, data)
-    assert probabilities.shape == (4, n_classes) and np.allclose(probabilities.sum(1), 1, atol=1e-4) and speed > 0
-    return result
-
-
 @pytest.mark.parametrize("name", sorted(CUSTOM))
-def test_custom_models_train_one_step(name):
+def test_custom_models_train_one_step(name, one_step):
     shape = (64, 64, 3)
     result = one_step(lambda: CUSTOM[name](shape, 3), shape)
     assert result.policy == "float32" and result.replicas == 1 and result.train_images_per_s > 0
 
 
 @pytest.mark.parametrize("name", sorted(pretrained.BACKBONES))
-def test_backbones_build_and_step_with_random_init(name):
+def test_backbones_build_and_step_with_random_init(name, one_step):
     shape = (75, 75, 3) if name == "inception_v3" else (32, 32, 3)
     one_step(lambda: models.transfer_classifier(name, shape, 3, weights=None, dense_units=8), shape, run_eagerly=True)
 

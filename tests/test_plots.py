@@ -11,7 +11,7 @@ import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from hemasuite import metrics, plots  # noqa: E402
-from hemasuite.results import Run  # noqa: E402
+from hemasuite.record import Run  # noqa: E402
 
 CLASSES = ["ALL", "AML", "CLL"]
 RNG = np.random.default_rng(0)
@@ -54,7 +54,8 @@ FIGURES = {
 def test_plot_returns_a_savable_figure(name, tmp_path):
     figure = FIGURES[name]()
     assert isinstance(figure, Figure)
-    saved = Run("plots", tmp_path, {}).save_figure(figure, name)
+    run = Run("plots", tmp_path, {})
+    saved = run.dir / run.save_figure(figure, name)
     assert saved.is_file() and saved.stat().st_size > 1000
 
 

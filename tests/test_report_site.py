@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from hemasuite import runner
+from hemasuite.tools import runner
 
 pytestmark = pytest.mark.browser
 
@@ -51,7 +51,7 @@ def browser():
 def site(browser, tmp_path_factory):
     """Run the real runner (smoke) for two quick notebooks and serve the reports folder on localhost."""
     reports = tmp_path_factory.mktemp("site") / "reports"
-    records = runner.run("smoke", ["00_data_validation", "90_comparison"], reports=reports)
+    records = runner.run_notebooks("smoke", ["00_data_validation", "90_comparison"], reports=reports)
     assert [r["status"] for r in records] == ["ok", "ok"], [r.get("error", "")[-500:] for r in records]
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=reports))
     thread = threading.Thread(target=server.serve_forever, daemon=True)

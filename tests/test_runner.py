@@ -5,36 +5,26 @@ import json
 import nbformat
 import pytest
 
-from hemasuite import runner
 from hemasuite.errors import ParameterError
+from hemasuite.tools import runner
 
 BODY = """
 from hemasuite import session
-run = session.start("{stem}", profile=profile, data_dir=data_dir, output_dir=output_dir, seed=seed)
+run = session.start("{stem}", globals())
 if fail:
     raise RuntimeError("planted failure")
-run.record("value", value)
-run.finish()
+run.finish(details={{"value": value}})
 print("value", value)
 """
-
-
-def make_notebook(folder, stem):
-    cells = [nbformat.v4.new_code_cell("profile = 'smoke'\ndata_dir = None\noutput_dir = None\nseed = 0\n"
-                                       "value = 1\nfail = False"),
-             nbformat.v4.new_code_cell(BODY.format(stem=stem))]
-    cells[0].metadata["tags"] = ["parameters"]
-    notebook = nbformat.v4.new_notebook(cells=cells)
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(notebook, folder / f"{stem}.ipynb")
+PARAMETERS = {"profile": "smoke", "data_dir": None, "output_dir": None, "seed": 0, "value": 1, "fail": False}
 
 
 @pytest.fixture
-def project(tmp_path, monkeypatch):
+def project(tmp_path, monkeypatch, write_notebook):
     notebooks = tmp_path / "notebooks"
     notebooks.mkdir()
     for stem in ("00_first", "01_second"):
-        make_notebook(notebooks, stem)
+        write_notebook(notebooks, stem, PARAMETERS, BODY.format(stem=stem))
     profiles = tmp_path / "profiles.yaml"
     profiles.write_text("smoke:\n  common: {seed: 0}\n  notebooks:\n    01_second: {value: 2}\n")
     monkeypatch.setenv("HEMASUITE_PROFILES", str(profiles))
@@ -43,7 +33,7 @@ def project(tmp_path, monkeypatch):
 
 def run(project, **kwargs):
     notebooks, reports = project
-    return runner.run("smoke", reports=reports, notebook_dir=notebooks, **kwargs)
+    return runner.run_notebooks("smoke", reports=reports, notebook_dir=notebooks, **kwargs)
 
 
 def test_success_publishes_notebook_html_results_and_index(project):
@@ -51,7 +41,7 @@ def test_success_publishes_notebook_html_results_and_index(project):
     reports = project[1]
     assert [r["status"] for r in records] == ["ok", "ok"]
     results = json.loads((reports / "smoke" / "results" / "01_second" / "results.json").read_text())
-    assert results["value"] == 2 and results["profile"] == "smoke"
+    assert results["details"]["value"] == 2 and results["profile"] == "smoke"
     html = (reports / "smoke" / "01_second.html").read_text()
     assert "value 2" in html and "<script" not in html
     assert "01_second.html" in (reports / "index.html").read_text()
@@ -65,7 +55,7 @@ def test_failure_keeps_last_good_report(project):
     assert records[0]["status"] == "failed" and "planted failure" in records[0]["error"]
     assert (reports / "smoke" / "01_second.html").read_text() == good_html
     results = json.loads((reports / "smoke" / "results" / "01_second" / "results.json").read_text())
-    assert results["value"] == 2
+    assert results["details"]["value"] == 2
     status = json.loads((reports / "smoke" / "runs.json").read_text())["01_second"]
     assert status["last_attempt"]["status"] == "failed" and status["last_good"]["status"] == "ok"
     assert "failed" in (reports / "index.html").read_text()
@@ -108,3 +98,25 @@ def test_startup_noise_is_dropped_but_other_stderr_stays(tmp_path):
     assert runner.drop_startup_noise(path) == 6
     outputs = nbformat.read(path, 4).cells[0].outputs
     assert [o["text"] for o in outputs] == ["UserWarning: keep me\n", noise]
+
+
+def test_comparison_gets_the_published_results_folder_and_cpu_updates_the_readme(tmp_path, monkeypatch,
+                                                                                 write_notebook):
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    body = 'from hemasuite import session\nrun = session.start("90_comparison", globals())\n' \
+           'run.finish(details={"results_dir": results_dir})'
+    write_notebook(notebooks, "90_comparison", {"profile": "smoke", "data_dir": None, "output_dir": None, "seed": 0,
+                                                 "results_dir": None}, body)
+    profiles = tmp_path / "profiles.yaml"
+    profiles.write_text("smoke:\n  common: {seed: 0}\ncpu:\n  common: {seed: 0}\n")
+    monkeypatch.setenv("HEMASUITE_PROFILES", str(profiles))
+    calls = []
+    monkeypatch.setattr(runner, "update_readme", lambda reports: calls.append(reports) or tmp_path / "README.md")
+    reports = tmp_path / "reports"
+    assert runner.run_notebooks("smoke", reports=reports, notebook_dir=notebooks)[0]["status"] == "ok"
+    results = json.loads((reports / "smoke" / "results" / "90_comparison" / "results.json").read_text())
+    assert results["details"]["results_dir"] == str((reports / "smoke" / "results").resolve())
+    assert calls == []
+    assert runner.run_notebooks("cpu", reports=reports, notebook_dir=notebooks)[0]["status"] == "ok"
+    assert calls == [reports]

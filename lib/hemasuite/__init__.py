@@ -1,22 +1,31 @@
 """hemasuite: shared library of the leukemia / lymphoma replication suite.
 
-Modules, in the order a notebook uses them:
+The generic core, in the order a notebook uses it:
 
-- ``config``      profiles, notebook parameters, data-directory resolution
-- ``datasets``    registry of named datasets and their loaders (plus synthetic data)
-- ``imageio``     robust image reading (any mode / bit depth -> RGB uint8)
-- ``validation``  completeness, readability, duplicates, size consistency
-- ``splits``      seeded, stratified, group-aware splits saved as CSV manifests
-- ``augment``     the augmentation families of P3, P4 and P5
-- ``pipeline``    tf.data input pipeline with a decode-once cache
-- ``models``      the papers' architectures and pretrained backbones
-- ``training``    the one training function (strategy scope, mixed precision, timing)
-- ``metrics``     per-class tables, bootstrap CIs, ROC AUC, calibration
-- ``plots``       figures; ``explain`` Grad-CAM
-- ``results``     results.json with protocol and environment
-- ``runner``      papermill runner and HTML report site
-- ``comparison``  the 90_comparison table and figures, README results section
-- ``bench``       performance benchmark (``make bench``)
+- ``config``        profiles, notebook parameters, data-directory resolution, seeds
+- ``session``       the first call of every notebook: parameters, seeds, the run folder
+- ``errors``        the suite's exception types
+- ``datasets``      registry of named datasets and their loaders (plus synthetic data)
+- ``imageio``       robust image reading (any mode / bit depth -> RGB uint8)
+- ``validation``    completeness, readability, duplicates, size consistency
+- ``splits``        seeded, stratified, group-aware splits saved as CSV manifests
+- ``augment``       the augmentation families of P3, P4 and P5; flips and rotations
+- ``preprocess``    image pre-processing (P1's median filter)
+- ``pipeline``      tf.data input pipeline with a decode-once cache
+- ``models``        the papers' architectures and pretrained backbones
+- ``training``      the one training function, best-epoch selection, optimisers
+- ``baselines``     KNN on pixel thumbnails
+- ``features``      frozen-backbone features, computed once and cached on disk
+- ``experiment``    the generic workflow: prepare, train seeds, assess, protocol, verdict
+- ``metrics``       per-class tables, bootstrap CIs, ROC AUC, calibration
+- ``plots``         figures; ``plots_augment`` augmentation grids; ``explain`` Grad-CAM
+- ``record``        the results format (typed, versioned, validated) and a notebook's ``Run``
+- ``comparison``    the 90_comparison table and figures
+
+On top of it:
+
+- ``papers``        one module per replicated paper and the registry from notebook stem to paper
+- ``tools``         runner, report site, benchmark, README updater
 """
 
 __version__ = "0.1.0"

@@ -1,267 +1,150 @@
-"""All replications side by side: the table, figures and README section of ``90_comparison``.
+"""All replications side by side: the table and figures of ``90_comparison``.
 
-Everything here is read from the ``results.json`` files the replication notebooks wrote
-(``<output_dir>/<stem>/results.json``); nothing is computed anew and nothing is filled in.
-A notebook without results, or a model the paper reports that a notebook did not run,
-appears as ``missing``.
-
-What a replication notebook provides (all read tolerantly):
-
-- ``comparison``: rows ``model, weights, paper, mean, sd, ci_low, ci_high, seeds``
-  (:func:`hemasuite.experiment.comparison_row`), optionally ``metric`` (default
-  accuracy), ``protocol`` (a short name such as "paper protocol: augment, then split")
-  and ``leakage`` (a status string that overrides the one derived here);
-- ``protocol``: ``dataset`` (display name), ``synthetic``, ``stand_in``, ``split``
-  (``method``, optionally ``level``: ``image`` / ``subject``);
-- ``deviations``: one string per difference from the paper (the first, "profile ...",
-  is not a protocol difference and is left out of the table);
-- ``leakage`` (P3): measurements of the same model under a leaky and a clean protocol,
-  as ``{name: evaluation or {mean, ci_low, ci_high} or number}`` or a list of rows
-  ``{protocol|name|model, mean|accuracy|value, ci_low, ci_high}``.
-
-``python -m hemasuite.comparison --update-readme`` rewrites the README section between
-``<!-- comparison:start -->`` and ``<!-- comparison:end -->`` from
-``reports/cpu/results/90_comparison``.
+Everything here is read from the typed results records (:mod:`hemasuite.record`) that the
+replication notebooks wrote (``<results folder>/<stem>/results.json``); nothing is
+computed anew and nothing is filled in. A notebook without results, or a model the paper
+reports (its paper module's ``REPORTED``) that no row of the notebook replicates
+(``ModelRow.paper_model``), appears as ``missing``. A results.json that does not follow
+the format is an error naming the file.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import re
-import sys
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 from . import papers
-from .results import load_results, markdown_table
+from .record import Protocol, Results, markdown_table, read
 
-STEM = "90_comparison"
-# Replication notebooks in suite order, with the paper each replicates.
-REPLICATIONS = {
-    "10_p4_sequential_cnn": "P4",
-    "11_p1_deep_cnn": "P1",
-    "20_p3_densenet201_lymphoma": "P3",
-    "21_p2_cnmc_transfer": "P2",
-    "22_p5_bone_marrow": "P5",
-}
 MISSING = "missing"
 COLUMNS = ["paper", "notebook", "model", "weights", "dataset", "metric", "paper_reported", "mean", "sd", "ci_low",
            "ci_high", "seeds", "status", "protocol_differences", "leakage"]
-README_START, README_END = "<!-- comparison:start -->", "<!-- comparison:end -->"
-SUBJECT_LEVEL_DATASETS = ("cnmc",)  # datasets whose loaders group images by subject
-LEAKY_PROTOCOL = re.compile(r"augment\w*[^;]*\b(then|before)\b[^;]*split|before (the )?split|paper protocol|leaky",
-                            re.IGNORECASE)
+README_TABLE = "comparison_readme.md"
 AUGMENT_BEFORE_SPLIT = "augmentation before split (paper protocol: augmented copies of one image on both sides)"
-
-
-def is_leaky(text: str) -> bool:
-    """Whether a protocol name describes augmenting before the split (P3's paper protocol)."""
-    return bool(LEAKY_PROTOCOL.search(re.sub(r"[_\-]+", " ", str(text))))
+SPLIT_LEVELS = {
+    "image": "image-level split (no case ids: one patient's cells can be on both sides)",
+    "field": "field-level split (images of one smear field on one side; a patient's other fields can be on both "
+             "sides)",
+    "case": "case-level split (all images of a patient on one side)"}
 
 
 # ---------------------------------------------------------------------------- reading
 
-def results_dir(output_dir, profile: str) -> Path:
-    """Where the replication results of ``profile`` are.
-
-    Normally ``output_dir`` itself (resolved as every notebook does). Under the runner,
-    ``output_dir`` is its staging folder ``<reports>/.staging/<profile>/results``, which
-    holds only the notebook now running; the published results of the profile are then
-    ``<reports>/<profile>/results``.
-    """
-    from .config import resolve_output_dir
-
-    resolved = resolve_output_dir(output_dir, profile)
-    if resolved.name == "results" and resolved.parent.parent.name == ".staging":
-        return resolved.parent.parent.parent / resolved.parent.name / "results"
-    return resolved
+def results_folder(results_dir, run) -> Path:
+    """The folder of the replications' results: ``results_dir`` when given (the runner passes the published
+    folder of the profile), else the folder this run writes into."""
+    return Path(results_dir).expanduser().resolve() if results_dir else run.dir.parent
 
 
-def load(output_dir) -> dict:
-    """The results.json of every replication notebook found under ``output_dir`` (others ignored)."""
-    folder = Path(output_dir)
-    return {stem: result for stem, result in load_results(folder).items() if stem in REPLICATIONS} \
-        if folder.is_dir() else {}
+def load(folder) -> dict[str, Results]:
+    """The results of every replication notebook found under ``folder``, in suite order (others ignored)."""
+    folder = Path(folder)
+    return {stem: read(folder / stem / "results.json") for stem in papers.REGISTRY
+            if (folder / stem / "results.json").is_file()}
 
 
-def sources(found: dict, folder) -> pd.DataFrame:
+def sources(found: dict[str, Results], folder) -> pd.DataFrame:
     """One row per replication notebook: found or missing, with its profile, date, commit and wall time."""
     rows = []
-    for stem, paper in REPLICATIONS.items():
+    for stem, module in papers.REGISTRY.items():
         result = found.get(stem)
-        if result is None:
-            rows.append({"notebook": stem, "paper": paper, "status": MISSING, "profile": None, "started_utc": None,
-                         "commit": None, "wall_time_s": None, "path": str(Path(folder) / stem / "results.json")})
-            continue
-        rows.append({"notebook": stem, "paper": paper, "status": "found", "profile": result.get("profile"),
-                     "started_utc": result.get("started_utc"),
-                     "commit": (result.get("environment") or {}).get("commit"),
-                     "wall_time_s": result.get("wall_time_s"), "path": str(Path(folder) / stem / "results.json")})
+        rows.append({"notebook": stem, "paper": module.ID, "status": "found" if result else MISSING,
+                     "profile": result.profile if result else None,
+                     "started_utc": result.started_utc if result else None,
+                     "commit": result.environment.commit if result else None,
+                     "wall_time_s": result.wall_time_s if result else None,
+                     "path": str(Path(folder) / stem / "results.json")})
     return pd.DataFrame(rows)
 
 
 # ---------------------------------------------------------------------------- the table
 
-def _number(value) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return math.nan
-    return number if math.isfinite(number) else math.nan
+def _value(value) -> float:
+    return math.nan if value is None else float(value)
 
 
-def _count(value) -> int:
-    number = _number(value)
-    return 0 if math.isnan(number) else int(number)
-
-
-def _normalise(name: str) -> str:
-    return re.sub(r"[^a-z0-9]", "", str(name).lower())
-
-
-def paper_models(paper: str) -> list[dict]:
-    """What ``paper`` reports, flattened to ``{model, metric, value}`` (the headline metric of each model)."""
-    rows = []
-    for model, values in papers.reported(paper)["models"].items():
-        if not isinstance(values, dict):
-            rows.append({"model": model, "metric": "accuracy", "value": _number(values)})
-        elif "accuracy" in values:
-            rows.append({"model": model, "metric": "accuracy", "value": _number(values["accuracy"])})
-        else:  # a family of models (P5: {"feature extraction + SVM": {"AlexNet": 0.78, ...}})
-            rows += [{"model": f"{name} ({model})", "metric": "accuracy", "value": _number(value)}
-                     for name, value in values.items()]
-    return rows
-
-
-def dataset_label(result: dict) -> str:
-    """The dataset as the notebook named it, marked SYNTHETIC / stand-in when it is one."""
-    protocol = result.get("protocol") or {}
-    name = protocol.get("dataset")
-    if isinstance(name, dict):
-        name = name.get("display_name") or name.get("name")
-    label = str(name) if name else "unknown (no protocol.dataset)"
-    synthetic = protocol.get("synthetic") or "synthetic" in label.lower()
-    if synthetic and "SYNTHETIC" not in label:
-        label += " [SYNTHETIC]"
-    stand_in = protocol.get("stand_in")
-    if stand_in and "stand-in" not in label:
-        label += f" [stand-in for {stand_in}]"
-    return label
-
-
-def protocol_differences(result: dict) -> str:
+def protocol_differences(protocol: Protocol | None) -> str:
     """The notebook's deviations from the paper, without the profile line, joined by '; '."""
-    items = [str(d) for d in result.get("deviations") or [] if not str(d).startswith("profile ")]
+    items = [d for d in (protocol.deviations if protocol else []) if not d.startswith("profile ")]
     return "; ".join(items) if items else "none recorded"
 
 
-def split_leakage(result: dict) -> str:
-    """Leakage status of the notebook's own split: duplicates, and image- vs subject-level."""
-    protocol = result.get("protocol") or {}
-    split = protocol.get("split") or {}
-    method = split.get("method", "") if isinstance(split, dict) else str(split)
-    level = (split.get("level") if isinstance(split, dict) else None) or protocol.get("split_level")
-    if not level:
-        name = _normalise(dataset_label(result))
-        level = "subject" if any(name.startswith(d) for d in SUBJECT_LEVEL_DATASETS) else "image"
-    parts = []
-    if method:
-        parts.append("duplicates kept on one side" if "duplicate" in method.lower() else "duplicates not controlled")
-    else:
-        parts.append("split not recorded")
-    parts.append("subject-level split" if str(level).startswith("subject") else
-                 "image-level split (no subject ids: one patient's cells can be on both sides)")
-    return "; ".join(parts)
+def split_leakage(protocol: Protocol | None) -> str:
+    """Leakage status of a notebook's own split: duplicates, and the level it keeps on one side."""
+    if protocol is None:
+        return "split not recorded"
+    duplicates = "duplicates kept on one side" if "duplicate" in protocol.split.method else "duplicates not controlled"
+    return f"{duplicates}; {SPLIT_LEVELS[protocol.split.level]}"
 
 
-def leakage_status(result: dict, row: dict) -> str:
-    """Leakage status of one comparison row: the row's own, the paper's leaky protocol, or the split's."""
-    if row.get("leakage"):
-        return str(row["leakage"])
-    text = " ".join(str(row.get(key) or "") for key in ("model", "weights", "protocol", "split"))
-    if is_leaky(text):
-        return AUGMENT_BEFORE_SPLIT
-    return split_leakage(result)
-
-
-def _covered(reported: dict, rows: list[dict]) -> bool:
-    """Whether a notebook row stands for the paper's model: the paper's value, or its name (e.g. densenet121 for
-    DenseNet)."""
-    target = _normalise(reported["model"])
-    for row in rows:
-        name = _normalise(row.get("model", ""))
-        if name and target and name.startswith(target):
-            return True
-        if not math.isnan(reported["value"]) and math.isclose(_number(row.get("paper")), reported["value"]):
-            return True
-    return False
-
-
-def notebook_rows(stem: str, result: dict | None) -> list[dict]:
-    """Rows of one notebook: its comparison rows, then a ``missing`` row per reported model it did not run."""
-    paper = REPLICATIONS[stem]
-    reported = paper_models(paper)
-    blank = {"paper": paper, "notebook": stem, "mean": math.nan, "sd": math.nan, "ci_low": math.nan,
-             "ci_high": math.nan, "seeds": 0}
+def notebook_rows(stem: str, result: Results | None) -> list[dict]:
+    """Rows of one notebook: its model rows, then a ``missing`` row per reported model no row replicates."""
+    module = papers.REGISTRY[stem]
+    blank = {"paper": module.ID, "notebook": stem, "mean": math.nan, "sd": math.nan, "ci_low": math.nan,
+             "ci_high": math.nan, "seeds": 0, "metric": "accuracy"}
     if result is None:
-        return [{**blank, "model": r["model"], "weights": MISSING, "dataset": MISSING, "metric": r["metric"],
-                 "paper_reported": r["value"], "status": f"{MISSING}: no results.json",
-                 "protocol_differences": MISSING, "leakage": MISSING} for r in reported]
-    comparison = result.get("comparison") or []
-    if isinstance(comparison, dict):  # a DataFrame recorded as {column: {index: value}}
-        comparison = pd.DataFrame(comparison).to_dict(orient="records")
-    dataset, differences = dataset_label(result), protocol_differences(result)
-    rows = []
-    for row in comparison:
-        measured = not math.isnan(_number(row.get("mean")))
-        protocol = f" [{row['protocol']}]" if row.get("protocol") else ""
-        rows.append({**blank, "model": f"{row.get('model')}{protocol}", "weights": row.get("weights") or "not stated",
-                     "dataset": dataset, "metric": row.get("metric") or "accuracy",
-                     "paper_reported": _number(row.get("paper")), "mean": _number(row.get("mean")),
-                     "sd": _number(row.get("sd")), "ci_low": _number(row.get("ci_low")),
-                     "ci_high": _number(row.get("ci_high")), "seeds": _count(row.get("seeds")),
-                     "status": "ok" if measured else f"{MISSING}: no measurement",
-                     "protocol_differences": differences, "leakage": leakage_status(result, row)})
-    for model in reported:
-        if not _covered(model, comparison):
-            rows.append({**blank, "model": model["model"], "weights": MISSING, "dataset": dataset,
-                         "metric": model["metric"], "paper_reported": model["value"],
-                         "status": f"{MISSING}: not run by this notebook in profile {result.get('profile')}",
-                         "protocol_differences": differences, "leakage": MISSING})
+        return [{**blank, "model": model, "weights": MISSING, "dataset": MISSING,
+                 "paper_reported": values.get("accuracy", math.nan), "status": f"{MISSING}: no results.json",
+                 "protocol_differences": MISSING, "leakage": MISSING} for model, values in module.REPORTED.items()]
+    protocol = result.protocol
+    dataset = protocol.dataset.display_name if protocol else "unknown (no protocol)"
+    differences = protocol_differences(protocol)
+    rows = [{**blank, "model": row.model + (f" [{row.variant}]" if row.variant else ""), "weights": row.weights.label,
+             "dataset": dataset, "metric": row.metric, "paper_reported": _value(row.paper_value),
+             "mean": _value(row.mean), "sd": _value(row.sd), "ci_low": _value(row.ci_low),
+             "ci_high": _value(row.ci_high), "seeds": len(row.seeds),
+             "status": "ok" if row.mean is not None else f"{MISSING}: no measurement",
+             "protocol_differences": differences,
+             "leakage": AUGMENT_BEFORE_SPLIT if row.leaky else split_leakage(protocol)} for row in result.models]
+    covered = {row.paper_model for row in result.models}
+    rows += [{**blank, "model": model, "weights": MISSING, "dataset": dataset,
+              "paper_reported": values.get("accuracy", math.nan),
+              "status": f"{MISSING}: not run by this notebook in profile {result.profile}",
+              "protocol_differences": differences, "leakage": MISSING}
+             for model, values in module.REPORTED.items() if model not in covered]
     return rows
 
 
-def main_table(found: dict) -> pd.DataFrame:
-    """One row per paper and model, in suite order (see the module docstring for the columns' sources)."""
-    rows = [row for stem in REPLICATIONS for row in notebook_rows(stem, found.get(stem))]
-    return pd.DataFrame(rows, columns=COLUMNS)
+def main_table(found: dict[str, Results]) -> pd.DataFrame:
+    """One row per paper and model, in suite order."""
+    rows = [row for stem in papers.REGISTRY for row in notebook_rows(stem, found.get(stem))]
+    return pd.DataFrame(rows, columns=COLUMNS).astype({c: float for c in ("paper_reported", "mean", "sd", "ci_low",
+                                                                          "ci_high")})
+
+
+def leakage_entries(found: dict[str, Results]) -> pd.DataFrame:
+    """Every leakage measurement a notebook recorded: notebook, paper, protocol, model, leaky, mean, CI."""
+    rows = [{"notebook": stem, "paper": result.paper, "protocol": m.name, "model": m.model, "leaky": m.leaky,
+             "mean": _value(m.mean), "ci_low": _value(m.ci_low), "ci_high": _value(m.ci_high)}
+            for stem, result in found.items() if result.leakage for m in result.leakage.measurements]
+    return pd.DataFrame(rows, columns=["notebook", "paper", "protocol", "model", "leaky", "mean", "ci_low", "ci_high"])
 
 
 # ---------------------------------------------------------------------------- formatting
 
 def fmt_value(value) -> str:
     """A fraction as a percentage, another number with 3 decimals, NaN as 'missing'."""
-    value = _number(value)
+    value = _value(value)
     if math.isnan(value):
         return MISSING
     return f"{value:.2%}" if 0 <= value <= 1 else f"{value:.3f}"
 
 
 def fmt_mean_sd(row) -> str:
-    if math.isnan(_number(row["mean"])):
+    if math.isnan(_value(row["mean"])):
         return MISSING
     seeds = int(row["seeds"] or 0)
-    sd = _number(row["sd"])
+    sd = _value(row["sd"])
     spread = f" ± {sd:.2%}" if not math.isnan(sd) else " (sd n/a)"
-    return f"{_number(row['mean']):.2%}{spread} ({seeds} seed{'s' if seeds != 1 else ''})"
+    return f"{_value(row['mean']):.2%}{spread} ({seeds} seed{'s' if seeds != 1 else ''})"
 
 
 def fmt_ci(row) -> str:
-    low, high = _number(row["ci_low"]), _number(row["ci_high"])
+    low, high = _value(row["ci_low"]), _value(row["ci_high"])
     if math.isnan(low) or math.isnan(high):
         return MISSING
     return f"[{low:.2%}, {high:.2%}]"
@@ -272,7 +155,7 @@ def display_table(table: pd.DataFrame, full: bool = True) -> pd.DataFrame:
     shown = pd.DataFrame({
         "paper": table["paper"], "model": table["model"], "weights": table["weights"], "dataset": table["dataset"],
         "metric": table["metric"],
-        "paper reported": [fmt_value(v) if not math.isnan(_number(v)) else "not reported"
+        "paper reported": [fmt_value(v) if not math.isnan(_value(v)) else "not reported"
                            for v in table["paper_reported"]],
         "this suite (mean ± sd)": [fmt_mean_sd(r) for _, r in table.iterrows()],
         "95% CI": [fmt_ci(r) for _, r in table.iterrows()],
@@ -289,71 +172,15 @@ def _md_escape(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def save(run, table: pd.DataFrame) -> Path:
-    """``tables/comparison.csv`` (numbers) and ``tables/comparison.md`` (formatted) of a :class:`Run`."""
+    """``tables/comparison.csv`` (numbers), ``tables/comparison.md`` (formatted) and ``tables/comparison_readme.md``
+    (the compact version the README shows) of a :class:`~hemasuite.record.Run`."""
     csv = run.path("tables/comparison.csv")
     table.round(4).to_csv(csv, index=False)
+    run.tables["comparison"] = run.relative(csv)
     run.path("tables/comparison.md").write_text(markdown_table(_md_escape(display_table(table))) + "\n")
+    run.path(f"tables/{README_TABLE}").write_text(
+        markdown_table(_md_escape(display_table(table, full=False))) + "\n")
     return csv
-
-
-# ---------------------------------------------------------------------------- leakage measurements
-
-def _measurement(value) -> dict | None:
-    """``{mean, ci_low, ci_high}`` from a number, an evaluation, a seed summary or a CI dict."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return {"mean": _number(value), "ci_low": math.nan, "ci_high": math.nan}
-    if not isinstance(value, dict):
-        return None
-    if isinstance(value.get("over_seeds"), dict):  # an evaluation from experiment.evaluate
-        acc = value["over_seeds"].get("accuracy") or {}
-        ci = value.get("accuracy_seed_mean_ci") or {}
-        return {"mean": _number(acc.get("mean")), "ci_low": _number(ci.get("ci_low")),
-                "ci_high": _number(ci.get("ci_high"))}
-    for key in ("mean", "accuracy", "value"):
-        if key in value:
-            inner = value[key]
-            if isinstance(inner, dict):
-                found = _measurement(inner)
-                if found:
-                    return {**found, **{k: _number(value[k]) for k in ("ci_low", "ci_high") if k in value}}
-                continue
-            ci = value.get("ci") if isinstance(value.get("ci"), (list, tuple)) else [math.nan, math.nan]
-            return {"mean": _number(inner), "ci_low": _number(value.get("ci_low", ci[0])),
-                    "ci_high": _number(value.get("ci_high", ci[1]))}
-    return None
-
-
-SKIP_LEAKAGE_KEYS = re.compile(r"^(n|n_.*|seeds?|notes?|description|method|difference|gap|delta|inflation)$",
-                               re.IGNORECASE)
-
-
-def _leakage_items(leakage) -> list[tuple[str, object]]:
-    """``(protocol name, value)`` pairs of a ``leakage`` section (list of rows, or dict, maybe wrapped)."""
-    if isinstance(leakage, list):
-        return [(str(e.get("protocol") or e.get("name") or e.get("model") or "?"), e)
-                for e in leakage if isinstance(e, dict)]
-    if isinstance(leakage, dict):
-        for key in ("protocols", "rows", "measurements"):
-            if isinstance(leakage.get(key), (list, dict)):
-                # beside the main rows, other named groups of measurements (e.g. a 1-NN probe under
-                # each protocol) are read too, prefixed with their group's name
-                extra = [(f"{k.replace('_', ' ')}: {name}", v) for k, group in leakage.items()
-                         if k != key and isinstance(group, dict) and not SKIP_LEAKAGE_KEYS.match(str(k))
-                         for name, v in _leakage_items(group)]
-                return _leakage_items(leakage[key]) + extra
-        return [(str(k), v) for k, v in leakage.items() if not SKIP_LEAKAGE_KEYS.match(str(k))]
-    return []
-
-
-def leakage_entries(found: dict) -> pd.DataFrame:
-    """Every leakage measurement a notebook recorded: notebook, paper, protocol, mean, ci_low, ci_high."""
-    rows = []
-    for stem, result in found.items():
-        for name, value in _leakage_items(result.get("leakage")):
-            measured = _measurement(value)
-            if measured and not math.isnan(measured["mean"]):
-                rows.append({"notebook": stem, "paper": REPLICATIONS.get(stem, "?"), "protocol": name, **measured})
-    return pd.DataFrame(rows, columns=["notebook", "paper", "protocol", "mean", "ci_low", "ci_high"])
 
 
 # ---------------------------------------------------------------------------- figures
@@ -371,8 +198,6 @@ def _placeholder(ax, text: str) -> None:
 
 def paper_vs_reproduced_figure(table: pd.DataFrame, title: str):
     """Per row: the paper's value (diamond) and this suite's mean with its 95% CI; missing ones labelled."""
-    import matplotlib.pyplot as plt
-
     fig, ax = plt.subplots(figsize=(8, 1.4 + 0.42 * max(1, len(table))))
     if table.empty:
         _placeholder(ax, "no rows")
@@ -399,8 +224,6 @@ def paper_vs_reproduced_figure(table: pd.DataFrame, title: str):
 
 def ranking_figure(table: pd.DataFrame, title: str):
     """One panel per dataset: its measured models ranked by mean, with 95% CIs and the paper's values."""
-    import matplotlib.pyplot as plt
-
     measured = table[table["mean"].notna()]
     datasets = list(dict.fromkeys(measured["dataset"]))
     fig, axes = plt.subplots(max(1, len(datasets)), 1, squeeze=False,
@@ -431,8 +254,6 @@ def ranking_figure(table: pd.DataFrame, title: str):
 
 def leakage_figure(entries: pd.DataFrame, title: str):
     """The same model under a leaky and a clean protocol, where a notebook measured both."""
-    import matplotlib.pyplot as plt
-
     fig, ax = plt.subplots(figsize=(8, 1.4 + 0.45 * max(1, len(entries))))
     if entries.empty:
         _placeholder(ax, "no notebook recorded a leakage measurement in this profile\n"
@@ -443,87 +264,13 @@ def leakage_figure(entries: pd.DataFrame, title: str):
     mean = entries["mean"].astype(float)
     low = (mean - entries["ci_low"].astype(float)).clip(lower=0).fillna(0)
     high = (entries["ci_high"].astype(float) - mean).clip(lower=0).fillna(0)
-    colours = ["tab:red" if is_leaky(p) else "tab:green" for p in entries["protocol"]]
+    colours = ["tab:red" if leaky else "tab:green" for leaky in entries["leaky"]]
     ax.barh(y, mean, xerr=[low, high], color=colours, alpha=0.75, capsize=3)
     for position, value, top in zip(y, mean, mean + high):
         ax.text(min(top, 1.0) + 0.01, position, f"{value:.1%}", va="center", fontsize=8)
-    ax.set_yticks(y, [f"{r.paper}: {r.protocol}" for r in entries.itertuples()], fontsize=8)
+    ax.set_yticks(y, [f"{r.paper} {r.model}: {r.protocol}" for r in entries.itertuples()], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlim(0, 1.12)
     ax.set(title=title, xlabel="test accuracy (fraction); red: leaky protocol, green: clean")
     fig.tight_layout()
     return fig
-
-
-# ---------------------------------------------------------------------------- README
-
-def readme_table(table: pd.DataFrame) -> str:
-    """The compact README version of the main table (protocol differences are in the full table)."""
-    return markdown_table(_md_escape(display_table(table, full=False)))
-
-
-def readme_section(comparison_dir) -> str:
-    """Markdown for the README: where the table came from (date, commit) and the table itself."""
-    folder = Path(comparison_dir)
-    csv = folder / "tables" / "comparison.csv"
-    if not csv.is_file():
-        shown = "/".join(csv.parts[-6:])  # reports/<profile>/results/90_comparison/tables/comparison.csv
-        return (f"No `cpu` comparison yet (`{shown}` does not exist): `make reports` writes it "
-                "(`make reports NOTEBOOKS=90` for the comparison alone) and updates this section.")
-    meta_path = folder / "results.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-    commit = (meta.get("environment") or {}).get("commit") or "unknown"
-    date = meta.get("started_utc") or "unknown"
-    table = pd.read_csv(csv, keep_default_na=True)
-    missing = int(table["mean"].isna().sum())
-    return (f"Profile `{meta.get('profile', 'cpu')}`, run of {date} (UTC) at commit `{commit}`; "
-            "generated by `make readme` from `reports/cpu/results/90_comparison/tables/comparison.csv`, whose "
-            "Markdown twin `comparison.md` also lists each notebook's protocol differences. Mean ± sd over seeds; "
-            "95% CI: bootstrap over test images of the seed-mean accuracy. "
-            f"{missing} of {len(table)} rows are `missing` (not run yet or not run at this profile).\n\n"
-            + readme_table(table))
-
-
-def replace_section(text: str, body: str) -> str:
-    """``text`` with everything between the README markers replaced by ``body``."""
-    start, end = text.find(README_START), text.find(README_END)
-    if start < 0 or end < start:
-        raise ValueError(f"README has no {README_START} ... {README_END} section")
-    return text[:start + len(README_START)] + "\n" + body.strip() + "\n" + text[end:]
-
-
-def update_readme(reports=None, readme=None, profile: str = "cpu") -> Path:
-    """Rewrite the README's comparison section from ``<reports>/<profile>/results/90_comparison``."""
-    from .config import repo_root
-
-    reports = Path(reports or repo_root() / "reports")
-    readme = Path(readme or repo_root() / "README.md")
-    text = readme.read_text(encoding="utf-8")
-    updated = replace_section(text, readme_section(reports / profile / "results" / STEM))
-    if updated != text:
-        readme.write_text(updated, encoding="utf-8")
-    return readme
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Comparison of every replication (table, README section).")
-    parser.add_argument("--update-readme", action="store_true",
-                        help="rewrite README.md's comparison section from reports/<profile>/results/90_comparison")
-    parser.add_argument("--reports", help="reports folder (default: <repo>/reports)")
-    parser.add_argument("--readme", help="README to rewrite (default: <repo>/README.md)")
-    parser.add_argument("--profile", default="cpu", help="profile whose comparison goes into the README")
-    args = parser.parse_args(argv)
-    if not args.update_readme:
-        parser.print_help()
-        return 2
-    try:
-        path = update_readme(args.reports, args.readme, args.profile)
-    except (OSError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(f"updated {path}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -4,34 +4,38 @@
    make, check and save the group-aware split, decode the images once.
 2. :func:`train_seeds`: train one architecture with several seeds through
    :func:`hemasuite.training.train` and predict the test set.
-3. :func:`evaluate`: per-seed metrics with bootstrap CIs, mean +/- sd over seeds, a
-   bootstrap CI of the seed-mean accuracy, P1's per-class table, calibration.
-4. :func:`report`: the standard figures and tables of one model.
+3. :func:`assess`: per-seed metrics with bootstrap CIs, mean +/- sd over seeds, a
+   bootstrap CI of the seed-mean accuracy (:func:`evaluate`), the standard figures and
+   tables (:func:`report`), the per-image predictions, and the model's
+   :class:`hemasuite.record.ModelRow`.
+4. :func:`protocol`, :func:`deviations`, :func:`verdict`: the rest of the results record.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
 import pandas as pd
 
-from . import config, metrics, pipeline, plots, same_field, splits, training, validation
+from . import config, explain, metrics, pipeline, plots, record, same_field, splits, training, validation
 from .datasets import Dataset
 from .errors import ParameterError
-from .results import Run
+from .models import weights_kind, weights_label
+from .record import Run
 
 
 @dataclass
 class Prepared:
-    """A dataset with its split and its decoded images (frame order)."""
+    """A dataset with its split and its decoded images (frame order); ``protocol`` holds what was done to them."""
 
     dataset: Dataset
     frame: pd.DataFrame
     images: np.ndarray
     size: int
     protocol: dict
+    split: record.Split | None = None
 
     def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         """Images and integer labels of one split."""
@@ -42,7 +46,7 @@ class Prepared:
         return bool((self.frame["split"] == split).any())
 
 
-def prepare(run: Run, dataset: Dataset, fractions, seed: int, size: int,
+def prepare(run: Run | None, dataset: Dataset, fractions, seed: int, size: int,
             preprocess: Callable[[np.ndarray], np.ndarray] | None = None, preprocess_name: str | None = None,
             near_threshold: int = validation.NEAR_THRESHOLD, level: str | None = None) -> Prepared:
     """Stratified, seeded split of ``dataset`` that keeps the groups of ``level`` on one side.
@@ -50,7 +54,8 @@ def prepare(run: Run, dataset: Dataset, fractions, seed: int, size: int,
     ``level`` is a key of :data:`hemasuite.validation.SPLIT_LEVELS`; default: ``case``
     where the dataset publishes case / subject ids, else ``field``. Above ``image`` level,
     splits of field images (smears, tissue) are also checked for look-alike images across
-    sides (phase correlation). The manifest is saved as ``split_manifest.csv``.
+    sides (phase correlation, independent of the groups). The manifest is saved as
+    ``split_manifest.csv`` of ``run`` (no manifest without a run).
     """
     level = level or validation.default_level(dataset)
     report = validation.validate(dataset, near_threshold=near_threshold)
@@ -61,24 +66,30 @@ def prepare(run: Run, dataset: Dataset, fractions, seed: int, size: int,
     scenes = dataset.info.get("image_kind") == "field"  # the similarity check is calibrated on scenes, not on cells
     thumbs = same_field.thumbnails(frame["path"]) if scenes and level != "image" else None
     splits.assert_no_leakage(frame, "split_group", images=thumbs)
-    splits.save_manifest(frame, run.path("split_manifest.csv"))
+    manifest = None
+    if run is not None:
+        manifest = run.relative(splits.save_manifest(frame, run.path("split_manifest.csv")))
     images = pipeline.load_images(frame, size, cache_dir=config.cache_dir())
     if preprocess is not None:
         images = preprocess(images)
-    merged = int(len(frame) - frame["split_group"].nunique())
-    protocol = {"dataset": dataset.display_name, "synthetic": dataset.synthetic, "stand_in": dataset.stand_in,
-                "split": {"method": "stratified, group-aware: " + validation.SPLIT_LEVELS[level],
-                          "level": level, "fractions": list(fractions), "seed": seed,
-                          "manifest": "split_manifest.csv", "images_merged_into_duplicate_groups": merged,
-                          "same_field_pairs": int(len(report.same_field_pairs)),
-                          "counts": splits.split_summary(frame).to_dict()},
-                "input_size": [size, size, 3], "preprocess": preprocess_name or "resize (bilinear)"}
-    return Prepared(dataset, frame, images, size, protocol)
+    counts = pd.crosstab(frame["label"], frame["split"])
+    split = record.Split(level=level, method="stratified, group-aware: " + validation.SPLIT_LEVELS[level], seed=seed,
+                         fractions=[float(f) for f in fractions], manifest=manifest,
+                         duplicates_merged=int(len(frame) - frame["split_group"].nunique()),
+                         same_field_pairs=int(len(report.same_field_pairs)),
+                         counts={name: {str(k): int(v) for k, v in counts[name].items()}
+                                 for name in splits.SPLIT_NAMES[len(fractions)]})
+    return Prepared(dataset, frame, images, size, {"preprocess": preprocess_name or "resize (bilinear)"}, split)
+
+
+def split_counts(prepared: Prepared) -> pd.DataFrame:
+    """Images per split x class, with each split's total and share (:func:`hemasuite.splits.split_summary`)."""
+    return splits.split_summary(prepared.frame)
 
 
 @dataclass
-class SeedRun:
-    """One trained seed: its test probabilities and training record."""
+class TrainedSeed:
+    """One trained seed: its test probabilities and training record (speeds, and ``selection`` where one was made)."""
 
     seed: int
     probabilities: np.ndarray
@@ -90,7 +101,7 @@ class SeedRun:
 def train_seeds(prepared: Prepared, build: Callable, seeds, epochs: int, batch_size: int, optimizer: Callable,
                 augment: Callable[[int], Callable] | None = None, rescale: float = 1 / 255,
                 keep_models: bool = False, verbose: int = 2, tta: bool = False,
-                restore_best: bool = False) -> list[SeedRun]:
+                restore_best: bool = False) -> list[TrainedSeed]:
     """Train ``build()`` once per seed; ``augment(seed)`` returns the training-only augmentation.
 
     ``optimizer(steps_per_epoch)`` returns a fresh optimiser factory argument for
@@ -98,8 +109,9 @@ def train_seeds(prepared: Prepared, build: Callable, seeds, epochs: int, batch_s
     flips and right-angle rotations of each image (:func:`dihedral_predict`). With
     ``restore_best``, the weights of the epoch with the best validation accuracy (ties:
     lowest validation loss) are kept (model selection on the validation split; the test
-    split is never looked at). The
-    model of the first seed is kept (for Grad-CAM); others only when ``keep_models``.
+    split is never looked at); every epoch's validation accuracy is recorded as the
+    selection's candidates. The model of the first seed is kept (for Grad-CAM); others
+    only when ``keep_models``.
     """
     n_classes = len(prepared.dataset.classes)
     x_train, y_train = prepared.arrays("train")
@@ -112,7 +124,7 @@ def train_seeds(prepared: Prepared, build: Callable, seeds, epochs: int, batch_s
     if restore_best and val_data is None:
         raise ParameterError("restore_best needs a validation split; this split has none")
     steps = int(np.ceil(len(y_train) / batch_size))
-    runs = []
+    trained = []
     for index, seed in enumerate(seeds):
         config.set_seeds(seed)
         train_data = pipeline.make_dataset(x_train, y_train, n_classes, batch_size, training=True, seed=seed,
@@ -124,16 +136,20 @@ def train_seeds(prepared: Prepared, build: Callable, seeds, epochs: int, batch_s
             probabilities, inference_speed = dihedral_predict(result.model, x_test, y_test, n_classes, rescale)
         else:
             probabilities, inference_speed = training.predict(result.model, test_data)
-        record = {**result.summary(), "inference_images_per_s": round(inference_speed, 1),
-                  "test_time_augmentation": "8 dihedral views, probabilities averaged" if tta else None,
-                  "weights_from_epoch": selector.best_epoch + 1 if selector else epochs}
-        runs.append(SeedRun(seed, probabilities, result.history, record,
-                            result.model if keep_models or index == 0 else None))
-    return runs
+        summary = {**result.summary(), "inference_images_per_s": round(inference_speed, 1),
+                   "test_time_augmentation": "8 dihedral views, probabilities averaged" if tta else None}
+        if selector:
+            summary["selection"] = {
+                "what": "epoch", "on": "validation split: accuracy (ties: lowest validation loss)",
+                "chosen": f"epoch {selector.best_epoch + 1}",
+                "tried": {f"epoch {i + 1}": v for i, v in enumerate(result.history.get("val_accuracy", []))}}
+        trained.append(TrainedSeed(seed, probabilities, result.history, summary,
+                                   result.model if keep_models or index == 0 else None))
+    return trained
 
 
 def model_selection(restore_best: bool) -> str:
-    """results.json / deviation text of :func:`train_seeds`' ``restore_best``."""
+    """Deviation text of :func:`train_seeds`' ``restore_best``."""
     return "best validation-accuracy epoch (ties: lowest validation loss)" if restore_best else "last epoch"
 
 
@@ -152,28 +168,6 @@ def dihedral_predict(model, images: np.ndarray, labels: np.ndarray, n_classes: i
     return np.mean([p for p, _ in predictions], axis=0), len(images) / max(seconds, 1e-9)
 
 
-def adam(learning_rate: float, epochs: int, schedule: str = "cosine") -> Callable:
-    """Optimiser factory ``f(steps_per_epoch)``: Adam, constant or cosine-decayed learning rate."""
-    import keras
-
-    config.check_choice("schedule", schedule, ["cosine", "constant"])
-
-    def make(steps_per_epoch: int):
-        rate = learning_rate
-        if schedule == "cosine":
-            rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, epochs * steps_per_epoch))
-        return keras.optimizers.Adam(rate)
-
-    return make
-
-
-def sgd(learning_rate: float, momentum: float = 0.0) -> Callable:
-    """Optimiser factory ``f(steps_per_epoch)``: plain SGD with optional momentum (P2, P5)."""
-    import keras
-
-    return lambda _steps: keras.optimizers.SGD(learning_rate, momentum=momentum)
-
-
 def seed_mean_accuracy_ci(y_true, probabilities: list[np.ndarray], n_boot: int = 1000, seed: int = 0,
                           alpha: float = 0.05) -> dict:
     """Bootstrap CI (test images resampled) of the accuracy averaged over seeds."""
@@ -186,142 +180,218 @@ def seed_mean_accuracy_ci(y_true, probabilities: list[np.ndarray], n_boot: int =
             "n_test": int(len(y_true))}
 
 
-def evaluate(prepared: Prepared, runs: list[SeedRun], n_boot: int = 1000) -> dict:
+def evaluate(prepared: Prepared, trained: list[TrainedSeed], n_boot: int = 1000) -> dict:
     """Metrics of every seed, their mean +/- sd, and the bootstrap CI of the seed-mean accuracy."""
     classes = prepared.dataset.classes
     _, y_test = prepared.arrays("test")
     per_seed = []
-    for run in runs:
-        summary = metrics.summary_metrics(y_test, run.probabilities, classes)
-        summary["bootstrap"] = metrics.bootstrap_summary(y_test, run.probabilities, classes, n_boot, seed=run.seed)
-        summary["ece"] = metrics.expected_calibration_error(y_test, run.probabilities)
-        per_seed.append({"seed": run.seed, **summary, "training": run.training})
+    for seed_result in trained:
+        summary = metrics.summary_metrics(y_test, seed_result.probabilities, classes)
+        summary["bootstrap"] = metrics.bootstrap_summary(y_test, seed_result.probabilities, classes, n_boot,
+                                                         seed=seed_result.seed)
+        summary["ece"] = metrics.expected_calibration_error(y_test, seed_result.probabilities)
+        per_seed.append({"seed": seed_result.seed, **summary, "training": seed_result.training})
     headline = ("accuracy", "balanced_accuracy", "precision_macro", "recall_macro", "f1_macro", "roc_auc_macro",
                 "sensitivity_macro", "specificity_macro", "ece")
     over_seeds = {k: metrics.seed_summary([s[k] for s in per_seed]) for k in headline if k in per_seed[0]}
-    return {"seeds": [r.seed for r in runs], "n_test": int(len(y_test)), "over_seeds": over_seeds,
-            "accuracy_seed_mean_ci": seed_mean_accuracy_ci(y_test, [r.probabilities for r in runs], n_boot),
+    return {"seeds": [r.seed for r in trained], "n_test": int(len(y_test)), "over_seeds": over_seeds,
+            "accuracy_seed_mean_ci": seed_mean_accuracy_ci(y_test, [r.probabilities for r in trained], n_boot),
             "per_seed": per_seed}
 
 
-def pooled_per_class_table(prepared: Prepared, runs: list[SeedRun]) -> pd.DataFrame:
+def pooled_per_class_table(prepared: Prepared, trained: list[TrainedSeed]) -> pd.DataFrame:
     """P1's Table 2 (TP TN FP FN ACC PRE SEN F1 SP) per class: counts of the first seed, rates mean over seeds."""
     classes = prepared.dataset.classes
     _, y_test = prepared.arrays("test")
-    tables = [metrics.per_class_table(y_test, r.probabilities.argmax(axis=1), classes) for r in runs]
+    tables = [metrics.per_class_table(y_test, r.probabilities.argmax(axis=1), classes) for r in trained]
     table = tables[0].copy()
     rates = [c for c in ("ACC", "PRE", "SEN", "F1", "SP") if c in table.columns]
     table[rates] = np.mean([t[rates].to_numpy(dtype=float) for t in tables], axis=0)
     return table
 
 
-def report(run: Run, name: str, title: str, prepared: Prepared, runs: list[SeedRun], evaluation: dict) -> dict:
-    """Curves, confusion matrix, ROC, reliability diagram and tables of one model; returns figure paths."""
+def report(run: Run, name: str, title: str, prepared: Prepared, trained: list[TrainedSeed],
+           evaluation: dict) -> dict:
+    """Curves, confusion matrix, ROC, reliability diagram and per-class table of one model; returns figure paths."""
     classes = prepared.dataset.classes
     _, y_test = prepared.arrays("test")
-    first = runs[0].probabilities
+    first = trained[0].probabilities
     label = f"{title} - {prepared.dataset.display_name}"
     figures = {}
-    if any(r.history for r in runs):
+    if any(r.history for r in trained):
         figures["training_curves"] = plots.training_curves(
-            [r.history for r in runs], f"{label}: training curves (seeds {', '.join(str(r.seed) for r in runs)})")
+            [r.history for r in trained],
+            f"{label}: training curves (seeds {', '.join(str(r.seed) for r in trained)})")
     figures |= {
         "confusion_matrix": plots.confusion_matrix(evaluation["per_seed"][0]["confusion_matrix"], classes,
-                                                   f"{label}: test confusion matrix (seed {runs[0].seed})"),
-        "roc": plots.roc_curves(y_test, first, classes, f"{label}: one-vs-rest ROC (seed {runs[0].seed})"),
+                                                   f"{label}: test confusion matrix (seed {trained[0].seed})"),
+        "roc": plots.roc_curves(y_test, first, classes, f"{label}: one-vs-rest ROC (seed {trained[0].seed})"),
         "reliability": plots.reliability_diagram(metrics.reliability_table(y_test, first),
                                                  metrics.expected_calibration_error(y_test, first),
-                                                 f"{label}: reliability (seed {runs[0].seed})"),
+                                                 f"{label}: reliability (seed {trained[0].seed})"),
     }
-    saved = {key: str(run.save_figure(fig, f"{name}_{key}").relative_to(run.dir)) for key, fig in figures.items()}
-    run.save_table(pooled_per_class_table(prepared, runs), f"{name}_per_class")
+    saved = {key: run.save_figure(fig, f"{name}_{key}") for key, fig in figures.items()}
+    run.save_table(pooled_per_class_table(prepared, trained), f"{name}_per_class")
     return saved
 
 
-def gradcam_examples(run: Run, name: str, title: str, prepared: Prepared, seed_run: SeedRun,
+def save_predictions(run: Run, name: str, prepared: Prepared, trained: list[TrainedSeed]) -> str:
+    """``predictions/<name>.csv``: every seed's prediction and class probabilities for every test image."""
+    classes = prepared.dataset.classes
+    test = prepared.frame[prepared.frame["split"] == "test"].reset_index(drop=True)
+    _, y_test = prepared.arrays("test")
+    parts = []
+    for seed_result in trained:
+        part = pd.DataFrame({"seed": seed_result.seed, "path": test["path"], "true": [classes[i] for i in y_test],
+                             "predicted": [classes[i] for i in seed_result.probabilities.argmax(axis=1)]})
+        probabilities = pd.DataFrame(seed_result.probabilities, columns=[f"p_{c}" for c in classes])
+        parts.append(pd.concat([part, probabilities.round(5)], axis=1))
+    target = run.path(f"predictions/{name}.csv")
+    pd.concat(parts, ignore_index=True).to_csv(target, index=False)
+    return run.relative(target)
+
+
+@dataclass
+class Assessed:
+    """A model's evaluation, the row it adds to results.json, and what it was computed from.
+
+    ``details`` describes how the model was built (feature extractor, trained layers, ...).
+    """
+
+    row: record.ModelRow
+    evaluation: dict
+    trained: list[TrainedSeed]
+    prepared: Prepared
+    selection: record.Selection | None = None
+    details: dict = field(default_factory=dict)
+
+
+def _speed(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return round(float(np.mean(values)), 1) if values else None
+
+
+def _finite(value) -> float | None:
+    return float(value) if value is not None and np.isfinite(value) else None
+
+
+def weights_record(weights, backbone: str | None = None) -> record.Weights:
+    """A model's starting point: its label and, for ImageNet or a file, the weight file (``backbone``'s)."""
+    source = weights_label(backbone, weights) if weights is not None and backbone else None
+    return record.Weights(weights_kind(weights), source)
+
+
+def selection_record(model: str, trained: list[TrainedSeed]) -> record.Selection | None:
+    """The per-seed ``selection`` entries of :func:`train_seeds` (or a classifier) as one :class:`Selection`."""
+    chosen = [(r.seed, r.training["selection"]) for r in trained if r.training.get("selection")]
+    if not chosen:
+        return None
+    first = chosen[0][1]
+    prefix = (lambda seed: f"seed {seed}: ") if len(trained) > 1 else (lambda seed: "")
+    return record.Selection(model=model, what=first["what"], on=first["on"],
+                            chosen=[prefix(seed) + entry["chosen"] for seed, entry in chosen],
+                            tried=[record.Tried(prefix(seed) + str(config_), _finite(score))
+                                   for seed, entry in chosen for config_, score in entry["tried"].items()])
+
+
+def assess(run: Run, key: str, title: str, prepared: Prepared, trained: list[TrainedSeed], n_boot: int,
+           weights: record.Weights, paper_model: str | None = None, paper_value: float | None = None,
+           variant: str | None = None, leaky: bool = False) -> Assessed:
+    """Evaluate one model, save its figures, per-class table and predictions, and build its results row.
+
+    ``key`` names its files (``a+b`` is written ``a_and_b``); ``paper_model`` / ``paper_value``
+    are the paper's model this row replicates and the value the paper reports for it.
+    """
+    name = key.replace("+", "_and_")
+    evaluation = evaluate(prepared, trained, n_boot)
+    figures = report(run, name, title, prepared, trained, evaluation)
+    over, ci = evaluation["over_seeds"], evaluation["accuracy_seed_mean_ci"]
+    seeds = [record.SeedValue(seed=s["seed"], value=float(s["accuracy"]),
+                              train_images_per_s=s["training"].get("train_images_per_s"),
+                              inference_images_per_s=s["training"].get("inference_images_per_s"),
+                              chosen=(s["training"].get("selection") or {}).get("chosen"))
+             for s in evaluation["per_seed"]]
+    row = record.ModelRow(
+        key=key, model=title, weights=weights, seeds=seeds, mean=_finite(over["accuracy"]["mean"]),
+        sd=_finite(over["accuracy"]["sd"]), ci_low=_finite(ci["ci_low"]), ci_high=_finite(ci["ci_high"]),
+        n_test=evaluation["n_test"], paper_model=paper_model, paper_value=paper_value, variant=variant, leaky=leaky,
+        train_images_per_s=_speed(s.train_images_per_s for s in seeds),
+        inference_images_per_s=_speed(s.inference_images_per_s for s in seeds),
+        metrics={k: record.Spread(_finite(v["mean"]), _finite(v["sd"])) for k, v in over.items() if k != "accuracy"},
+        predictions=save_predictions(run, name, prepared, trained), figures=figures)
+    return Assessed(row, evaluation, trained, prepared, selection_record(title, trained))
+
+
+def seed_summary_table(assessed: Assessed) -> pd.DataFrame:
+    """Mean and sd over seeds of every headline metric of one model."""
+    return pd.DataFrame(assessed.evaluation["over_seeds"]).T[["mean", "sd"]]
+
+
+def bullets(title: str, lines) -> str:
+    """A bold Markdown title over a bullet list (deviations, notes)."""
+    return f"**{title}**\n\n" + "\n".join(f"- {line}" for line in lines)
+
+
+def rows_table(rows: list[record.ModelRow]) -> pd.DataFrame:
+    """Paper value beside this run's seed mean, sd and CI, one line per row."""
+    return pd.DataFrame([{"model": r.model + (f" [{r.variant}]" if r.variant else ""), "weights": r.weights.label,
+                          "paper": r.paper_value, "mean": r.mean, "sd": r.sd, "ci_low": r.ci_low,
+                          "ci_high": r.ci_high, "seeds": len(r.seeds)} for r in rows]).astype(
+        {"paper": float, "mean": float, "sd": float, "ci_low": float, "ci_high": float})
+
+
+def paper_vs_run(run: Run, rows: list[record.ModelRow], title: str) -> pd.DataFrame:
+    """:func:`rows_table`, saved as ``tables/paper_vs_run`` with its dot plot ``figures/paper_vs_run``."""
+    table = rows_table(rows)
+    run.save_table(table, "paper_vs_run")
+    run.save_figure(plots.paper_vs_reproduced(table.assign(model=table["model"] + " (" + table["weights"] + ")"),
+                                              title), "paper_vs_run")
+    return table
+
+
+def gradcam_examples(run: Run, name: str, title: str, prepared: Prepared, seed_result: TrainedSeed,
                      rescale: float = 1 / 255, per_class: int = 2) -> dict:
     """Grad-CAM overlays of correct and wrong test predictions of every class (first seed's model)."""
-    from . import explain
-
     classes = prepared.dataset.classes
     x_test, y_test = prepared.arrays("test")
-    y_pred = seed_run.probabilities.argmax(axis=1)
-    chosen, notes = explain.select_examples(y_test, y_pred, classes, per_class=per_class, seed=seed_run.seed)
+    y_pred = seed_result.probabilities.argmax(axis=1)
+    chosen, notes = explain.select_examples(y_test, y_pred, classes, per_class=per_class, seed=seed_result.seed)
     if chosen.empty:
         return {"figure": None, "notes": notes}
     images = x_test[chosen["index"].to_numpy()]
-    maps = explain.gradcam(seed_run.model, images.astype("float32") * rescale)
+    maps = explain.gradcam(seed_result.model, images.astype("float32") * rescale)
     captions = [f"{r.outcome}: true {r.true}\npredicted {r.predicted}" for r in chosen.itertuples()]
     figure = plots.gradcam_grid(images, maps, captions,
-                                f"{title} - {prepared.dataset.display_name}: Grad-CAM (seed {seed_run.seed})")
-    path = run.save_figure(figure, f"{name}_gradcam")
-    return {"figure": str(path.relative_to(run.dir)), "examples": chosen.to_dict(orient="records"), "notes": notes}
-
-
-def comparison_row(model: str, evaluation: dict | None, paper_value: float | None, weights: str,
-                   metric: str = "accuracy") -> dict:
-    """One row of a paper-vs-this-run table: paper value, seed mean +/- sd, CI."""
-    row = {"model": model, "weights": weights, "paper": paper_value, "mean": np.nan, "sd": np.nan,
-           "ci_low": np.nan, "ci_high": np.nan, "seeds": 0}
-    if evaluation is not None:
-        stats = evaluation["over_seeds"][metric]
-        ci = evaluation["accuracy_seed_mean_ci"] if metric == "accuracy" else \
-            evaluation["per_seed"][0]["bootstrap"].get(metric, {})
-        row.update(mean=stats["mean"], sd=stats["sd"], ci_low=ci.get("ci_low", np.nan),
-                   ci_high=ci.get("ci_high", np.nan), seeds=stats["n"])
-    return row
+                                f"{title} - {prepared.dataset.display_name}: Grad-CAM (seed {seed_result.seed})")
+    return {"figure": run.save_figure(figure, f"{name}_gradcam"), "examples": chosen.to_dict(orient="records"),
+            "notes": notes}
 
 
 def with_size(prepared: Prepared, size: int) -> Prepared:
     """The same split decoded at another input size (cached on disk like the first)."""
     if size == prepared.size:
         return prepared
-    images = pipeline.load_images(prepared.frame, size, cache_dir=config.cache_dir())
-    return Prepared(prepared.dataset, prepared.frame, images, size,
-                    {**prepared.protocol, "input_size": [size, size, 3]})
+    return replace(prepared, images=pipeline.load_images(prepared.frame, size, cache_dir=config.cache_dir()),
+                   size=size)
 
 
-def per_class_correct(prepared: Prepared, seed_run: SeedRun) -> pd.DataFrame:
-    """P4's per-class layout: correct / total test images per class."""
-    _, y_test = prepared.arrays("test")
-    hit = seed_run.probabilities.argmax(axis=1) == y_test
-    return pd.DataFrame({"class": prepared.dataset.classes,
-                         "correct": [int(hit[y_test == c].sum()) for c in range(len(prepared.dataset.classes))],
-                         "total": [int((y_test == c).sum()) for c in range(len(prepared.dataset.classes))]})
+def protocol(prepared: Prepared, seeds, assessed: list[Assessed] = (), augmentation: dict | None = None,
+             deviations: list[str] = (), details: dict | None = None, selection: list[record.Selection] = (),
+             input_size: int | None = None) -> record.Protocol:
+    """The results record's protocol: data, split, seeds, input size, augmentation, every selection made, deviations.
 
-
-BASELINE_PAPER_NAMES = {"knn": "KNN", "resnet50": "ResNet50", "densenet121": "DenseNet"}
-
-
-def run_baselines(run: Run, prepared: Prepared, names, size: int, epochs: int, batch_size: int,
-                  learning_rate: float, weights, seed: int, n_boot: int) -> dict:
-    """P4's baselines on the same split: KNN on pixels and ImageNet-style backbones with a softmax head."""
-    from . import baselines, models
-
-    config.check_known(dict.fromkeys(names), set(BASELINE_PAPER_NAMES), "baselines")
-    results = {}
-    for name in names:
-        if name == "knn":
-            fitted = baselines.knn(prepared.arrays("train"), prepared.arrays("val"), prepared.arrays("test"))
-            runs = [SeedRun(seed, fitted.pop("probabilities"), {}, fitted)]
-            source, label, input_size, trained_epochs = prepared, "none (no training)", prepared.size, None
-        else:
-            source = with_size(prepared, size)
-            shape, n_classes = (size, size, 3), len(prepared.dataset.classes)
-            runs = train_seeds(source, lambda: models.transfer_classifier(name, shape, n_classes, weights=weights),
-                               [seed], epochs, batch_size, adam(learning_rate, epochs, "constant"), rescale=1.0)
-            label, input_size, trained_epochs = models.weights_label(name, weights), size, epochs
-        evaluation = evaluate(source, runs, n_boot)
-        figures = report(run, f"baseline_{name}", BASELINE_PAPER_NAMES[name], source, runs, evaluation)
-        results[name] = {"paper_name": BASELINE_PAPER_NAMES[name], "weights": label, "input": input_size,
-                         "epochs": trained_epochs, "accuracy": evaluation["over_seeds"]["accuracy"]["mean"],
-                         "details": runs[0].training, "evaluation": evaluation, "figures": figures}
-    return results
-
-
-def paper_vs_figure(table: pd.DataFrame, title: str):
-    """Dot plot of the paper's value and this run's mean with its CI, per model."""
-    return plots.paper_vs_reproduced(table.assign(model=table["model"] + " (" + table["weights"] + ")"), title)
+    The selections of ``assessed`` models are collected; ``selection`` adds others.
+    ``input_size`` is the network's input when it differs from ``prepared``'s images.
+    """
+    size = input_size or prepared.size
+    data = prepared.dataset
+    return record.Protocol(
+        dataset=record.DatasetInfo(name=data.name, display_name=data.display_name, classes=list(data.classes),
+                                   images=int(len(data.frame)), synthetic=data.synthetic, stand_in_for=data.stand_in),
+        split=prepared.split, seeds=sorted({int(s) for s in seeds}), input_size=[size, size, 3],
+        preprocess=prepared.protocol.get("preprocess", "resize (bilinear)"), augmentation=augmentation,
+        selection=[a.selection for a in assessed if a.selection] + list(selection), deviations=list(deviations),
+        details=details or {})
 
 
 def deviations(profile: str, items: dict) -> list[str]:
@@ -332,13 +402,12 @@ def deviations(profile: str, items: dict) -> list[str]:
     return [notes.get(profile, f"profile {profile}")] + [f"{key}: {value}" for key, value in items.items()]
 
 
-def verdict(model: str, evaluation: dict, target: float, synthetic: bool = False) -> str:
+def verdict(model: str, row: record.ModelRow, target: float, synthetic: bool = False) -> str:
     """One Markdown paragraph: seed-mean accuracy, CI, and the gap to the target."""
-    acc = evaluation["over_seeds"]["accuracy"]
-    ci = evaluation["accuracy_seed_mean_ci"]
-    text = (f"**{model}**: test accuracy {acc['mean']:.2%} +/- {acc['sd']:.2%} (mean +/- sd over {acc['n']} "
-            f"seeds; bootstrap 95% CI of the mean {ci['ci_low']:.2%} to {ci['ci_high']:.2%}, n = {ci['n_test']}). ")
-    gap = acc["mean"] - target
+    sd = f"{row.sd:.2%}" if row.sd is not None else "n/a"
+    text = (f"**{model}**: test accuracy {row.mean:.2%} +/- {sd} (mean +/- sd over {len(row.seeds)} seeds; "
+            f"bootstrap 95% CI of the mean {row.ci_low:.2%} to {row.ci_high:.2%}, n = {row.n_test}). ")
+    gap = row.mean - target
     text += (f"Target {target:.2%} reached (+{gap:.2%})." if gap >= 0 else
              f"Target {target:.2%} missed by {-gap:.2%}.")
     if synthetic:
@@ -346,22 +415,22 @@ def verdict(model: str, evaluation: dict, target: float, synthetic: bool = False
     return text
 
 
-def learning_evidence(runs: list[SeedRun]) -> str:
+def learning_evidence(trained: list[TrainedSeed]) -> str:
     """What the training curves say about a shortfall: final accuracies and the late trend of validation accuracy."""
     lines = []
-    for run in runs:
-        history = run.history
+    for seed_result in trained:
+        history = seed_result.history
         train, val = history.get("accuracy", []), history.get("val_accuracy", [])
         if not train:
             continue
-        text = f"seed {run.seed}: final training accuracy {train[-1]:.1%} (on augmented batches)"
+        text = f"seed {seed_result.seed}: final training accuracy {train[-1]:.1%} (on augmented batches)"
         if len(val) >= 3:
             third = max(1, len(val) // 3)
             text += (f", validation {val[-1]:.1%}; mean validation accuracy of the last third of epochs "
                      f"{np.mean(val[-third:]):.1%} vs {np.mean(val[-2 * third:-third]):.1%} in the third before")
         lines.append(text)
-    under = [r for r in runs if r.history.get("accuracy") and r.history["accuracy"][-1] < 0.97]
+    under = [r for r in trained if r.history.get("accuracy") and r.history["accuracy"][-1] < 0.97]
     if under:
-        lines.append("training accuracy below 97% means the model has not fitted its training data: "
-                     "more epochs (or a larger input) are the first thing to try before calling it a limit of the model")
+        lines.append("training accuracy below 97% means the model has not fitted its training data: more epochs (or "
+                     "a larger input) are the first thing to try before calling it a limit of the model")
     return "\n".join(f"- {line}" for line in lines)

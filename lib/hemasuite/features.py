@@ -29,10 +29,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
+import keras
 import numpy as np
 
-from . import config, pipeline
-from .results import write_json_atomic
+from . import config, models, pipeline, training
+from .record import write_json_atomic
 
 LAYERS = ("fc6", "fc7", "avgpool")
 
@@ -79,8 +80,6 @@ class FeatureCache:
 
     def __call__(self, images: np.ndarray, paths, variant="") -> np.ndarray:
         """``(N, D)`` float32 features of ``images`` (uint8, decoded from ``paths``, transformed as ``variant``)."""
-        from . import training
-
         if len(images) != len(paths):
             raise ValueError(f"{len(images)} images but {len(paths)} paths")
         target = self.path(paths, variant)
@@ -114,10 +113,6 @@ def input_rescale(backbone: str) -> float:
 
 def feature_model(backbone: str, layer: str, input_shape, weights=None):
     """The Keras model giving ``layer`` of ``backbone`` (a :data:`LAYERS` name)."""
-    import keras
-
-    from . import models
-
     config.check_choice("layer", layer, LAYERS)
     if backbone == "alexnet":
         config.check_choice("AlexNet layer", layer, ("fc6", "fc7"))
@@ -136,8 +131,6 @@ def layer_features(images: np.ndarray, paths, backbone: str, layer: str, weights
     Returns the features and a record (extractor, weights, feature size, computed or loaded,
     seconds, and the extraction speed in images/s: of the backbones in turn for ``a+b``).
     """
-    from .models import resolve_weights, weights_label
-
     if "+" in backbone:
         parts = [layer_features(images, paths, part, layer, weights, seed, variant, batch_size, cache_dir)
                  for part in backbone.split("+")]
@@ -151,12 +144,12 @@ def layer_features(images: np.ndarray, paths, backbone: str, layer: str, weights
     weights = effective_weights(backbone, weights)
     size = images.shape[1:3]
     include_top = (backbone, layer) == ("vgg16", "fc6")
-    weights_file = resolve_weights(backbone, weights, include_top)
+    weights_file = models.resolve_weights(backbone, weights, include_top)
     cache = FeatureCache(f"{backbone}_{layer}", lambda: feature_model(backbone, layer, (*size, 3), weights),
                          tuple(size), weights_file, seed, input_rescale(backbone), cache_dir, batch_size)
     features = cache(images, paths, variant)
     return features, {"extractor": f"{backbone} {layer}", "dim": int(features.shape[1]),
-                      "weights": weights_label(backbone, weights, include_top), "computed": bool(cache.misses),
+                      "weights": models.weights_label(backbone, weights, include_top), "computed": bool(cache.misses),
                       "seconds": round(cache.seconds, 1), "images_per_s": cache.images_per_s}
 
 
@@ -179,8 +172,6 @@ def as_prepared(prepared, features: np.ndarray, standardize: bool = True):
 
 def softmax_head(n_features: int, n_classes: int, dropout: float = 0.5):
     """Dropout + softmax on a feature vector: the new last layer on a frozen backbone."""
-    import keras
-
     inputs = keras.Input(shape=(n_features,))
     x = keras.layers.Dropout(dropout)(inputs)
     outputs = keras.layers.Dense(n_classes, activation="softmax", dtype="float32", name="predictions")(x)

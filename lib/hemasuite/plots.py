@@ -8,6 +8,7 @@ import pandas as pd
 import seaborn as sns
 from sklearn.metrics import auc, roc_curve
 
+from .imageio import read_rgb
 from .metrics import as_indices, as_probabilities
 
 
@@ -162,8 +163,6 @@ def gradcam_grid(images, heatmaps, captions, title: str, ncols: int = 4, alpha: 
 
 def image_groups(groups, title: str, max_groups: int = 6, max_per_group: int = 4):
     """One row per group of image files (e.g. duplicates), file names as captions."""
-    from .imageio import read_rgb
-
     groups = [g[:max_per_group] for g in groups[:max_groups]]
     ncols = max((len(g) for g in groups), default=1)
     fig, axes = plt.subplots(max(1, len(groups)), ncols, figsize=(2.4 * ncols, 2.5 * max(1, len(groups))),

@@ -19,6 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from .config import check_choice
 from .errors import ParameterError
 
 
@@ -156,3 +157,21 @@ def predict(model: keras.Model, data: tf.data.Dataset) -> tuple[np.ndarray, floa
     probabilities = model.predict(data, verbose=0)
     wall = time.perf_counter() - start
     return np.asarray(probabilities, dtype=np.float64), per_second(len(probabilities), wall)
+
+
+def adam(learning_rate: float, epochs: int, schedule: str = "cosine") -> Callable:
+    """Optimiser factory ``f(steps_per_epoch)``: Adam, constant or cosine-decayed learning rate."""
+    check_choice("schedule", schedule, ["cosine", "constant"])
+
+    def make(steps_per_epoch: int):
+        rate = learning_rate
+        if schedule == "cosine":
+            rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, epochs * steps_per_epoch))
+        return keras.optimizers.Adam(rate)
+
+    return make
+
+
+def sgd(learning_rate: float, momentum: float = 0.0) -> Callable:
+    """Optimiser factory ``f(steps_per_epoch)``: plain SGD with optional momentum (P2, P5)."""
+    return lambda _steps: keras.optimizers.SGD(learning_rate, momentum=momentum)

@@ -25,7 +25,8 @@ from scipy import sparse
 from scipy.fft import dctn
 from scipy.sparse.csgraph import connected_components
 
-from . import config, same_field as fields
+from . import config
+from . import same_field as fields
 from .errors import ParameterError
 from .imageio import is_image_file, to_rgb
 

@@ -8,6 +8,7 @@ from typing import Callable
 
 import pandas as pd
 
+from ..config import resolve_data_dir
 from ..errors import DataError, ParameterError
 
 FRAME_COLUMNS = ("path", "label", "group")
@@ -104,8 +105,6 @@ def load_dataset(name: str, data_dir=None, **options) -> Dataset:
     ``LEUKEMIA_DATA_DIR`` (see :func:`hemasuite.config.resolve_data_dir`). The
     ``synthetic`` dataset needs no data root.
     """
-    from ..config import resolve_data_dir
-
     entry = spec(name)
     if entry.folder is None:
         return entry.loader(None, **options)

@@ -208,6 +208,11 @@ def weights_source(name: str, weights, include_top: bool = False) -> str:
     return f"file {resolve_weights(name, weights)}"
 
 
+def weights_kind(weights) -> str:
+    """The initialisation in one word or two: ``random init``, ``ImageNet`` or ``file <path>``."""
+    return "random init" if weights is None else ("ImageNet" if weights == "imagenet" else f"file {weights}")
+
+
 def weights_label(name: str, weights, include_top: bool = False) -> str:
     """How a table names the initialisation of backbone ``name`` (``a+b``: each part's source)."""
     return " + ".join(dict.fromkeys(weights_source(part, weights, include_top) for part in name.split("+")))

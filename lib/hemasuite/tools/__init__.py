@@ -1,1 +1,12 @@
-"""Tools around the research code: runner, report site, benchmark, preflight."""
+"""Tools around the research code: runner, report site, benchmark, preflight.
+
+- ``runner``       runs the numbered notebooks with a profile through papermill and publishes them
+                   (``python -m hemasuite.tools.runner``, ``make reports``)
+- ``site``         the landing page ``reports/index.html``
+- ``bench``        the performance benchmark (``python -m hemasuite.tools.bench``, ``make bench``)
+- ``readme``       the README's results section from the ``cpu`` comparison
+                   (``python -m hemasuite.tools.readme``, ``make readme``)
+- ``paper_check``  the ``paper`` profile's preflight: every model built, one step timed, the full
+                   run's wall time estimated (``python -m hemasuite.tools.paper_check``, ``make paper-check``)
+- ``precision_choice``  float32 vs mixed_bfloat16 on CPU, compared on validation accuracy
+"""

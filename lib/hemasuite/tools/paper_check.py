@@ -44,12 +44,15 @@ from typing import Callable, Iterator
 import numpy as np
 import pandas as pd
 
-from .. import (augment, config, experiment, features, leukemia_binary, lymphoma, models, pipeline, splits,
-                training, transfer)
+from .. import augment, config, features, models, pipeline, splits, training
 from ..datasets import Dataset, load_dataset
 from ..errors import DataError, WeightsError
 from ..imageio import read_rgb
 from ..models import pretrained
+from ..papers import p2_cnmc_transfer as p2
+from ..papers import p3_densenet201_lymphoma as p3
+from ..papers import p4_sequential_cnn as p4
+from ..papers import p5_bone_marrow as p5
 from ..results import device_description, markdown_table
 
 DOCUMENTED = {  # images per class as published (README of the data folder); IICBU: this copy's pixel size
@@ -79,7 +82,7 @@ class Stage:
 
     ``train_batch`` None marks a frozen feature extractor (inference only, float32, as
     :class:`hemasuite.features.FeatureCache` runs it); ``optimizer`` is a factory
-    ``f(steps_per_epoch)`` as :func:`hemasuite.experiment.adam`, ``augment`` one ``f(seed)``.
+    ``f(steps_per_epoch)`` as :func:`hemasuite.training.adam`, ``augment`` one ``f(seed)``.
     """
 
     notebook: str
@@ -199,18 +202,18 @@ def p4_stages(params: dict, data_dir=None, input_size: int | None = None) -> Ite
                                                            _side(params["image_size"], input_size), n_classes),
                    _side(params["image_size"], input_size), n_classes, seeds_workload(counts, epochs, len(seeds)),
                    "random init", params["batch_size"], INFERENCE_BATCH,
-                   experiment.adam(params["learning_rate"], epochs, "cosine"),
+                   training.adam(params["learning_rate"], epochs, "cosine"),
                    lambda s: augment.imagedatagenerator_layers(**params["augmentation"], seed=s))
     shape = _side(params["baseline_image_size"], input_size)
     for name in params["baselines"]:
         if name == "knn":
             continue
         weights, weights_source = resolved(name, params["baseline_weights"])
-        yield Stage(stem, f"{experiment.BASELINE_PAPER_NAMES[name]} baseline ({name})",
+        yield Stage(stem, f"{p4.BASELINE_PAPER_NAMES[name]} baseline ({name})",
                            functools.partial(models.transfer_classifier, name, shape, n_classes, weights=weights),
                            shape, n_classes, seeds_workload(counts, params["baseline_epochs"], 1), weights_source,
                            params["batch_size"], INFERENCE_BATCH,
-                           experiment.adam(params["learning_rate"], params["baseline_epochs"], "constant"),
+                           training.adam(params["learning_rate"], params["baseline_epochs"], "constant"),
                            rescale=1.0)
 
 
@@ -225,7 +228,7 @@ def p1_stages(params: dict, data_dir=None, input_size: int | None = None) -> Ite
                                     stem_kernel=params["stem_kernel"]),
                   shape, n_classes, seeds_workload(counts, params["epochs"], len(params["seeds"]), views),
                   "random init", params["batch_size"], INFERENCE_BATCH,
-                  experiment.adam(params["learning_rate"], params["epochs"], "cosine"),
+                  training.adam(params["learning_rate"], params["epochs"], "cosine"),
                   augment.cell_augmentation(params["augmentation"]))
 
 
@@ -248,7 +251,7 @@ def p3_stages(params: dict, data_dir=None, input_size: int | None = None) -> Ite
                    functools.partial(models.transfer_classifier, params["backbone"], shape, n_classes, weights,
                                      dense_units=512, dropout=0.5),
                    shape, n_classes, backbone, weights_source, params["batch_size"], INFERENCE_BATCH,
-                   experiment.adam(params["learning_rate"], params["epochs"], "constant"), rescale=1.0)
+                   training.adam(params["learning_rate"], params["epochs"], "constant"), rescale=1.0)
     blank = np.zeros((*native_size(data, source), 3), np.uint8)
     per_image = {step: len(pipeline.extract_patches(blank, params["tile_size"], step))
                  for step in (params["tile_stride"], params["tile_test_stride"])}
@@ -262,18 +265,18 @@ def p3_stages(params: dict, data_dir=None, input_size: int | None = None) -> Ite
                        seeds_workload(tiles, params["tile_epochs"], len(params["tile_seeds"]),
                                       8 if params["tile_test_time_augmentation"] else 1),
                        "random init", params["tile_batch_size"], INFERENCE_BATCH,
-                       experiment.adam(params["tile_learning_rate"], params["tile_epochs"], "cosine"),
-                       lymphoma.tile_augmentation(params["tile_colour_jitter"]))
+                       training.adam(params["tile_learning_rate"], params["tile_epochs"], "cosine"),
+                       p3.tile_augmentation(params["tile_colour_jitter"]))
 
 
 def p2_stages(params: dict, data_dir=None, input_size: int | None = None) -> Iterator[Stage]:
     """21: traditional CNN, AlexNet, VGG-16 features (computed once) and the softmax head trained on them."""
     stem = "21_p2_cnmc_transfer"
     data, _ = counted_dataset(params["dataset"], data_dir)
-    data = leukemia_binary.as_task(data, params["dataset"])
+    data = p2.task(data)
     counts = split_counts(data.frame, params["fractions"], params["seed"])
     shape, epochs, runs = _side(params["image_size"], input_size), params["epochs"], len(params["seeds"])
-    optimizer = experiment.sgd(params["learning_rate"], params["momentum"])
+    optimizer = training.sgd(params["learning_rate"], params["momentum"])
     work = seeds_workload(counts, epochs, runs)
     weights, weights_source = resolved("vgg16", params["vgg_weights"])
     yield Stage(stem, "traditional CNN", functools.partial(models.p2_traditional_cnn, shape, 2), shape, 2, work,
@@ -295,28 +298,28 @@ def p5_stages(params: dict, data_dir=None, input_size: int | None = None) -> Ite
     part of every backbone, the small CNN; all on the rotated (x4) training set."""
     stem = "22_p5_bone_marrow"
     data, _ = counted_dataset(params["dataset"], data_dir)
-    data = transfer.stratified_subset(data, params["n_images"], params["seed"])
+    data = p5.stratified_subset(data, params["n_images"], params["seed"])
     counts = split_counts(data.frame, params["fractions"], params["seed"])
     rotated = {**counts, "train": 4 * counts["train"]}
     size, shape, n_classes = params["image_size"], _side(params["image_size"], input_size), len(data.classes)
     weights, k, runs = params["weights"], params["fine_tune_layers"], len(params["seeds"])
-    optimizer = experiment.sgd(params["learning_rate"], params["momentum"])
-    layers = [transfer.feature_layer(b.split("+")[0], weights, size)[0] for b in params["backbones"]]
-    if k == 0:  # fine-tuning reads the frozen backbone's output (transfer.fine_tuning)
-        layers += [transfer.frozen_layer(b.split("+")[0]) for b in params["backbones"]]
+    optimizer = training.sgd(params["learning_rate"], params["momentum"])
+    layers = [p5.feature_layer(b.split("+")[0], weights, size)[0] for b in params["backbones"]]
+    if k == 0:  # fine-tuning reads the frozen backbone's output (p5.fine_tuning)
+        layers += [p5.frozen_layer(b.split("+")[0]) for b in params["backbones"]]
     backbones = params["backbones"] * (2 if k == 0 else 1)
     read = dict.fromkeys((part, layer) for b, layer in zip(backbones, layers) for part in b.split("+"))
     for part, layer in read:
         part_weights, source = resolved(part, features.effective_weights(part, weights),
                                         top=(part, layer) == ("vgg16", "fc6") and weights is not None)
-        yield Stage(stem, f"{transfer.PAPER_NAMES[part]} {layer} features (frozen)",
+        yield Stage(stem, f"{p5.PAPER_NAMES[part]} {layer} features (frozen)",
                            functools.partial(features.feature_model, part, layer, shape, part_weights), shape,
                            n_classes, extraction_workload(rotated["train"] + rotated["test"]), source, None,
                            params["batch_size"], rescale=features.input_rescale(part))
     for backbone in params["backbones"]:
-        name = transfer.PAPER_NAMES.get(backbone, backbone)
+        name = p5.PAPER_NAMES.get(backbone, backbone)
         if k == 0:
-            layer = transfer.frozen_layer(backbone.split("+")[0])
+            layer = p5.frozen_layer(backbone.split("+")[0])
             dim = sum(feature_dim(part, layer, shape) for part in backbone.split("+"))
             yield Stage(stem, f"softmax head on {name} {layer} features",
                                functools.partial(features.softmax_head, dim, n_classes), (dim,), n_classes,
@@ -325,7 +328,7 @@ def p5_stages(params: dict, data_dir=None, input_size: int | None = None) -> Ite
         else:
             tuned_weights, source = resolved_parts(backbone, weights)
             yield Stage(stem, f"{name} fine-tuned (last {k} layers)",
-                               functools.partial(transfer.fine_tune_model, backbone, shape, n_classes, tuned_weights, k),
+                               functools.partial(p5.fine_tune_model, backbone, shape, n_classes, tuned_weights, k),
                                shape, n_classes, seeds_workload(rotated, params["epochs"], runs), source,
                                params["batch_size"], INFERENCE_BATCH, optimizer,
                                rescale=features.input_rescale(backbone))

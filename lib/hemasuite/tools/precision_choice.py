@@ -23,8 +23,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from .. import augment, config, experiment, models, pipeline, splits, training
-from ..results import environment, write_json_atomic
+from .. import augment, config, models, pipeline, splits, training
+from ..record import environment, write_json_atomic
 
 MANIFEST = Path("reports/cpu/results/11_p1_deep_cnn/split_manifest.csv")
 OUTPUT = Path("reports/cpu/precision_choice.json")
@@ -70,7 +70,7 @@ def train_once(policy: str, carved, images: np.ndarray, seed: int, epochs: int, 
     timer = EpochTimer()
     steps = int(np.ceil(len(y_train) / batch_size))
     result = training.train(lambda: models.p1_deep_cnn(images.shape[1:], len(classes)), train_data, len(y_train),
-                            epochs, lambda: experiment.adam(learning_rate, epochs, "cosine")(steps), callbacks=[timer])
+                            epochs, lambda: training.adam(learning_rate, epochs, "cosine")(steps), callbacks=[timer])
     probabilities, inference_speed = training.predict(
         result.model, pipeline.make_dataset(x_val, y_val, len(classes), 128, training=False))
     correct = probabilities.argmax(axis=1) == y_val

@@ -1,4 +1,4 @@
-"""Performance benchmark of the suite: ``python -m hemasuite.bench`` (``make bench``).
+"""Performance benchmark of the suite: ``python -m hemasuite.tools.bench`` (``make bench``).
 
 Writes ``benchmark.json`` and ``benchmark.md`` under ``--output`` (default
 ``reports/benchmarks``; a time-stamped copy of the JSON goes to ``raw/``), each with the
@@ -11,8 +11,8 @@ machine it ran on. Four parts:
    the second (warm: tf.data reads its cache; the generator decodes again). The passes
    are interleaved and the files are read once beforehand, so both start from the same
    OS page cache. The headline is the ratio of the two in this one run.
-2. **Training and inference** images per second of every model, read from the ``cpu``
-   profile's results.json files (missing notebooks are listed as missing).
+2. **Training and inference** images per second of every model, read from the model rows
+   of the ``cpu`` profile's results records (missing notebooks are listed as missing).
 3. **Feature cache:** P5's feature-extraction grid (every backbone + SVM C grid of its
    ``cpu`` profile, on a stratified subset), timed with a cold and with a warm cache.
 4. **Suite time:** the ``smoke`` profile is run now, in a temporary folder, and timed;
@@ -31,19 +31,22 @@ import platform
 import sys
 import tempfile
 import time
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .. import config, experiment, papers, pipeline
+from ..datasets import load_folder
+from ..errors import DataError
+from ..imageio import is_image_file
+from ..papers import p5_bone_marrow as p5
+from ..record import git_commit, markdown_table, package_versions, read, write_json_atomic
 from . import runner
-from .comparison import REPLICATIONS
-from .imageio import is_image_file
-from .results import markdown_table, package_versions, write_json_atomic
 
 CPU_GOAL_S = 90 * 60
 WARM_RATIO_GOAL = 5.0
-NOT_A_MODEL = {"metrics", "evaluation", "evaluations", "baselines", "models", "results"}
 
 
 # ---------------------------------------------------------------------------- machine
@@ -71,10 +74,8 @@ def machine() -> dict:
     versions = package_versions()
     for extra in ("tf-keras", "playwright"):
         try:
-            from importlib import metadata
-
             versions[extra] = metadata.version(extra)
-        except Exception:  # noqa: BLE001  (not installed)
+        except metadata.PackageNotFoundError:
             versions[extra] = None
     return {"cpu_model": models[0] if models else platform.processor() or platform.machine(),
             "cpu_count": os.cpu_count(), "cpus_usable": affinity,
@@ -123,9 +124,8 @@ def _pass(batches) -> dict:
 def pipeline_benchmark(folder, size: int = 128, batch_size: int = 64, limit: int | None = None,
                        seed: int = 0) -> dict:
     """tf.data (``path_dataset``) vs ImageDataGenerator.flow_from_directory: cold and warm images/s and ratios."""
+    # deferred: tf-keras is a development extra that only this measurement needs
     from tf_keras.preprocessing.image import ImageDataGenerator
-
-    from .pipeline import path_dataset
 
     frame = folder_frame(folder, limit, seed)
     classes = sorted(frame["label"].unique())
@@ -134,7 +134,7 @@ def pipeline_benchmark(folder, size: int = 128, batch_size: int = 64, limit: int
     with tempfile.TemporaryDirectory(prefix="hemasuite_bench_") as tmp:
         subset_of = frame.attrs.get("subset_of")
         layout = mirror(frame, Path(tmp) / "images") if subset_of else Path(folder)
-        tfdata = path_dataset(frame, size, len(classes), batch_size, classes=classes, training=False)
+        tfdata = pipeline.path_dataset(frame, size, len(classes), batch_size, classes=classes, training=False)
         generator = ImageDataGenerator(rescale=1 / 255).flow_from_directory(
             str(layout), target_size=(size, size), batch_size=batch_size, class_mode="categorical",
             classes=classes, shuffle=False, interpolation="bilinear")
@@ -161,66 +161,36 @@ def pipeline_benchmark(folder, size: int = 128, batch_size: int = 64, limit: int
 
 # ---------------------------------------------------------------------------- training / inference
 
-def _speed_records(node, path=()):
-    """``(path, seed, training record)`` for every per-seed training record under ``node``."""
-    if isinstance(node, dict):
-        per_seed = node.get("per_seed")
-        if isinstance(per_seed, list):
-            for entry in per_seed:
-                record = entry.get("training") if isinstance(entry, dict) else None
-                if isinstance(record, dict):
-                    yield path, entry.get("seed"), record
-            return
-        for key, value in node.items():
-            if key not in ("environment", "parameters"):
-                yield from _speed_records(value, path + (str(key),))
-    elif isinstance(node, list):
-        for value in node:
-            yield from _speed_records(value, path)
-
-
 def _shown(path) -> str:
     """``path`` relative to the checkout when it is inside it (reports are committed), else absolute."""
-    from .config import repo_root
-
     path = Path(path).resolve()
     try:
-        return str(path.relative_to(repo_root()))
+        return str(path.relative_to(config.repo_root()))
     except ValueError:
         return str(path)
 
 
-def _mean(values) -> float:
-    values = [float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
-    return round(float(np.mean(values)), 1) if values else math.nan
-
-
-def training_speeds(results_dir, notebooks=tuple(REPLICATIONS)) -> pd.DataFrame:
-    """Mean train / inference images per second over seeds of each model, from the profile's results.json."""
+def training_speeds(results_dir, notebooks=tuple(papers.REGISTRY)) -> pd.DataFrame:
+    """Train / inference images per second of each model (mean over seeds), from the profile's results records."""
     rows = []
+    columns = ["notebook", "model", "seeds", "train_images_per_s", "inference_images_per_s", "status", "profile",
+               "started_utc"]
     for stem in notebooks:
         path = Path(results_dir) / stem / "results.json"
         if not path.is_file():
             rows.append({"notebook": stem, "model": "missing", "seeds": 0, "train_images_per_s": math.nan,
                          "inference_images_per_s": math.nan, "status": "missing: no results.json"})
             continue
-        result = json.loads(path.read_text())
-        grouped: dict[str, list] = {}
-        for where, _seed, record in _speed_records(result):
-            model = "/".join(part for part in where if part not in NOT_A_MODEL) or "model"
-            grouped.setdefault(model, []).append(record)
-        if not grouped:
-            rows.append({"notebook": stem, "model": "missing", "seeds": 0, "train_images_per_s": math.nan,
-                         "inference_images_per_s": math.nan, "status": "missing: no per-seed training records"})
-        for model, records in grouped.items():
-            train = _mean(r.get("train_images_per_s") for r in records)
-            infer = _mean(r.get("inference_images_per_s") for r in records)
-            rows.append({"notebook": stem, "model": model, "seeds": len(records), "train_images_per_s": train,
-                         "inference_images_per_s": infer,
-                         "status": "missing: no images/s recorded" if math.isnan(train) and math.isnan(infer)
-                         else "ok", "profile": result.get("profile"), "started_utc": result.get("started_utc")})
-    return pd.DataFrame(rows, columns=["notebook", "model", "seeds", "train_images_per_s", "inference_images_per_s",
-                                       "status", "profile", "started_utc"])
+        result = read(path)
+        for row in result.models:
+            measured = row.train_images_per_s is not None or row.inference_images_per_s is not None
+            rows.append({"notebook": stem, "model": row.key, "seeds": len(row.seeds),
+                         "train_images_per_s": math.nan if row.train_images_per_s is None else row.train_images_per_s,
+                         "inference_images_per_s": math.nan if row.inference_images_per_s is None
+                         else row.inference_images_per_s,
+                         "status": "ok" if measured else "missing: no images/s recorded",
+                         "profile": result.profile, "started_utc": result.started_utc})
+    return pd.DataFrame(rows, columns=columns)
 
 
 # ---------------------------------------------------------------------------- feature cache (P5)
@@ -237,33 +207,23 @@ def p5_grid_benchmark(folder=None, n_images: int = 160, seed: int = 0, backbones
     """
     if folder is None:
         return {"status": "not measured: no image folder given"}
-    from dataclasses import replace
-
-    from . import config, experiment, features, pipeline, splits, transfer
-    from .datasets import load_folder
-
-    params = config.notebook_parameters("cpu", "22_p5_bone_marrow")
+    params = config.notebook_parameters("cpu", p5.NOTEBOOK)
     backbones = backbones or params["backbones"]
     size, c_grid = size or params["image_size"], c_grid or params["c_grid"]
-    dataset = transfer.stratified_subset(load_folder(folder, name="benchmark"), n_images, seed)
-    frame = splits.split_dataset(dataset.frame, fractions=(0.75, 0.25), seed=seed, groups="group")
-    prepared = experiment.Prepared(replace(dataset, frame=frame), frame, pipeline.load_images(frame, size), size, {})
-    rotated = transfer.rotated_training_set(prepared)
+    dataset = p5.stratified_subset(load_folder(folder, name="benchmark"), n_images, seed)
+    rotated = p5.rotated_training_set(experiment.prepare(None, dataset, (0.75, 0.25), seed, size))
 
     def grid(cache_dir) -> dict:
         start, computed, outputs = time.perf_counter(), [], []
         for backbone in backbones:
-            layer, _ = transfer.feature_layer(backbone.split("+")[0], None, size)
-            x, record = features.layer_features(rotated.images, rotated.frame["path"], backbone, layer, None, seed,
-                                                variant=rotated.frame["rotation"].tolist(), cache_dir=cache_dir)
-            scores = transfer.svm_runs(features.as_prepared(rotated, x, standardize=False), c_grid, seed)[0]
-            computed.append(bool(record.get("computed")))
-            outputs.append(scores.probabilities)
+            _, trained, extracted = p5.feature_svm(rotated, backbone, None, seed, c_grid, cache_dir=cache_dir)
+            computed.append(bool(extracted.get("computed")))
+            outputs.append(trained[0].probabilities)
         return {"seconds": time.perf_counter() - start, "computed": computed, "outputs": outputs}
 
     with tempfile.TemporaryDirectory(prefix="hemasuite_features_") as tmp:
         cold, warm = grid(tmp), grid(tmp)
-    return {"status": "measured", "backbones": list(backbones), "weights": "random init", "images": len(frame),
+    return {"status": "measured", "backbones": list(backbones), "weights": "random init", "images": len(dataset.frame),
             "feature_rows": len(rotated.frame), "size": [size, size], "c_grid": list(c_grid),
             "cold_seconds": round(cold["seconds"], 2), "warm_seconds": round(warm["seconds"], 2),
             "ratio": round(cold["seconds"] / max(warm["seconds"], 1e-9), 1),
@@ -278,10 +238,10 @@ def smoke_suite_benchmark() -> dict:
     """Wall time of the whole ``smoke`` profile, run now through the runner into a temporary reports folder."""
     with tempfile.TemporaryDirectory(prefix="hemasuite_smoke_") as tmp:
         start = time.perf_counter()
-        records = runner.run("smoke", reports=Path(tmp))
+        records = runner.run_notebooks("smoke", reports=Path(tmp))
         seconds = time.perf_counter() - start
     failed = [r["notebook"] for r in records if r["status"] != "ok"]
-    return {"profile": "smoke", "measured": "run now (python -m hemasuite.runner --profile smoke)",
+    return {"profile": "smoke", "measured": "run now (python -m hemasuite.tools.runner --profile smoke)",
             "total_seconds": round(seconds, 1), "total_minutes": round(seconds / 60, 1),
             "notebooks": {r["notebook"]: r["seconds"] for r in records}, "failed": failed,
             "status": "ok" if not failed else f"failed: {', '.join(failed)}"}
@@ -291,8 +251,6 @@ def smoke_suite_benchmark() -> dict:
 
 def expected_notebooks(profile: str) -> list[str]:
     """Notebooks a full run of ``profile`` executes: the numbered notebooks plus any profiles.yaml names."""
-    from . import config
-
     stems = [p.stem for p in runner.discover()]
     try:
         stems += [s for s in (config.profile(profile).get("notebooks") or {}) if s not in stems]
@@ -410,13 +368,9 @@ def write_report(report: dict, output) -> tuple[Path, Path]:
     return json_path, md_path
 
 
-def run_benchmark(folder=None, size: int = 128, batch_size: int = 64, limit: int | None = None, reports=None,
-                  skip_pipeline: bool = False, grid_images: int = 160, run_smoke: bool = True) -> dict:
+def benchmark_report(folder=None, size: int = 128, batch_size: int = 64, limit: int | None = None, reports=None,
+                     skip_pipeline: bool = False, grid_images: int = 160, measure_smoke: bool = True) -> dict:
     """Every part of the benchmark as one dict (see the module docstring)."""
-    from . import config
-    from .errors import DataError
-    from .results import git_commit
-
     reports = Path(reports or config.repo_root() / "reports")
     report = {"started_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
               "commit": git_commit(), "machine": machine()}
@@ -435,7 +389,7 @@ def run_benchmark(folder=None, size: int = 128, batch_size: int = 64, limit: int
                           "rows": training_speeds(results_dir).to_dict(orient="records")}
     report["feature_cache"] = (p5_grid_benchmark(folder, grid_images) if not skip_pipeline
                                else {"status": "skipped (--skip-pipeline)"})
-    report["suite"] = {"smoke": smoke_suite_benchmark() if run_smoke else suite_time(reports, "smoke"),
+    report["suite"] = {"smoke": smoke_suite_benchmark() if measure_smoke else suite_time(reports, "smoke"),
                        "cpu": suite_time(reports, "cpu")}
     return report
 
@@ -455,13 +409,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-smoke", action="store_true",
                         help="do not run the smoke profile; report its last recorded runs instead")
     args = parser.parse_args(argv)
-    from . import config
-
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     if load > 1.5 and not args.limit and not args.skip_pipeline:
         print(f"warning: load average {load:.2f} > 1.5; absolute times will be low, consider --limit 500",
               file=sys.stderr)
-    report = run_benchmark(args.folder, args.size, args.batch_size, args.limit, args.reports, args.skip_pipeline,
+    report = benchmark_report(args.folder, args.size, args.batch_size, args.limit, args.reports, args.skip_pipeline,
                            args.grid_images, not args.no_smoke)
     json_path, md_path = write_report(report, args.output or config.repo_root() / "reports" / "benchmarks")
     print(md_path.read_text())

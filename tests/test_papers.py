@@ -1,15 +1,19 @@
 """P3's protocols and tile model, P2's task and Table 2, P5's rotations, SVM, fine-tuning and tables."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
-from hemasuite import augment, experiment, leukemia_binary, lymphoma, models, transfer
+from hemasuite import augment, experiment, models, papers, record
 from hemasuite.datasets import Dataset, load_dataset
 from hemasuite.errors import ParameterError, WeightsError
-from hemasuite.results import Run
-from test_models import one_step
+from hemasuite.papers import p2_cnmc_transfer as p2
+from hemasuite.papers import p3_densenet201_lymphoma as p3
+from hemasuite.papers import p5_bone_marrow as p5
+from hemasuite.record import Run
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +26,8 @@ def lymph(tmp_path_factory):
 
 def protocols(prepared, per_class=20):
     augmentor = augment.AugmentorPipeline(seed=0)
-    return (lymphoma.paper_protocol(prepared, augmentor, per_class, 0.2, 0),
-            lymphoma.leakage_free_protocol(prepared, augmentor, per_class, 0.2, 0))
+    return (p3.paper_protocol(prepared, augmentor, per_class, 0.2, 0),
+            p3.leakage_free_protocol(prepared, augmentor, per_class, 0.2, 0))
 
 
 def test_paper_protocol_leaks_and_the_leakage_free_one_does_not(lymph):
@@ -31,9 +35,9 @@ def test_paper_protocol_leaks_and_the_leakage_free_one_does_not(lymph):
     assert leaky.frame.groupby("label").size().tolist() == [20, 20, 20]
     assert (leaky.frame["split"] == "test").sum() == 12
     assert np.array_equal(leaky.dataset.label_ids, lymph.dataset.label_ids[leaky.frame["source"]])
-    found = lymphoma.leakage(leaky)
+    found = p3.leakage(leaky)
     assert found["test_images_with_source_in_train"] > 0 and found["sources_on_both_sides"] > 0
-    free = lymphoma.leakage(clean)
+    free = p3.leakage(clean)
     assert free["test_images_with_source_in_train"] == 0 and free["test_images_identical_to_a_training_image"] == 0
     test = (lymph.frame["split"] == "test").to_numpy()
     assert np.array_equal(clean.arrays("test")[0], lymph.images[test])
@@ -43,13 +47,13 @@ def test_paper_protocol_leaks_and_the_leakage_free_one_does_not(lymph):
 
 def test_resized_and_nearest_neighbour_probe(lymph):
     leaky, clean = protocols(lymph)
-    small = lymphoma.resized(leaky, 16)
-    assert small.images.shape[1:] == (16, 16, 3) and small.size == 16 and lymphoma.resized(small, 16) is small
+    small = p3.resized(leaky, 16)
+    assert small.images.shape[1:] == (16, 16, 3) and small.size == 16 and p3.resized(small, 16) is small
     identity = augment.AugmentorPipeline(rotate_probability=0, distort_probability=0, zoom_probability=0)
-    copies = lymphoma.paper_protocol(lymph, identity, 20, 0.2, 0)  # every copy is its source image again
-    found = lymphoma.leakage(copies)
+    copies = p3.paper_protocol(lymph, identity, 20, 0.2, 0)  # every copy is its source image again
+    found = p3.leakage(copies)
     assert found["test_images_identical_to_a_training_image"] == found["test_images_with_source_in_train"] > 0
-    [probe] = lymphoma.nearest_neighbour(copies)
+    [probe] = p3.nearest_neighbour(copies)
     _, y_test = copies.arrays("test")
     test = copies.frame[copies.frame["split"] == "test"]
     leaked = test["source"].isin(copies.frame.loc[copies.frame["split"] == "train", "source"]).to_numpy()
@@ -60,15 +64,15 @@ def test_leakage_gap_is_the_accuracy_difference(lymph):
     leaky, clean = protocols(lymph)
     _, y_leaky = leaky.arrays("test")
     _, y_clean = clean.arrays("test")
-    perfect = [experiment.SeedRun(0, np.eye(3)[y_leaky], {}, {})]
-    wrong = [experiment.SeedRun(0, np.eye(3)[(y_clean + 1) % 3], {}, {})]
-    gap = lymphoma.leakage_gap(leaky, perfect, clean, wrong, n_boot=100)
+    perfect = [experiment.TrainedSeed(0, np.eye(3)[y_leaky], {}, {})]
+    wrong = [experiment.TrainedSeed(0, np.eye(3)[(y_clean + 1) % 3], {}, {})]
+    gap = p3.leakage_gap(leaky, perfect, clean, wrong, n_boot=100)
     assert gap["difference"] == 1.0 and gap["difference_ci_low"] == gap["difference_ci_high"] == 1.0
 
 
 def test_tiles_keep_their_image_split_and_average_back(lymph):
     native = lymph.images
-    tiles = lymphoma.tile_set(lymph, native, 16, 8)
+    tiles = p3.tile_set(lymph, native, 16, 8)
     assert tiles.size == 16 and tiles.protocol["tiles"]["per_image"] == {"train": 9, "test": 9}
     sides = tiles.frame.groupby("source")["split"].nunique()
     assert (sides == 1).all() and len(tiles.frame) == 9 * len(lymph.frame)
@@ -76,7 +80,7 @@ def test_tiles_keep_their_image_split_and_average_back(lymph):
     test_tiles = tiles.frame[tiles.frame["split"] == "test"]
     tile_labels = tiles.dataset.label_ids[test_tiles.index]
     tile_labels[::9] = (tile_labels[::9] + 1) % 3  # the first tile of every test image votes wrong
-    [image_run] = lymphoma.image_runs(lymph, tiles, [experiment.SeedRun(0, np.eye(3)[tile_labels], {}, {})])
+    [image_run] = p3.image_predictions(lymph, tiles, [experiment.TrainedSeed(0, np.eye(3)[tile_labels], {}, {})])
     _, y_test = lymph.arrays("test")
     assert image_run.probabilities.shape == (len(y_test), 3)
     assert np.allclose(image_run.probabilities[np.arange(len(y_test)), y_test], 8 / 9)
@@ -84,7 +88,7 @@ def test_tiles_keep_their_image_split_and_average_back(lymph):
 
 
 def test_test_images_can_be_tiled_more_densely(lymph):
-    tiles = lymphoma.tile_set(lymph, lymph.images, 16, 16, test_stride=8)
+    tiles = p3.tile_set(lymph, lymph.images, 16, 16, test_stride=8)
     per_image = tiles.frame.groupby("source")["split"].agg(["first", "size"]).groupby("first")["size"].unique()
     assert list(per_image["train"]) == [4] and list(per_image["test"]) == [9]
     assert tiles.protocol["tiles"]["per_image"] == {"train": 4, "test": 9}
@@ -118,19 +122,23 @@ def test_colour_jitter_stays_in_range_and_keeps_zero_as_plain_dihedral():
     import tensorflow as tf
 
     images = tf.constant(np.random.default_rng(1).random((32, 6, 6, 3)).astype(np.float32))
-    jittered = lymphoma.tile_augmentation(0.2)(0)(images).numpy()
+    jittered = p3.tile_augmentation(0.2)(0)(images).numpy()
     assert jittered.min() >= 0 and jittered.max() <= 1 and not np.allclose(jittered, images.numpy())
-    plain = lymphoma.tile_augmentation(0.0)(0)(images).numpy()
+    plain = p3.tile_augmentation(0.0)(0)(images).numpy()
     assert np.allclose(np.sort(plain.ravel()), np.sort(images.numpy().ravel()))  # only moved, never recoloured
-    assert "colour_jitter" in lymphoma.describe_tile_augmentation(0.2)
-    assert "colour_jitter" not in lymphoma.describe_tile_augmentation()
+    assert "colour_jitter" in p3.describe_tile_augmentation(0.2)
+    assert "colour_jitter" not in p3.describe_tile_augmentation()
 
 
 def test_table1_layout(lymph):
     leaky, clean = protocols(lymph)
-    runs = {"paper protocol": (leaky, [experiment.SeedRun(0, np.eye(3)[leaky.arrays("test")[1]], {}, {})]),
-            "leakage-free": (clean, [experiment.SeedRun(0, np.full((len(clean.arrays("test")[1]), 3), 1 / 3), {}, {})])}
-    table = lymphoma.per_class_beside_paper(runs)
+    def assessed(prepared, probabilities):
+        trained = [experiment.TrainedSeed(0, probabilities, {}, {})]
+        return experiment.Assessed(None, experiment.evaluate(prepared, trained, 10), trained, prepared)
+
+    table = p3.per_class_beside_paper({
+        "paper protocol": assessed(leaky, np.eye(3)[leaky.arrays("test")[1]]),
+        "leakage-free": assessed(clean, np.full((len(clean.arrays("test")[1]), 3), 1 / 3))})
     assert table["class"].tolist() == ["CLL", "FL", "MCL"] and table["paper protocol recall"].tolist() == [1, 1, 1]
     assert table["paper support"].sum() == 900
 
@@ -151,7 +159,7 @@ def test_cnmc_split_is_by_subject(tmp_path):
             for image in range(3):
                 write_noise(root / f"fold_{s % 3}" / label / f"UID_{subject}_{image}_1_{label}.bmp", rng)
     run = Run("21_p2_cnmc_transfer", tmp_path / "out", {"data_dir": str(tmp_path)})
-    data = leukemia_binary.task(run, "cnmc2019")
+    data = p2.task(load_dataset("cnmc2019", tmp_path))
     assert data.stand_in is None and data.frame["group"].nunique() == 12
     prepared = experiment.prepare(run, data, [0.5, 0.25, 0.25], 0, 8)
     assert (prepared.frame.groupby("subject")["split"].nunique() == 1).all()
@@ -159,18 +167,19 @@ def test_cnmc_split_is_by_subject(tmp_path):
 
 
 def test_stand_in_task_majority_and_table2(tmp_path):
-    run = Run("21_p2_cnmc_transfer", tmp_path / "out", {"seed": 0})
-    data = leukemia_binary.task(run, "synthetic")
+    data = p2.task(load_dataset("synthetic", cache_dir=tmp_path, n_duplicates=2))
     assert data.classes == ["hem", "all"] and "stand-in for C-NMC 2019" in data.display_name
     assert data.counts().tolist() == [26, 78]
     frame = pd.DataFrame({"path": list("abcdef"), "label": ["all", "all", "hem", "all", "hem", "all"],
                           "group": list("abcdef"), "split": ["train"] * 3 + ["test"] * 3})
     prepared = experiment.Prepared(Dataset("t", ["hem", "all"], frame, None, "t"), frame,
                                    np.zeros((6, 2, 2, 3), np.uint8), 2, {})
-    assert leukemia_binary.majority_accuracy(prepared) == pytest.approx(2 / 3)
+    assert p2.majority_accuracy(prepared) == pytest.approx(2 / 3)
     y = prepared.arrays("test")[1]
-    evaluation = experiment.evaluate(prepared, [experiment.SeedRun(0, np.eye(2)[y], {}, {})], 20)
-    table = leukemia_binary.table2({"VGG-16": ("ImageNet", evaluation)}, {"VGG-16": {"accuracy": 0.9744}})
+    trained = [experiment.TrainedSeed(0, np.eye(2)[y], {}, {})]
+    assessed = experiment.assess(Run("t", tmp_path / "out", {}), "vgg16", "VGG-16", prepared, trained, 20,
+                                 record.Weights("ImageNet"), "VGG-16", 0.9744)
+    table = p2.table2({"VGG-16": assessed})
     assert table.loc[0, "accuracy"] == 1.0 and table.loc[0, "paper accuracy"] == 0.9744
 
 
@@ -186,14 +195,14 @@ def marrow(tmp_path_factory):
 
 def test_stratified_subset_keeps_proportions(marrow):
     data, _ = marrow
-    subset = transfer.stratified_subset(data, 21, 0)
+    subset = p5.stratified_subset(data, 21, 0)
     assert len(subset.frame) == 21 and sorted(subset.counts().tolist()) == [5, 5, 5, 6]
-    assert subset.frame["path"].isin(data.frame["path"]).all() and transfer.stratified_subset(data, None, 0) is data
+    assert subset.frame["path"].isin(data.frame["path"]).all() and p5.stratified_subset(data, None, 0) is data
 
 
 def test_rotated_training_set(marrow):
     _, prepared = marrow
-    rotated = transfer.rotated_training_set(prepared)
+    rotated = p5.rotated_training_set(prepared)
     n_train = int((prepared.frame["split"] == "train").sum())
     assert (rotated.frame["split"] == "train").sum() == 4 * n_train
     assert np.array_equal(rotated.arrays("test")[0], prepared.arrays("test")[0])
@@ -203,17 +212,17 @@ def test_rotated_training_set(marrow):
 
 
 def test_feature_layers_and_vgg_substitute():
-    assert transfer.feature_layer("alexnet", "imagenet", 80) == ("fc6", None)
-    assert transfer.feature_layer("vgg16", None, 80) == ("fc6", None)
-    assert transfer.feature_layer("vgg16", "imagenet", 224) == ("fc6", None)
-    layer, note = transfer.feature_layer("vgg16", "imagenet", 80)
+    assert p5.feature_layer("alexnet", "imagenet", 80) == ("fc6", None)
+    assert p5.feature_layer("vgg16", None, 80) == ("fc6", None)
+    assert p5.feature_layer("vgg16", "imagenet", 224) == ("fc6", None)
+    layer, note = p5.feature_layer("vgg16", "imagenet", 80)
     assert layer == "avgpool" and "224" in note
-    assert transfer.feature_layer("resnet101", None, 80) == ("avgpool", None)
-    assert [transfer.frozen_layer(b) for b in ("alexnet", "vgg16")] == ["fc7", "avgpool"]
+    assert p5.feature_layer("resnet101", None, 80) == ("avgpool", None)
+    assert [p5.frozen_layer(b) for b in ("alexnet", "vgg16")] == ["fc7", "avgpool"]
     with pytest.raises(ParameterError, match="224x224"):
         models.vgg16_fc6((80, 80, 3), "imagenet")
     with pytest.raises(ParameterError):
-        transfer.check_backbones(["alexnet", "inception_v3+resnet18"])
+        p5.check_backbones(["alexnet", "inception_v3+resnet18"])
 
 
 def test_missing_vgg16_top_weights_name_the_file(monkeypatch, tmp_path):
@@ -225,11 +234,11 @@ def test_missing_vgg16_top_weights_name_the_file(monkeypatch, tmp_path):
 
 def test_svm_separates_separable_features_with_grouped_cv(marrow):
     _, prepared = marrow
-    rotated = transfer.rotated_training_set(prepared)
+    rotated = p5.rotated_training_set(prepared)
     labels = rotated.dataset.label_ids
     x = np.eye(4)[labels] * 3 + np.random.default_rng(0).normal(0, 0.3, (len(labels), 4))
     features_set = rotated.__class__(rotated.dataset, rotated.frame, x.astype(np.float32), 4, {})
-    [result] = transfer.svm_runs(features_set, [0.1, 1.0])
+    [result] = p5.svm(features_set, [0.1, 1.0])
     assert result.training["C"] in (0.1, 1.0) and result.training["cv_accuracy"] == 1.0
     y_test = rotated.arrays("test")[1]
     assert (result.probabilities.argmax(axis=1) == y_test).all() and np.allclose(result.probabilities.sum(1), 1)
@@ -237,60 +246,67 @@ def test_svm_separates_separable_features_with_grouped_cv(marrow):
 
 def test_svm_record_adds_its_own_time_to_the_feature_extraction_speed(marrow):
     _, prepared = marrow
-    rotated = transfer.rotated_training_set(prepared)
+    rotated = p5.rotated_training_set(prepared)
     x = np.random.default_rng(0).normal(size=(len(rotated.frame), 8)).astype(np.float32)
     features_set = rotated.__class__(rotated.dataset, rotated.frame, x, 8, {})
-    without = transfer.svm_runs(features_set, [1.0])[0].training
+    without = p5.svm(features_set, [1.0])[0].training
     assert "train_images_per_s" not in without and without["svm_fit_rows_per_s"] > 0
-    record = transfer.svm_runs(features_set, [1.0], feature_images_per_s=50.0)[0].training
+    record = p5.svm(features_set, [1.0], feature_images_per_s=50.0)[0].training
     assert 0 < record["train_images_per_s"] < 50.0 and 0 < record["inference_images_per_s"] < 50.0
     assert record["svm_predict_rows_per_s"] > 0 and record["feature_images_per_s"] == 50.0
 
 
-def test_alexnet_fine_tuning_freezes_all_but_the_last_layers():
-    head_only = transfer.fine_tune_model("alexnet", (32, 32, 3), 5, trainable_layers=0)
+def test_alexnet_fine_tuning_freezes_all_but_the_last_layers(one_step):
+    head_only = p5.fine_tune_model("alexnet", (32, 32, 3), 5, trainable_layers=0)
     assert [w.name for w in head_only.trainable_weights] == ["kernel", "bias"]
-    deeper = transfer.fine_tune_model("alexnet", (32, 32, 3), 5, trainable_layers=2)
+    deeper = p5.fine_tune_model("alexnet", (32, 32, 3), 5, trainable_layers=2)
     assert {layer.name for layer in deeper.layers if layer.trainable and layer.weights} == {"fc7", "predictions"}
-    one_step(lambda: transfer.fine_tune_model("alexnet", (32, 32, 3), 3, trainable_layers=2), (32, 32, 3))
+    one_step(lambda: p5.fine_tune_model("alexnet", (32, 32, 3), 3, trainable_layers=2), (32, 32, 3))
 
 
-def fake_result(accuracy, weights="random init"):
+def fake_result(model, accuracy, weights="random init"):
     over = {"accuracy": {"mean": accuracy, "sd": 0.0, "n": 2}, "precision_macro": {"mean": 0.5},
             "recall_macro": {"mean": 0.6}}
-    evaluation = {"over_seeds": over, "accuracy_seed_mean_ci": {"ci_low": accuracy - 0.1, "ci_high": accuracy + 0.1},
-                  "per_seed": []}
-    return {"evaluation": evaluation, "record": {"weights": weights}}
+    row = record.ModelRow(model, model, record.Weights(weights), [], accuracy, 0.0, accuracy - 0.1, accuracy + 0.1, 10)
+    return experiment.Assessed(row, {"over_seeds": over}, [], None)
 
 
-def test_tables_3_4_and_comparison_rows():
-    from hemasuite import papers
-
-    reported = papers.reported("P5")["models"]
-    extraction = {"inception_v3": fake_result(0.8), "inception_v3+resnet101": fake_result(0.7)}
-    tuning = {"alexnet": fake_result(0.6)}
-    table = transfer.paper_tables(extraction, tuning, reported)
+def test_tables_3_4_and_reported_rows():
+    extraction = {"inception_v3": fake_result("x", 0.8), "inception_v3+resnet101": fake_result("y", 0.7)}
+    tuning = {"alexnet": fake_result("z", 0.6)}
+    table = p5.paper_tables(extraction, tuning)
     assert table["model"].tolist() == ["Inception V3", "Inception V3 + ResNet-101", "AlexNet"]
     assert table["paper accuracy (T3)"].tolist() == [0.875, 0.811, 0.71]
     assert table.loc[0, "paper accuracy (T4)"] == 0.8705 and table.loc[2, "paper precision (T4)"] == 0.72
-    rows = transfer.comparison_rows(extraction, tuning, reported)
-    assert rows[0]["model"] == "Inception V3, feature extraction + SVM" and rows[0]["paper"] == 0.875
+    assert p5.REPORTED["Inception V3, feature extraction + SVM"] == {"accuracy": 0.875} and len(p5.REPORTED) == 10
+
+
+def test_registry_maps_every_replication_notebook_to_its_paper():
+    notebooks = {path.stem for path in (Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb")}
+    assert set(papers.REGISTRY) <= notebooks and papers.COMPARISON in notebooks
+    assert [m.ID for m in papers.REGISTRY.values()] == ["P4", "P1", "P3", "P2", "P5"]
+    assert papers.paper_id("22_p5_bone_marrow") == "P5" and papers.paper_id("00_data_validation") is None
+    with pytest.raises(ParameterError, match="not a replication notebook"):
+        papers.for_notebook("00_data_validation")
+    for stem, module in papers.REGISTRY.items():
+        assert module.NOTEBOOK == stem and stem.split("_", 1)[1] == module.__name__.rsplit(".", 1)[1]
+        assert all(0 < values["accuracy"] <= 1 for values in module.REPORTED.values())
 
 
 # ------------------------------------------------------------------ paper-profile models not in test_models
 
 
-def test_p3_densenet201_head_takes_a_step():
+def test_p3_densenet201_head_takes_a_step(one_step):
     result = one_step(lambda: models.transfer_classifier("densenet201", (32, 32, 3), 3, dense_units=512, dropout=0.5),
                       (32, 32, 3), run_eagerly=True)
     assert result.model.get_layer(index=-3).units == 512
 
 
-def test_patch_cnn_takes_a_step():
+def test_patch_cnn_takes_a_step(one_step):
     one_step(lambda: models.patch_cnn((32, 32, 3), 3, filters=(8, 16)), (32, 32, 3))
 
 
-def test_concatenated_inception_resnet_takes_a_step_with_its_last_layers():
+def test_concatenated_inception_resnet_takes_a_step_with_its_last_layers(one_step):
     shape = (75, 75, 3)
     model = one_step(lambda: models.concatenated_classifier(["inception_v3", "resnet101"], shape, 3,
                                                             trainable_layers=5), shape, run_eagerly=True).model

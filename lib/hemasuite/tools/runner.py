@@ -1,11 +1,12 @@
 """Run the numbered notebooks with a profile through papermill and publish the reports.
 
-``python -m hemasuite.runner --profile cpu [--notebooks 00 10] [-p epochs=3]``
+``python -m hemasuite.tools.runner --profile cpu [--notebooks 00 10] [-p epochs=3]``
 
 Each notebook executes in a staging folder. Only when it succeeds do its executed
 notebook, HTML rendering and results replace the ones under ``reports/<profile>/``; a
 failure is recorded with its error in ``reports/<profile>/runs.json``, the last good
-report stays, and the command exits non-zero.
+report stays, and the command exits non-zero. A notebook that declares a ``results_dir``
+parameter (the comparison) is given the published results folder of the profile.
 """
 
 from __future__ import annotations
@@ -19,11 +20,18 @@ import sys
 import time
 from pathlib import Path
 
+import nbformat
+import papermill
 import yaml
+from jupyter_client.kernelspec import KernelSpecManager
+from nbconvert import HTMLExporter
 
-from . import config
-from .errors import ParameterError
-from .results import write_json_atomic
+from .. import config
+from ..errors import ParameterError
+from ..papers import COMPARISON
+from ..record import write_json_atomic
+from .readme import update_readme
+from .site import build_index
 
 KERNEL = "hemasuite"
 SCRIPT = re.compile(r"<script\b[^>]*>.*?</script>", re.IGNORECASE | re.DOTALL)
@@ -65,15 +73,11 @@ def parse_overrides(pairs: list[str]) -> dict:
 
 def notebook_parameter_names(path: Path) -> set[str]:
     """Names defined in the notebook's ``parameters`` cell (papermill's own inspection)."""
-    import papermill
-
     return set(papermill.inspect_notebook(str(path)))
 
 
 def kernel_name() -> str:
     """The suite's registered kernel when present (``make kernel``), else the current Python."""
-    from jupyter_client.kernelspec import KernelSpecManager
-
     return KERNEL if KERNEL in KernelSpecManager().find_kernel_specs() else "python3"
 
 
@@ -83,8 +87,6 @@ def drop_startup_noise(notebook: Path) -> int:
     Only lines matching :data:`STARTUP_NOISE` go; any other stderr text (warnings,
     errors) stays in the report.
     """
-    import nbformat
-
     nb = nbformat.read(notebook, 4)
     dropped = 0
     for cell in nb.cells:
@@ -111,9 +113,6 @@ def render_html(notebook: Path, target: Path) -> None:
     Outputs are static (PNG figures embedded, tables as HTML), so every script, all of
     which nbconvert's template loads from CDNs (MathJax, RequireJS, Mermaid), is removed.
     """
-    import nbformat
-    from nbconvert import HTMLExporter
-
     body, _ = HTMLExporter(template_name="lab", embed_images=True).from_notebook_node(nbformat.read(notebook, 4))
     target.write_text(SCRIPT.sub("", body), encoding="utf-8")
 
@@ -133,14 +132,14 @@ def replace_tree(source: Path, target: Path) -> None:
 
 def run_one(path: Path, profile: str, overrides: dict, reports: Path, data_dir: str | None) -> dict:
     """Execute one notebook in staging; publish it only on success. Returns its status record."""
-    import papermill
-
     stem = path.stem
     staging = reports / ".staging" / profile
     staging_results = staging / "results"
     staging.mkdir(parents=True, exist_ok=True)
     params = config.notebook_parameters(profile, stem, overrides)
     params["output_dir"] = str(staging_results)
+    if "results_dir" in notebook_parameter_names(path):
+        params["results_dir"] = str((reports / profile / "results").resolve())
     if data_dir:
         params["data_dir"] = data_dir
     executed = staging / f"{stem}.ipynb"
@@ -181,17 +180,17 @@ def update_status(reports: Path, profile: str, records: list[dict]) -> Path:
     return path
 
 
-def run(profile: str, selection: list[str] | None = None, overrides: dict | None = None,
-        reports: Path | None = None, data_dir: str | None = None, notebook_dir: Path | None = None) -> list[dict]:
+def run_notebooks(profile: str, selection: list[str] | None = None, overrides: dict | None = None,
+                  reports: Path | None = None, data_dir: str | None = None,
+                  notebook_dir: Path | None = None) -> list[dict]:
     """Run the selected notebooks under ``profile``; returns one status record per notebook."""
-    from .site import build_index
-
     config.profile(profile)
     reports = Path(reports or config.repo_root() / "reports")
     paths = discover(selection, notebook_dir)
     for path in paths:  # fail on unknown parameters before spending time on any notebook
         params = config.notebook_parameters(profile, path.stem, overrides)
-        config.check_known(params, notebook_parameter_names(path) | {"output_dir", "data_dir"}, f"notebook {path.stem}")
+        config.check_known(params, notebook_parameter_names(path) | {"output_dir", "data_dir", "results_dir"},
+                           f"notebook {path.stem}")
     records = []
     for path in paths:
         print(f"[{profile}] {path.stem} ...", flush=True)
@@ -203,9 +202,7 @@ def run(profile: str, selection: list[str] | None = None, overrides: dict | None
         records.append(record)
         update_status(reports, profile, [record])
     build_index(reports)
-    if profile == "cpu" and any(r["notebook"] == "90_comparison" and r["status"] == "ok" for r in records):
-        from .comparison import update_readme
-
+    if profile == "cpu" and any(r["notebook"] == COMPARISON and r["status"] == "ok" for r in records):
         print(f"README comparison section updated: {update_readme(reports)}", flush=True)
     return records
 
@@ -225,7 +222,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_arguments(argv)
     try:
-        records = run(args.profile, args.notebooks, parse_overrides(args.param), args.reports, args.data_dir)
+        records = run_notebooks(args.profile, args.notebooks, parse_overrides(args.param), args.reports, args.data_dir)
     except ParameterError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

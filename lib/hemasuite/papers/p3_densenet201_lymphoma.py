@@ -1,5 +1,7 @@
 """P3 (Hasan et al., DenseNet-201 on IICBU lymphoma): the paper's protocol, a leakage-free one, a tile model.
 
+- :data:`REPORTED` and :data:`TABLE1`: the paper's numbers.
+
 - :func:`paper_protocol`: Augmentor copies of the whole set until every class has
   ``per_class`` images, then a random split of the augmented images, as the paper did:
   copies of one source image land on both sides of the split.
@@ -10,8 +12,11 @@
   the paper's 224x224).
 - :func:`leakage` counts the test images whose source image is in the training set;
   :func:`leakage_gap` is the accuracy difference of the two protocols with a bootstrap CI.
-- :func:`tile_set` / :func:`image_runs`: native-resolution tiles of the split's images;
+- :func:`tile_set` / :func:`image_predictions`: native-resolution tiles of the split's images;
   an image's prediction is the mean of its tiles' class probabilities.
+- :func:`train_backbone`, :func:`train_tile_cnn`, :func:`nearest_neighbour_probe`: the
+  notebook's three models, assessed (:func:`hemasuite.experiment.assess`).
+- :func:`leakage_record`, :func:`deviations`, :func:`verdict`: the rest of results.json.
 - :func:`tile_augmentation`: random flips and transposes of training tiles
   (:func:`hemasuite.augment.dihedral`: no interpolation, so the nuclear texture is not
   blurred), optionally with a per-tile colour jitter for the staining differences
@@ -25,11 +30,22 @@ from dataclasses import replace
 
 import numpy as np
 import pandas as pd
+import tensorflow as tf
+from PIL import Image
 
-from . import augment, baselines, pipeline, splits
-from .augment import AugmentorPipeline
-from .experiment import Prepared, SeedRun, pooled_per_class_table
+from .. import augment, baselines, config, experiment, models, pipeline, record, splits, training
+from ..augment import AugmentorPipeline
+from ..experiment import Assessed, Prepared, TrainedSeed, pooled_per_class_table
+from ..models import weights_kind
 
+ID = "P3"
+NOTEBOOK = "20_p3_densenet201_lymphoma"
+CITATION = "Hasan et al., DenseNet-201 on IICBU lymphoma"
+DATASET = "IICBU 2008 lymphoma (CLL/FL/MCL)"
+PROTOCOL = ("Augmentor to 1,200 per class, THEN random 80/20 split of the augmented set; 224x224, 25 epochs, batch 24, "
+            "Adam 1e-4, ImageNet")
+REPORTED = {"DenseNet-201": {"accuracy": 0.9956}}
+PROTOCOL_NAMES = {"paper protocol": "paper_protocol", "leakage-free": "leakage_free"}  # name -> file-name slug
 # Table I as printed (its FL row is labelled "LLF"). Support 300 per class is 900 test images,
 # 25% of 3,600 rather than the 20% the text states; 896 / 900 = 99.56% matches "only 4
 # misclassifications", 20% (720 images) cannot give 99.56%.
@@ -41,7 +57,7 @@ def _derived(prepared: Prepared, images: np.ndarray, sources: np.ndarray, split,
     """A :class:`Prepared` whose rows are derived from rows ``sources`` of ``prepared.frame`` (copies, tiles)."""
     frame = prepared.frame.iloc[sources].reset_index(drop=True).assign(source=sources, split=split)
     return Prepared(replace(prepared.dataset, frame=frame), frame, images, int(images.shape[1]),
-                    {**prepared.protocol, **protocol})
+                    {**prepared.protocol, **protocol}, prepared.split)
 
 
 def paper_protocol(prepared: Prepared, augmentor: AugmentorPipeline, per_class: int, test_fraction: float,
@@ -86,13 +102,11 @@ def leakage_free_protocol(prepared: Prepared, augmentor: AugmentorPipeline, per_
 
 def resized(protocol: Prepared, size: int) -> Prepared:
     """The protocol with its images resized to ``size`` x ``size`` (bilinear, as :func:`hemasuite.imageio.read_rgb`)."""
-    from PIL import Image
-
     if size == protocol.size:
         return protocol
     images = np.stack([np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
                        for image in protocol.images])
-    return replace(protocol, images=images, size=size, protocol={**protocol.protocol, "input_size": [size, size, 3]})
+    return replace(protocol, images=images, size=size)
 
 
 def leakage(protocol: Prepared) -> dict:
@@ -115,7 +129,7 @@ def leakage(protocol: Prepared) -> dict:
             "sources_on_both_sides": int(len(set(train["source"]) & set(test["source"])))}
 
 
-def leakage_gap(leaky: Prepared, leaky_runs: list[SeedRun], clean: Prepared, clean_runs: list[SeedRun],
+def leakage_gap(leaky: Prepared, leaky_trained: list[TrainedSeed], clean: Prepared, clean_trained: list[TrainedSeed],
                 n_boot: int = 1000, seed: int = 0) -> dict:
     """Seed-mean accuracy of both protocols and their difference, with a bootstrap 95% CI of the difference.
 
@@ -123,11 +137,11 @@ def leakage_gap(leaky: Prepared, leaky_runs: list[SeedRun], clean: Prepared, cle
     """
     rng = np.random.default_rng(seed)
 
-    def correct(prepared, runs):
+    def correct(prepared, trained):
         _, y = prepared.arrays("test")
-        return np.mean([r.probabilities.argmax(axis=1) == y for r in runs], axis=0)
+        return np.mean([r.probabilities.argmax(axis=1) == y for r in trained], axis=0)
 
-    a, b = correct(leaky, leaky_runs), correct(clean, clean_runs)
+    a, b = correct(leaky, leaky_trained), correct(clean, clean_trained)
     boot = (a[rng.integers(0, len(a), (n_boot, len(a)))].mean(axis=1)
             - b[rng.integers(0, len(b), (n_boot, len(b)))].mean(axis=1))
     low, high = np.quantile(boot, [0.025, 0.975])
@@ -159,29 +173,30 @@ def tile_set(prepared: Prepared, native: np.ndarray, tile: int, stride: int,
                   "test": int((split == "test").sum())}})
 
 
-def image_runs(prepared: Prepared, tiles: Prepared, runs: list[SeedRun]) -> list[SeedRun]:
+def image_predictions(prepared: Prepared, tiles: Prepared, trained: list[TrainedSeed]) -> list[TrainedSeed]:
     """Per-image probabilities (mean over the image's test tiles), in the order of ``prepared``'s test rows."""
     test_tiles = tiles.frame["split"] == "test"
     sources = tiles.frame.loc[test_tiles, "source"].to_numpy()
     tile_labels = tiles.dataset.label_ids[test_tiles.to_numpy()]
     order = np.flatnonzero(prepared.frame["split"] == "test")
     result = []
-    for r in runs:
+    for r in trained:
         probabilities = pd.DataFrame(r.probabilities).groupby(sources).mean().reindex(order).to_numpy()
         tile_accuracy = float((r.probabilities.argmax(axis=1) == tile_labels).mean())
         training = {**r.training, "tile_accuracy": round(tile_accuracy, 4)}
-        result.append(SeedRun(r.seed, probabilities, r.history, training, r.model))
+        result.append(TrainedSeed(r.seed, probabilities, r.history, training, r.model))
     return result
 
 
-def nearest_neighbour(protocol: Prepared, side: int = 32) -> list[SeedRun]:
+def nearest_neighbour(protocol: Prepared, side: int = 32) -> list[TrainedSeed]:
     """A probe that learns nothing about lymphoma: 1-nearest neighbour on pixel thumbnails of the training images.
 
     Under a leaky protocol it finds each test image's sibling copies in the training set.
     """
     train, test = protocol.arrays("train"), protocol.arrays("test")
     fitted = baselines.knn(train, test, test, k_values=(1,), side=side)  # k fixed: the test set chooses nothing
-    return [SeedRun(0, fitted.pop("probabilities"), {}, fitted)]
+    fitted.pop("selection")
+    return [TrainedSeed(0, fitted.pop("probabilities"), {}, fitted)]
 
 
 def tile_augmentation(colour_jitter: float = 0.0):
@@ -192,8 +207,6 @@ def tile_augmentation(colour_jitter: float = 0.0):
     clipped to [0, 1] (inputs are rescaled to [0, 1] first): a simple stand-in for the
     stain differences between slides, so that the network cannot lean on a slide's tint.
     """
-    import tensorflow as tf
-
     def make(seed: int):
         flip = augment.dihedral(seed)
         if colour_jitter <= 0:
@@ -224,14 +237,131 @@ def describe_tile_augmentation(colour_jitter: float = 0.0) -> dict:
 def per_class_beside_paper(protocols: dict) -> pd.DataFrame:
     """Table I layout (precision, recall, F1, support per class) of each protocol beside the paper's.
 
-    ``protocols`` maps a label to ``(prepared, runs)``; rates are means over seeds.
+    ``protocols`` maps a label to an :class:`~hemasuite.experiment.Assessed`; rates are means over seeds.
     """
     table = PAPER_TABLE1.rename(columns=lambda c: c if c == "class" else f"paper {c}")
-    table.insert(1, "class (this run)", next(iter(protocols.values()))[0].dataset.classes)
-    for label, (prepared, runs) in protocols.items():
-        ours = pooled_per_class_table(prepared, runs).iloc[:len(prepared.dataset.classes)]
+    table.insert(1, "class (this run)", next(iter(protocols.values())).prepared.dataset.classes)
+    for label, assessed in protocols.items():
+        prepared = assessed.prepared
+        ours = pooled_per_class_table(prepared, assessed.trained).iloc[:len(prepared.dataset.classes)]
         table[f"{label} precision"] = ours["PRE"].to_numpy(float)
         table[f"{label} recall"] = ours["SEN"].to_numpy(float)
         table[f"{label} f1"] = ours["F1"].to_numpy(float)
         table[f"{label} support"] = ours["support"].to_numpy(int)
     return table
+
+
+def protocols(prepared: Prepared, per_class: int, test_fraction: float, seed: int, size: int) -> dict[str, Prepared]:
+    """The paper's and the leakage-free protocol with the paper's Augmentor settings, resized to ``size``."""
+    augmentor = AugmentorPipeline(seed=seed)
+    built = {"paper protocol": paper_protocol(prepared, augmentor, per_class, test_fraction, seed),
+             "leakage-free": leakage_free_protocol(prepared, augmentor, per_class, test_fraction, seed)}
+    return {name: resized(protocol, size) for name, protocol in built.items()}
+
+
+def nearest_neighbour_probe(run, protocols: dict[str, Prepared], n_boot: int) -> dict[str, Assessed]:
+    """:func:`nearest_neighbour` under each protocol, assessed."""
+    return {name: experiment.assess(run, f"nn_probe_{PROTOCOL_NAMES[name]}", "1-NN pixel probe", protocol,
+                                    nearest_neighbour(protocol), n_boot, record.Weights("none (no training)"),
+                                    variant=name, leaky=name == "paper protocol")
+            for name, protocol in protocols.items()}
+
+
+def train_backbone(run, protocols: dict[str, Prepared], backbone: str, weights, seeds, epochs: int, batch_size: int,
+                   learning_rate: float, n_boot: int) -> dict[str, Assessed]:
+    """The paper's network (``backbone`` + Dense 512 + Dropout 0.5 + softmax) under each protocol, same training."""
+    protocol = next(iter(protocols.values()))
+    shape, n_classes = (protocol.size, protocol.size, 3), len(protocol.dataset.classes)
+    build = lambda: models.transfer_classifier(backbone, shape, n_classes, weights, dense_units=512,  # noqa: E731
+                                               dropout=0.5)
+    results = {}
+    for name, protocol in protocols.items():
+        trained = experiment.train_seeds(protocol, build, seeds, epochs, batch_size,
+                                         training.adam(learning_rate, epochs, "constant"), rescale=1.0)
+        results[name] = experiment.assess(run, f"{backbone}_{PROTOCOL_NAMES[name]}", network_name(backbone), protocol,
+                                          trained, n_boot, experiment.weights_record(weights, backbone),
+                                          "DenseNet-201", REPORTED["DenseNet-201"]["accuracy"], variant=name,
+                                          leaky=name == "paper protocol")
+    return results
+
+
+def network_name(backbone: str) -> str:
+    """DenseNet-201, or the backbone that stands in for it."""
+    return "DenseNet-201" if backbone == "densenet201" else f"{backbone} (in place of DenseNet-201)"
+
+
+def train_tile_cnn(run, prepared: Prepared, tile_size: int, stride: int, test_stride: int, stem_stride: int,
+                   colour_jitter: float, filters, seeds, epochs: int, batch_size: int, learning_rate: float,
+                   tta: bool, n_boot: int) -> tuple[Assessed, Prepared]:
+    """The tile CNN at native resolution on the leakage-free split; an image's prediction is the mean of its tiles'.
+
+    Returns the assessed image-level model and the tile set.
+    """
+    native = pipeline.load_images(prepared.frame, None, cache_dir=config.cache_dir())
+    tiles = tile_set(prepared, native, tile_size, stride, test_stride)
+    trained = experiment.train_seeds(
+        tiles, lambda: models.patch_cnn((tile_size, tile_size, 3), len(prepared.dataset.classes), filters=filters,
+                                        stem_stride=stem_stride),
+        seeds, epochs, batch_size, training.adam(learning_rate, epochs, "cosine"),
+        augment=tile_augmentation(colour_jitter), tta=tta)
+    images = image_predictions(prepared, tiles, trained)
+    assessed = experiment.assess(run, "tile_cnn", "tile CNN (native resolution)", prepared, images, n_boot,
+                                 record.Weights("random init"), "DenseNet-201", REPORTED["DenseNet-201"]["accuracy"],
+                                 variant="leakage-free")
+    return assessed, tiles
+
+
+def leakage_record(backbone: dict[str, Assessed], probe: dict[str, Assessed], gap: dict,
+                   counts: dict) -> record.Leakage:
+    """The paper's network and the 1-NN probe under both protocols, the network's accuracy gap, the leak counts."""
+    measurements = [record.LeakageMeasurement(name, assessed.row.model, assessed.row.leaky, assessed.row.mean,
+                                              assessed.row.ci_low, assessed.row.ci_high)
+                    for group in (backbone, probe) for name, assessed in group.items()]
+    difference = record.Difference(gap["difference"], gap["difference_ci_low"], gap["difference_ci_high"],
+                                   gap["n_boot"])
+    return record.Leakage(measurements, difference, counts)
+
+
+def deviations(p: dict) -> list[str]:
+    """This notebook's differences from the paper, from its parameters ``p``."""
+    network = network_name(p["backbone"])
+    return experiment.deviations(p["profile"], {
+        "network": network,
+        "weights": weights_kind(p["weights"]) + ("" if p["weights"] == "imagenet" else " (paper: ImageNet); batch "
+                                                  "normalisation momentum 0.9, as for every randomly initialised "
+                                                  "backbone"),
+        "input size": f"{p['image_size']}x{p['image_size']}, augmented at {p['augment_size']}x{p['augment_size']} "
+                      "(paper: 224x224)",
+        "augmented images per class": f"{p['per_class']} (paper: 1,200)",
+        "epochs": f"{p['epochs']} (paper: 25)",
+        "learning rate": f"Adam {p['learning_rate']} (paper: 1e-4)",
+        "seeds": f"{p['backbone_seeds']} for {network} (paper: one run, no seed stated)",
+        "test split": f"{p['test_fraction']:.0%} (paper text: 20%; its Table I support implies 25%)",
+        "case identifiers": "not available in this copy: images of one case may fall on both sides",
+        "Augmentor probabilities": "exact p (Augmentor's rounding fires at about p + 0.05)"})
+
+
+def verdict(candidates: list[Assessed], gap: dict, counts: dict, target: float, synthetic: bool) -> str:
+    """The best leakage-free model against ``target``, and what the paper's protocol adds."""
+    best = max(candidates, key=lambda a: a.row.mean)
+    text = experiment.verdict(f"{best.row.model}, leakage-free", best.row, target, synthetic)
+    return text + (f" Paper protocol minus leakage-free (same network): {gap['difference']:+.2%} "
+                   f"(95% CI {gap['difference_ci_low']:+.2%} to {gap['difference_ci_high']:+.2%}); "
+                   f"{counts['paper protocol']['share_with_source_in_train']:.0%} of the paper protocol's test images "
+                   f"have their source image in its training set. Paper: {REPORTED['DenseNet-201']['accuracy']:.2%}.")
+
+
+def details(p: dict, tiles: Prepared, protocols: dict[str, Prepared]) -> dict:
+    """Protocol details of results.json: both protocols' splits and augmentation, the network, the tile model."""
+    return {"protocols": {name: {k: v for k, v in protocol.protocol.items() if k != "preprocess"}
+                          for name, protocol in protocols.items()},
+            "model": f"{network_name(p['backbone'])} + Dense 512 + Dropout 0.5 + softmax",
+            "optimizer": f"Adam lr {p['learning_rate']}", "batch_size": p["batch_size"], "epochs": p["epochs"],
+            "tile_model": {**tiles.protocol["tiles"], "filters": p["tile_filters"],
+                           "stem_stride": p["tile_stem_stride"],
+                           "epochs": p["tile_epochs"], "batch_size": p["tile_batch_size"],
+                           "optimizer": f"Adam {p['tile_learning_rate']} cosine", "seeds": p["tile_seeds"],
+                           "test_time_augmentation": "8 dihedral views per tile, probabilities averaged"
+                           if p["tile_test_time_augmentation"] else None,
+                           "augmentation": describe_tile_augmentation(p["tile_colour_jitter"]),
+                           "aggregation": "mean of tile probabilities per image"}}

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..papers import COMPARISON
+
 PROFILE_ORDER = ("cpu", "paper", "smoke")
-COMPARISON = "90_comparison"
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2rem auto;max-width:1100px;
 color:#222;padding:0 1rem}

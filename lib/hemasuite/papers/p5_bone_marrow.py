@@ -1,0 +1,318 @@
+"""P5 (Khan & Tehsin 2022): rotation-augmented training set, feature extraction + SVM, fine-tuning.
+
+- :func:`stratified_subset`: the stand-in cut to the paper's data size (633 images).
+- :func:`rotated_training_set`: every training image at 0, 90, 180 and 270 degrees; the
+  test set stays as it is.
+- :func:`feature_extraction`: FC6 (AlexNet, VGG-16) or globally pooled features (Inception
+  V3, ResNet-101, both concatenated) of the frozen backbone, cached on disk, then a linear
+  SVM whose C is chosen by cross-validation with the rotations of an image kept in one fold.
+- :func:`fine_tuning`: the backbone with its last ``trainable_layers`` layers and a new
+  softmax layer trained. With ``trainable_layers=0`` (the paper froze 822 of 825 layers:
+  only the new fully connected, softmax and output layers learn) the frozen part gives the
+  same output every epoch, so the new layer is trained on its cached features.
+- :func:`paper_tables`: the paper's Tables 3 and 4 (technique x model) beside this run.
+- :func:`deviations`, :func:`verdict`, :func:`details`: the rest of results.json.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+from scipy.special import softmax
+from sklearn.model_selection import GridSearchCV, GroupKFold
+from sklearn.multiclass import OneVsRestClassifier
+from sklearn.svm import SVC
+
+from .. import augment, config, experiment, features, models, record, training
+from ..datasets import Dataset
+from ..experiment import Assessed, Prepared, TrainedSeed
+
+ID = "P5"
+NOTEBOOK = "22_p5_bone_marrow"
+CITATION = "Khan & Tehsin 2022, bone-marrow leukemia subtypes"
+DATASET = "bone marrow L1/L2/M2/M3/M5 (not public)"
+PROTOCOL = "rot90 x4 augmentation, 75/25 split, batch 30, 20 epochs, momentum 0.9, lr 1e-3, ImageNet"
+TECHNIQUES = ("feature extraction + SVM", "fine-tuning")
+# Table 3 as printed: accuracy per technique and network.
+TABLE3 = {"feature extraction + SVM": {"AlexNet": 0.7804, "Inception V3": 0.8750, "VGG-16": 0.8103,
+                                       "ResNet-101": 0.7905, "Inception V3 + ResNet-101": 0.8110},
+          "fine-tuning": {"AlexNet": 0.71, "Inception V3": 0.777, "VGG-16": 0.652, "ResNet-101": 0.69,
+                          "Inception V3 + ResNet-101": 0.761}}
+REPORTED = {f"{model}, {technique}": {"accuracy": value}
+            for technique, values in TABLE3.items() for model, value in values.items()}
+STANDS_IN_FOR = "the bone-marrow subtype set (P5)"
+# Table 4 as printed. Its first block is headed "Fine tuning" but holds (nearly) Table 3's
+# feature-extraction accuracies with classifier SVM (81.0 vs 81.03, 87.05 vs 87.50, 79.5 vs
+# 79.05, 82.7 vs 81.10) and no AlexNet row; read here as feature extraction.
+PAPER_TABLE4 = {
+    "feature extraction + SVM": {"VGG-16": (0.85, 0.89, 0.810), "Inception V3": (0.84, 0.94, 0.8705),
+                                 "ResNet-101": (0.81, 0.72, 0.795), "Inception V3 + ResNet-101": (0.83, 0.88, 0.827)},
+    "fine-tuning": {"AlexNet": (0.72, 0.84, 0.71), "Inception V3": (0.74, 0.82, 0.777), "VGG-16": (0.62, 0.85, 0.652),
+                    "ResNet-101": (0.66, 0.72, 0.69), "Inception V3 + ResNet-101": (0.77, 0.84, 0.761)},
+}
+PAPER_NAMES = {"alexnet": "AlexNet", "vgg16": "VGG-16", "inception_v3": "Inception V3", "resnet101": "ResNet-101",
+               "inception_v3+resnet101": "Inception V3 + ResNet-101"}
+
+
+def stratified_subset(dataset: Dataset, n: int | None, seed: int) -> Dataset:
+    """``n`` images of ``dataset`` with its class proportions (None: all), seeded."""
+    if n is None or n >= len(dataset.frame):
+        return dataset
+    rng = np.random.default_rng(seed)
+    exact = dataset.counts().to_numpy() / len(dataset.frame) * n
+    quota = np.floor(exact).astype(int)
+    quota[np.argsort(quota - exact, kind="stable")[: n - quota.sum()]] += 1  # largest remainders
+    keep = np.concatenate([rng.choice(np.flatnonzero(dataset.frame["label"] == label), count, replace=False)
+                           for label, count in zip(dataset.classes, quota)])
+    frame = dataset.frame.iloc[np.sort(keep)].reset_index(drop=True)
+    return replace(dataset, frame=frame, info={**dataset.info, "subset": f"{n} of {len(dataset.frame)} images, "
+                                                                        f"stratified, seed {seed}"})
+
+
+def rotated_training_set(prepared: Prepared) -> Prepared:
+    """Training rows replaced by their four right-angle rotations (:func:`hemasuite.augment.rot90_x4`).
+
+    The frame gains ``source`` (row of ``prepared.frame``) and ``rotation`` (quarter turns).
+    """
+    train = np.flatnonzero(prepared.frame["split"] == "train")
+    rest = np.flatnonzero(prepared.frame["split"] != "train")
+    rotated, _, sources = augment.rot90_x4(prepared.images[train], None, train)
+    frame = pd.concat([prepared.frame.iloc[sources].assign(source=sources, rotation=np.tile(np.arange(4), len(train))),
+                       prepared.frame.iloc[rest].assign(source=rest, rotation=0)], ignore_index=True)
+    images = np.concatenate([rotated, prepared.images[rest]])
+    return replace(prepared, dataset=replace(prepared.dataset, frame=frame), frame=frame, images=images,
+                   protocol={**prepared.protocol, "augmentation": augment.describe_rot90()})
+
+
+def feature_layer(backbone: str, weights, size: int) -> tuple[str, str | None]:
+    """The layer feature extraction reads, and a note when it is a substitute.
+
+    FC6 for AlexNet and VGG-16 (the paper); VGG-16's ImageNet FC6 needs 224x224 inputs, so
+    at another size its globally pooled last convolution block stands in.
+    """
+    if backbone == "alexnet":
+        return "fc6", None
+    if backbone == "vgg16":
+        if features.effective_weights(backbone, weights) is not None and size != 224:
+            return "avgpool", "VGG-16 ImageNet FC6 needs 224x224 input: globally pooled block 5 used instead"
+        return "fc6", None
+    return "avgpool", None
+
+
+def frozen_layer(backbone: str) -> str:
+    """The output of the frozen part of :func:`fine_tune_model` with ``trainable_layers=0``."""
+    return "fc7" if backbone == "alexnet" else "avgpool"
+
+
+def fine_tune_model(backbone: str, input_shape, n_classes: int, weights=None, trainable_layers: int = 0,
+                    dropout: float = 0.5):
+    """The backbone with a new softmax layer; only its last ``trainable_layers`` layers and the new one learn."""
+    if backbone == "alexnet":
+        model = models.alexnet(input_shape, n_classes, dropout=dropout)
+        for layer in model.layers[:-(trainable_layers + 2)]:  # +2: the new layer and the dropout before it
+            layer.trainable = False
+        return model
+    if "+" in backbone:
+        return models.concatenated_classifier(backbone.split("+"), input_shape, n_classes, weights, dropout,
+                                              trainable_layers)
+    return models.transfer_classifier(backbone, input_shape, n_classes, weights, dropout=dropout,
+                                      trainable_layers=trainable_layers)
+
+
+def svm(prepared: Prepared, c_grid, seed: int = 0, folds: int = 3,
+        feature_images_per_s: float | None = None) -> list[TrainedSeed]:
+    """Linear SVM (one-vs-rest) on feature rows, C chosen by grouped cross-validation on the training rows.
+
+    Features are centred and scaled to unit mean norm (training rows); the SVMs work on the
+    precomputed linear kernel, so the C grid costs one matrix product. Folds keep every
+    rotation of an image together (``source``), so C is not chosen on rotated copies of
+    training images. Scores are the softmax of the decision values (their argmax is the
+    prediction; they are not calibrated probabilities).
+
+    The record holds the SVM's own speed (grid search + refit, and prediction, in feature
+    rows per second) and, given the backbone's ``feature_images_per_s``, the end-to-end
+    image speeds of feature extraction + SVM as ``train_images_per_s`` and
+    ``inference_images_per_s``, and the cross-validated accuracy of every C as its
+    ``selection``.
+    """
+    x_train, y_train = prepared.arrays("train")
+    x_test, _ = prepared.arrays("test")
+    centre = x_train.mean(axis=0)
+    scale = np.linalg.norm(x_train - centre, axis=1).mean() + 1e-12
+    train, test = (x_train - centre) / scale, (x_test - centre) / scale
+    groups = prepared.frame.loc[prepared.frame["split"] == "train", "source"].to_numpy()
+    search = GridSearchCV(OneVsRestClassifier(SVC(kernel="precomputed")), {"estimator__C": list(c_grid)},
+                          cv=GroupKFold(n_splits=folds), scoring="accuracy")
+    start = time.perf_counter()
+    search.fit(train @ train.T, y_train, groups=groups)
+    fit_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    decision = search.decision_function(test @ train.T)
+    predict_seconds = time.perf_counter() - start
+    if decision.ndim == 1:  # two classes: one SVM, positive score for the second class
+        decision = np.stack([-decision, decision], axis=1)
+    scores = softmax(decision, axis=1)
+    record = {"classifier": "linear SVM, one-vs-rest (features centred, unit mean norm)",
+              "C": search.best_params_["estimator__C"], "cv_accuracy": round(float(search.best_score_), 4),
+              "cv": f"{folds}-fold, rotations of an image together", "c_grid": list(c_grid),
+              "wall_time_s": round(fit_seconds, 3),
+              "svm_fit_rows_per_s": training.per_second(len(train), fit_seconds),
+              "svm_predict_rows_per_s": training.per_second(len(test), predict_seconds),
+              "feature_images_per_s": feature_images_per_s,
+              "selection": {"what": "C", "on": f"{folds}-fold cross-validation on the training rows, rotations of an "
+                                               "image in one fold: accuracy",
+                            "chosen": f"C={search.best_params_['estimator__C']:g}",
+                            "tried": {f"C={c:g}": float(score) for c, score in
+                                      zip(c_grid, search.cv_results_["mean_test_score"])}}}
+    if feature_images_per_s:
+        # per image: its forward pass through the backbone, then its share of the SVM's time
+        record["train_images_per_s"] = training.per_second(len(train), len(train) / feature_images_per_s + fit_seconds)
+        record["inference_images_per_s"] = training.per_second(len(test),
+                                                              len(test) / feature_images_per_s + predict_seconds)
+    return [TrainedSeed(seed, scores, {}, record)]
+
+
+def feature_svm(rotated: Prepared, backbone: str, weights, seed: int, c_grid, batch_size: int = 32,
+                cache_dir=None) -> tuple[Prepared, list[TrainedSeed], dict]:
+    """Technique (a) for one backbone: cached frozen features (:func:`feature_layer`), then :func:`svm`.
+
+    Returns the feature set, the SVM's predictions and the extraction record.
+    """
+    layer, note = feature_layer(backbone.split("+")[0], weights, rotated.size)
+    x, extracted = features.layer_features(rotated.images, rotated.frame["path"], backbone, layer, weights, seed,
+                                           variant=rotated.frame["rotation"].tolist(), batch_size=batch_size,
+                                           cache_dir=cache_dir)
+    feature_set = features.as_prepared(rotated, x, standardize=False)
+    return feature_set, svm(feature_set, c_grid, seed, feature_images_per_s=extracted["images_per_s"]), \
+        {**extracted, "substitute": note}
+
+
+def _assess(run, technique: str, backbone: str, prepared: Prepared, trained, n_boot: int, weights,
+            built: dict) -> Assessed:
+    """Assess one technique x backbone as a row named ``<network>, <technique>``."""
+    model = f"{PAPER_NAMES.get(backbone, backbone)}, {technique}"
+    prefix = "fe" if technique == TECHNIQUES[0] else "ft"
+    assessed = experiment.assess(run, f"{prefix}_{backbone}", model, prepared, trained, n_boot,
+                                 experiment.weights_record(features.effective_weights(backbone, weights),
+                                                           backbone), model,
+                                 REPORTED.get(model, {}).get("accuracy"))
+    assessed.details = built
+    return assessed
+
+
+def feature_extraction(run, rotated: Prepared, backbones, weights, seed: int, c_grid, n_boot: int,
+                       batch_size: int = 32) -> dict[str, Assessed]:
+    """Technique (a) for every backbone (:func:`feature_svm`), assessed."""
+    results = {}
+    for backbone in backbones:
+        feature_set, trained, extracted = feature_svm(rotated, backbone, weights, seed, c_grid, batch_size)
+        results[backbone] = _assess(run, TECHNIQUES[0], backbone, feature_set, trained, n_boot, weights, extracted)
+    return results
+
+
+def fine_tuning(run, rotated: Prepared, backbones, weights, seed: int, seeds, epochs: int, batch_size: int,
+                learning_rate: float, momentum: float, trainable_layers: int, n_boot: int) -> dict[str, Assessed]:
+    """Technique (b) for every backbone: new softmax layer (+ last layers), ``seeds``, SGD, assessed.
+
+    With ``trainable_layers=0`` the new layer is trained on the cached, standardised output
+    of the frozen backbone (drawn with ``seed`` under random init, as in feature extraction).
+    """
+    shape, n_classes = (rotated.size, rotated.size, 3), len(rotated.dataset.classes)
+    optimizer = training.sgd(learning_rate, momentum)
+    results = {}
+    for backbone in backbones:
+        if trainable_layers == 0:
+            x, built = features.layer_features(rotated.images, rotated.frame["path"], backbone,
+                                               frozen_layer(backbone.split("+")[0]), weights, seed,
+                                               variant=rotated.frame["rotation"].tolist(), batch_size=batch_size)
+            source = features.as_prepared(rotated, x)
+            trained = experiment.train_seeds(source, lambda: features.softmax_head(x.shape[1], n_classes), seeds,
+                                             epochs, batch_size, optimizer, rescale=1.0)
+            built["trained"] = "new softmax layer on the cached output of the frozen backbone"
+        else:
+            source = rotated
+            trained = experiment.train_seeds(
+                rotated, lambda: fine_tune_model(backbone, shape, n_classes, weights, trainable_layers), seeds,
+                epochs, batch_size, optimizer, rescale=features.input_rescale(backbone))
+            built = {"trained": f"last {trainable_layers} backbone layers + new softmax layer"}
+        results[backbone] = _assess(run, TECHNIQUES[1], backbone, source, trained, n_boot, weights, built)
+    return results
+
+
+def train_small_cnn(run, rotated: Prepared, seeds, epochs: int, batch_size: int, learning_rate: float,
+                    momentum: float, n_boot: int) -> Assessed:
+    """The paper's small CNN from scratch on the rotated training set (a model the paper reports no number for)."""
+    shape = (rotated.size, rotated.size, 3)
+    trained = experiment.train_seeds(rotated, lambda: models.p5_small_cnn(shape, len(rotated.dataset.classes)), seeds,
+                                     epochs, batch_size, training.sgd(learning_rate, momentum))
+    return experiment.assess(run, "small_cnn", "small CNN", rotated, trained, n_boot, record.Weights("random init"))
+
+
+def paper_tables(feature_results: dict[str, Assessed], tuning_results: dict[str, Assessed]) -> pd.DataFrame:
+    """Tables 3 and 4 (technique x model: accuracy, precision, recall) with this run's values beside them.
+
+    This run's precision and recall are macro averages over classes (the paper does not
+    say which average it prints); accuracy is the mean over seeds with the bootstrap CI
+    of that mean.
+    """
+    rows = []
+    for technique, results in zip(TECHNIQUES, (feature_results, tuning_results)):
+        for backbone, result in results.items():
+            model = PAPER_NAMES.get(backbone, backbone)
+            over = result.evaluation["over_seeds"]
+            precision, recall, accuracy4 = PAPER_TABLE4[technique].get(model, (None, None, None))
+            rows.append({"technique": technique, "model": model, "weights": result.row.weights.label,
+                         "paper accuracy (T3)": TABLE3[technique].get(model), "paper accuracy (T4)": accuracy4,
+                         "accuracy": result.row.mean, "ci_low": result.row.ci_low, "ci_high": result.row.ci_high,
+                         "seeds": len(result.row.seeds), "paper precision (T4)": precision,
+                         "precision": over["precision_macro"]["mean"], "paper recall (T4)": recall,
+                         "recall": over["recall_macro"]["mean"]})
+    return pd.DataFrame(rows)
+
+
+def deviations(p: dict, data: Dataset, extraction: dict[str, Assessed]) -> list[str]:
+    """This notebook's differences from the paper, from its parameters ``p``."""
+    substitutes = [r.details["substitute"] for r in extraction.values() if r.details.get("substitute")]
+    return experiment.deviations(p["profile"], {
+        "dataset": data.display_name + ("" if data.name == "bone_marrow_subtypes" else
+                                        f" ({len(data.classes)} classes; the paper has five subtypes)"),
+        "input size": f"{p['image_size']}x{p['image_size']} (paper: the networks' own, 224-299)",
+        "weights": f"{p['weights'] or 'random init'} (paper: ImageNet); AlexNet random init in every profile",
+        "augmentation": "rot90 x4 of the training images only (paper: unclear whether before or after the split)",
+        "fine-tuning": f"last {p['fine_tune_layers']} backbone layers + new softmax layer trainable (paper: 822 of "
+                       "the mixed network's 825 layers frozen)",
+        "epochs": f"{p['epochs']} for the new layers, {p['cnn_epochs']} for the small CNN (paper: 20)",
+        "SVM": f"linear, one-vs-rest, C in {p['c_grid']} by grouped 3-fold CV (paper: kernel, C, multi-class scheme "
+               "not stated)",
+        **({"VGG-16 FC6": "; ".join(substitutes)} if substitutes else {})})
+
+
+def verdict(candidates: list[Assessed], data: Dataset) -> str:
+    """The best technique x network against the paper's value for it, and the paper's best."""
+    best = max(candidates, key=lambda a: a.row.mean)
+    text = experiment.verdict(f"{best.row.model} ({data.display_name})", best.row, best.row.paper_value,
+                              data.synthetic)
+    text += f" Paper's best: Inception V3 features + SVM, {TABLE3[TECHNIQUES[0]]['Inception V3']:.2%}."
+    if data.stand_in:
+        text += (" STAND-IN task with a different number of classes: the comparison is of the method, not of the "
+                 "numbers.")
+    return text
+
+
+def details(p: dict, extraction: dict[str, Assessed], tuning: dict[str, Assessed]) -> dict:
+    """Protocol details of results.json: backbones, SVM grid, optimiser, what each model was built from."""
+    return {"backbones": p["backbones"], "weights": p["weights"], "c_grid": p["c_grid"],
+            "fine_tune_layers": p["fine_tune_layers"], "optimizer": f"SGD lr {p['learning_rate']} momentum "
+                                                                     f"{p['momentum']}",
+            "batch_size": p["batch_size"], "epochs": p["epochs"], "cnn_epochs": p["cnn_epochs"],
+            "features": {name: r.details for name, r in extraction.items()},
+            "fine_tuning": {name: r.details for name, r in tuning.items()}}
+
+
+def check_backbones(backbones) -> None:
+    """Every name is AlexNet, a ``keras.applications`` backbone, or ``a+b`` of those."""
+    known = {"alexnet", *models.BACKBONES}
+    config.check_known(dict.fromkeys(part for name in backbones for part in name.split("+")), known, "backbones")
