@@ -68,7 +68,7 @@ def test_table_from_the_smoke_results(results):
     assert p4.loc["ResNet50", "status"] == "missing: not run by this notebook in profile smoke"
     assert p4.loc["Sequential CNN", "protocol_differences"].startswith("input size:")  # the profile line is left out
     assert p4.loc["Sequential CNN", "leakage"] == \
-        "duplicates kept on one side; image-level split (no case ids: one patient's cells can be on both sides)"
+        comparison.SPLIT_LEVELS["duplicate"]
     p3 = rows_of(table, "P3")
     leaky = p3[p3["model"].str.endswith("[paper protocol]")]
     assert len(leaky) == 2 and (leaky["leakage"] == comparison.AUGMENT_BEFORE_SPLIT).all()

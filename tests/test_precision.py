@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from hemasuite import config, results, session, training
+from hemasuite import config, record, training
 from hemasuite.errors import ParameterError
 from hemasuite.tools import precision_choice
 
@@ -43,14 +43,14 @@ def test_gpu_keeps_mixed_float16_whatever_the_cpu_policy():
     assert training.precision_policy(gpu=False) == "float32"
 
 
-def test_session_start_applies_the_profile_and_results_record_it(tmp_path, monkeypatch):
+def test_session_start_applies_the_profile_and_results_record_it(tmp_path, monkeypatch, start_run):
     monkeypatch.setenv(config.PROFILES_ENV, str(write_profiles(tmp_path, "mixed_bfloat16")))
-    run = session.start("00_x", profile="fast", data_dir=None, output_dir=tmp_path, seed=0)
-    recorded = json.loads(run.finish().read_text())["environment"]["precision"]
+    run = start_run("00_x", profile="fast", data_dir=None, output_dir=str(tmp_path), seed=0)
+    recorded = run.finish().environment.precision
     assert recorded["cpu_policy"] == "mixed_bfloat16" and recorded["gpu_policy"] == "mixed_float16"
     assert recorded["cpu_policy_from"] == "profile fast: cpu_precision"
     assert recorded["policy"] == training.precision_policy()
-    assert results.environment()["precision"] == recorded
+    assert record.environment().precision == recorded
 
 
 def test_every_profile_names_a_valid_cpu_policy():

@@ -26,10 +26,12 @@ COLUMNS = ["paper", "notebook", "model", "weights", "dataset", "metric", "paper_
 README_TABLE = "comparison_readme.md"
 AUGMENT_BEFORE_SPLIT = "augmentation before split (paper protocol: augmented copies of one image on both sides)"
 SPLIT_LEVELS = {
-    "image": "image-level split (no case ids: one patient's cells can be on both sides)",
-    "field": "field-level split (images of one smear field on one side; a patient's other fields can be on both "
-             "sides)",
-    "case": "case-level split (all images of a patient on one side)"}
+    "image": "image-level split (duplicates not controlled)",
+    "duplicate": "duplicates kept on one side; otherwise image-level (no case ids: one patient's cells can be on "
+                 "both sides)",
+    "field": "field-level split (duplicates and same-field twins on one side; no case ids: a patient's other "
+             "fields can be on both sides)",
+    "case": "case-level split (all images of a case on one side)"}
 
 
 # ---------------------------------------------------------------------------- reading
@@ -77,8 +79,7 @@ def split_leakage(protocol: Protocol | None) -> str:
     """Leakage status of a notebook's own split: duplicates, and the level it keeps on one side."""
     if protocol is None:
         return "split not recorded"
-    duplicates = "duplicates kept on one side" if "duplicate" in protocol.split.method else "duplicates not controlled"
-    return f"{duplicates}; {SPLIT_LEVELS[protocol.split.level]}"
+    return SPLIT_LEVELS[protocol.split.level]
 
 
 def notebook_rows(stem: str, result: Results | None) -> list[dict]:

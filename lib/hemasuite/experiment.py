@@ -51,8 +51,8 @@ def prepare(run: Run | None, dataset: Dataset, fractions, seed: int, size: int,
             near_threshold: int = validation.NEAR_THRESHOLD, level: str | None = None) -> Prepared:
     """Stratified, seeded split of ``dataset`` that keeps the groups of ``level`` on one side.
 
-    ``level`` is a key of :data:`hemasuite.validation.SPLIT_LEVELS`; default: ``case``
-    where the dataset publishes case / subject ids, else ``field``. Above ``image`` level,
+    ``level`` is a key of :data:`hemasuite.validation.SPLIT_LEVELS`; default: the strictest
+    the dataset supports (:func:`hemasuite.validation.default_level`). Above ``image`` level,
     splits of field images (smears, tissue) are also checked for look-alike images across
     sides (phase correlation, independent of the groups). The manifest is saved as
     ``split_manifest.csv`` of ``run`` (no manifest without a run).

@@ -394,8 +394,11 @@ def level_groups(frame: pd.DataFrame, report: ValidationReport, level: str, grou
 
 
 def default_level(dataset) -> str:
-    """The strictest level a dataset supports: ``case`` with published case / subject ids, else ``field``."""
-    return "case" if dataset.info.get("subject_ids") else "field"
+    """The strictest level a dataset supports: ``case`` with published case / subject ids, ``field`` for
+    field images (smears, tissue: same-field twins are detected there), else ``duplicate``."""
+    if dataset.info.get("subject_ids"):
+        return "case"
+    return "field" if dataset.info.get("image_kind") == "field" else "duplicate"
 
 
 def same_field_calibration(dataset, report: ValidationReport, n_random: int = 2000, seed: int = 0) -> pd.DataFrame:

@@ -53,7 +53,7 @@ from ..papers import p2_cnmc_transfer as p2
 from ..papers import p3_densenet201_lymphoma as p3
 from ..papers import p4_sequential_cnn as p4
 from ..papers import p5_bone_marrow as p5
-from ..results import device_description, markdown_table
+from ..record import device_description, markdown_table
 
 DOCUMENTED = {  # images per class as published (README of the data folder); IICBU: this copy's pixel size
     "taleqani_all": {"classes": {"Benign": 504, "Early": 985, "Pre": 963, "Pro": 804}},
