@@ -14,7 +14,7 @@ Modules, in the order a notebook uses them:
 - ``metrics``     per-class tables, bootstrap CIs, ROC AUC, calibration
 - ``plots``       figures; ``explain`` Grad-CAM
 - ``results``     results.json with protocol and environment
-- ``runner``      papermill runner and HTML report site
+- ``runner``      papermill runner; ``report_site`` the Sphinx report site
 - ``comparison``  the 90_comparison table and figures, README results section
 - ``bench``       performance benchmark (``make bench``)
 """

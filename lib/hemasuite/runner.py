@@ -184,7 +184,7 @@ def update_status(reports: Path, profile: str, records: list[dict]) -> Path:
 def run(profile: str, selection: list[str] | None = None, overrides: dict | None = None,
         reports: Path | None = None, data_dir: str | None = None, notebook_dir: Path | None = None) -> list[dict]:
     """Run the selected notebooks under ``profile``; returns one status record per notebook."""
-    from .site import build_index
+    from .report_site import build_site
 
     config.profile(profile)
     reports = Path(reports or config.repo_root() / "reports")
@@ -202,7 +202,7 @@ def run(profile: str, selection: list[str] | None = None, overrides: dict | None
                   file=sys.stderr)
         records.append(record)
         update_status(reports, profile, [record])
-    build_index(reports)
+    print(f"report site: {build_site(reports, (profile,))}", flush=True)
     if profile == "cpu" and any(r["notebook"] == "90_comparison" and r["status"] == "ok" for r in records):
         from .comparison import update_readme
 
