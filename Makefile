@@ -4,6 +4,7 @@
 #   make test               unit tests + every notebook under nbval (smoke profile)
 #   make lab                JupyterLab with the suite's kernel
 #   make bench              performance benchmark into reports/benchmarks/
+#   make site               rebuild the report site (reports/index.html) from reports/cpu
 #   make readme             README's 'Results (cpu profile)' table from reports/cpu (90_comparison)
 
 PYTHON ?= python3
@@ -14,7 +15,7 @@ NOTEBOOKS ?=
 export LEUKEMIA_DATA_DIR ?= $(abspath $(CURDIR)/../shared/data)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: env kernel reports test unit nbval lab bench readme clean
+.PHONY: env kernel reports site test unit nbval lab bench readme clean
 
 env: $(VENV)/.installed
 
@@ -27,6 +28,9 @@ $(VENV)/.installed: pyproject.toml
 
 reports: env
 	$(BIN)/python -m hemasuite.runner --profile $(PROFILE) $(if $(NOTEBOOKS),--notebooks $(NOTEBOOKS))
+
+site: env
+	$(BIN)/python -m hemasuite.report_site cpu
 
 test: env
 	HEMASUITE_OUTPUT_DIR=$$(mktemp -d) $(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider

@@ -29,7 +29,9 @@ PROFILES = ("cpu", "paper", "smoke")
 FRONT_DOOR_PROFILE = "cpu"  # its site is reports/index.html, the committed front door
 COMPARISON = "90_comparison"
 FOLD_LINES = 15
+FOLD_TABLE_ROWS = 30
 NOT_PUBLISHED = {".buildinfo", "objects.inv", "_sources", ".doctrees"}
+NOT_SERVED = shutil.ignore_patterns("*.map", "locales")  # source maps and gettext catalogues: never loaded
 NOISE = re.compile("|".join([
     STARTUP_NOISE.pattern,
     r"^WARNING:tensorflow:.*retracing.*$",
@@ -196,13 +198,22 @@ def merge_streams(outputs: list) -> list:
     return merged
 
 
-def split_long_streams(cell) -> list:
-    """The cell, split so that each stream output over FOLD_LINES lines sits in its own folded cell."""
+def output_size(output) -> str | None:
+    """'N-line log' or 'N-row table' for an output long enough to fold, else None."""
+    if output["output_type"] == "stream":
+        lines = output["text"].count("\n")
+        return f"{lines}-line log" if lines > FOLD_LINES else None
+    rows = output.get("data", {}).get("text/html", "").count("<tr")
+    return f"{rows}-row table" if rows > FOLD_TABLE_ROWS else None
+
+
+def split_long_outputs(cell) -> list:
+    """The cell, split so that each long output (:func:`output_size`) sits in its own folded cell."""
     import nbformat
 
     pieces, current = [], []
     for output in cell.outputs:
-        if output["output_type"] == "stream" and output["text"].count("\n") > FOLD_LINES:
+        if output_size(output):
             pieces += [current, [output]]
             current = []
         else:
@@ -214,11 +225,10 @@ def split_long_streams(cell) -> list:
             continue
         part = nbformat.v4.new_code_cell(cell.source if number == 0 else "# outputs continued", outputs=outputs)
         part.metadata = dict(cell.metadata) if number == 0 else {"tags": ["remove-input"]}
-        if number % 2:  # a long stream
-            lines = outputs[0]["text"].count("\n")
+        if number % 2:  # a long output
             part.metadata["tags"] = ["remove-input", "hide-output"]
-            part.metadata["mystnb"] = {"code_prompt_show": f"Show the {lines}-line log",
-                                       "code_prompt_hide": "Hide the log"}
+            part.metadata["mystnb"] = {"code_prompt_show": f"Show the {output_size(outputs[0])}",
+                                       "code_prompt_hide": "Hide it"}
         cells.append(part)
     return cells
 
@@ -236,7 +246,7 @@ def key_numbers_cell(summary: pd.DataFrame, stem: str):
 
 
 def clean_notebook(path: Path, clean_paths, summary: pd.DataFrame):
-    """A readable copy of an executed notebook (code folded, outputs cleaned, long logs folded)."""
+    """A readable copy of an executed notebook (code folded, outputs cleaned, long logs and tables folded)."""
     import nbformat
 
     notebook = nbformat.read(path, 4)
@@ -248,7 +258,7 @@ def clean_notebook(path: Path, clean_paths, summary: pd.DataFrame):
         cell.metadata["tags"] = sorted(set(cell.metadata.get("tags", [])) | {"hide-input"})
         cell.source = clean_paths(cell.source)
         cell.outputs = [o for o in (clean_output(o, clean_paths) for o in merge_streams(cell.outputs)) if o]
-        cells += split_long_streams(cell)
+        cells += split_long_outputs(cell)
     key_numbers = key_numbers_cell(summary, path.stem)
     if key_numbers is not None:
         title = next((i for i, c in enumerate(cells) if c.cell_type == "markdown"), -1)
@@ -400,7 +410,7 @@ def publish(built: Path, root: Path) -> None:
         target = root / item.name
         if item.is_dir() and item.name.startswith("_"):
             shutil.rmtree(target, ignore_errors=True)
-            shutil.copytree(item, target)
+            shutil.copytree(item, target, ignore=NOT_SERVED)
         elif item.is_dir():
             shutil.copytree(item, target, dirs_exist_ok=True)
         else:
