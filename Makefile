@@ -4,7 +4,7 @@
 #   make test               notebook lint, unit tests + every notebook under nbval (smoke profile)
 #   make lab                JupyterLab with the suite's kernel
 #   make bench              performance benchmark into reports/benchmarks/
-#   make paper-check        preflight of the paper profile on this machine (LIMIT=1: one network per notebook)
+#   make site               rebuild the report site (reports/index.html) from reports/cpu
 #   make readme             README's 'Results (cpu profile)' table from reports/cpu (90_comparison)
 
 PYTHON ?= python3
@@ -15,7 +15,7 @@ NOTEBOOKS ?=
 export LEUKEMIA_DATA_DIR ?= $(abspath $(CURDIR)/../shared/data)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: env kernel reports test unit nbval lab bench paper-check readme clean
+.PHONY: env kernel reports site test unit nbval lab bench readme clean
 
 env: $(VENV)/.installed
 
@@ -28,6 +28,9 @@ $(VENV)/.installed: pyproject.toml
 
 reports: env
 	$(BIN)/python -m hemasuite.tools.runner --profile $(PROFILE) $(if $(NOTEBOOKS),--notebooks $(NOTEBOOKS))
+
+site: env
+	$(BIN)/python -m hemasuite.tools.site cpu
 
 test: env
 	$(BIN)/python -m ruff check notebooks

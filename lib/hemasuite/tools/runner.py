@@ -31,14 +31,10 @@ from ..errors import ParameterError
 from ..papers import COMPARISON
 from ..record import write_json_atomic
 from .readme import update_readme
-from .site import build_index
+from .site import STARTUP_NOISE, build_site
 
 KERNEL = "hemasuite"
 SCRIPT = re.compile(r"<script\b[^>]*>.*?</script>", re.IGNORECASE | re.DOTALL)
-# TensorFlow's C++ start-up lines (absl log prefix "I0000 00:00:... file.cc:NN]"), which
-# TF_CPP_MIN_LOG_LEVEL does not silence because they are written before logging starts.
-STARTUP_NOISE = re.compile(r"^(WARNING: All log messages before absl::InitializeLog\(\) is called.*"
-                           r"|[IWE]\d{4} [\d:.]+\s+\d+ [\w.]+:\d+\] .*)$")
 
 
 def notebooks_dir() -> Path:
@@ -201,7 +197,7 @@ def run_notebooks(profile: str, selection: list[str] | None = None, overrides: d
                   file=sys.stderr)
         records.append(record)
         update_status(reports, profile, [record])
-    build_index(reports)
+    print(f"report site: {build_site(reports, (profile,))}", flush=True)
     if profile == "cpu" and any(r["notebook"] == COMPARISON and r["status"] == "ok" for r in records):
         print(f"README comparison section updated: {update_readme(reports)}", flush=True)
     return records

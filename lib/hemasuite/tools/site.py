@@ -1,78 +1,471 @@
-"""The landing page ``reports/index.html``: every profile's notebooks, their status and results."""
+"""The report site: the executed notebooks rendered by Sphinx + myst-nb behind a summary front page.
+
+``build_site(reports)`` writes, per profile, a front page (paper vs this suite, the
+notebook list, the comparison's headline figures, folded protocol differences) and one
+page per executed notebook. The committed ``cpu`` profile's front page is
+``reports/index.html``; every other profile's site stays in its own folder
+(``reports/smoke/index.html``), so smoke runs leave tracked files alone. Notebook pages
+replace ``reports/<profile>/<stem>.html``. Notebooks are never executed here; cleaned
+copies (machine paths stripped, TensorFlow noise dropped, long logs folded, fractions
+shown as percentages) are written to a temporary Sphinx source folder.
+"""
 
 from __future__ import annotations
 
-import html
+import io
 import json
+import os
+import re
+import shutil
+import tempfile
 from pathlib import Path
 
 import pandas as pd
 
-from ..papers import COMPARISON
+from .. import config
 
-PROFILE_ORDER = ("cpu", "paper", "smoke")
-STYLE = """
-body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2rem auto;max-width:1100px;
-color:#222;padding:0 1rem}
-table{border-collapse:collapse;margin:1rem 0;font-size:.9rem}th,td{border:1px solid #ccc;padding:.3rem .6rem;
-text-align:left;vertical-align:top}th{background:#f3f3f3}.ok{color:#176f2c;font-weight:600}
-.failed{color:#b00020;font-weight:600}code{background:#f6f6f6;padding:0 .2rem}
+# TensorFlow's C++ start-up lines (absl log prefix "I0000 00:00:... file.cc:NN]"), which
+# TF_CPP_MIN_LOG_LEVEL does not silence because they are written before logging starts.
+STARTUP_NOISE = re.compile(r"^(WARNING: All log messages before absl::InitializeLog\(\) is called.*"
+                           r"|[IWE]\d{4} [\d:.]+\s+\d+ [\w.]+:\d+\] .*)$")
+
+PROFILES = ("cpu", "paper", "smoke")
+FRONT_DOOR_PROFILE = "cpu"  # its site is reports/index.html, the committed front door
+COMPARISON = "90_comparison"
+FOLD_LINES = 15
+FOLD_TABLE_ROWS = 30
+NOT_PUBLISHED = {".buildinfo", "objects.inv", "_sources", ".doctrees"}
+NOT_SERVED = shutil.ignore_patterns("*.map", "locales")  # source maps and gettext catalogues: never loaded
+NOISE = re.compile("|".join([
+    STARTUP_NOISE.pattern,
+    r"^WARNING:tensorflow:.*retracing.*$",
+    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWE] (?:tensorflow|external)/.*$",
+    r"^.*(?:oneDNN custom operations are on|This TensorFlow binary is optimized|To enable the following "
+    r"instructions|Unable to register cu(?:DNN|FFT|BLAS) factory|cuda drivers on your machine).*$",
+]))
+EPOCH_LINE = re.compile(r"^(Epoch \d+/\d+)\n(?!Epoch )", re.MULTILINE)
+UP_TO_REPORTS = re.compile(r"(?<![\w.~])/(?:[^\s'\"<>/]+/)*?(?=reports/)")
+MACHINE_PATH = re.compile(r"(?<![\w.~])/(?:tmp|home|work|root|Users|mnt|var|opt|srv|scratch|media|private|data)"
+                          r"(?:/[^\s'\"<>/]+)*/")
+FRACTION_HEADER = re.compile(r"(?:^|[\s_])(?:acc|accuracy|precision|pre|recall|sen|sensitivity|specificity|sp|f1|"
+                             r"auc|ece|share|mean|sd|ci_low|ci_high|difference|this_run|this run|paper)"
+                             r"(?:_macro)?(?: \(t\d\))?$", re.IGNORECASE)
+FRACTION_ITEM = re.compile(r"'([\w ]+)': (-?\d\.\d+)")  # a printed dict's fraction, as in {'ci_low': 0.92}
+MISSING = {"<NA>", "NaN", "nan", "None", "NaT"}
+CSS = """
+.bd-page-width { max-width: 100%; }
+.bd-main .bd-content .bd-article-container { max-width: none; flex-grow: 1; }
+.bd-article h1 { font-size: 2rem; }
+.bd-article .cell_output pre { white-space: pre-wrap; }
+.bd-article table { font-size: .85rem; }
+.bd-article table td, .bd-article table th { padding: .15rem .45rem; }
+.bd-article .cell_output img { max-width: 100%; height: auto; }
+.figures img { max-width: 100%; }
+table.summary td:nth-child(n+4), table.summary th:nth-child(n+4) { white-space: nowrap; }
 """
 
 
-def status_rows(reports: Path, profile: str) -> list[dict]:
-    """One row per notebook from ``runs.json``: status, run time, date, links."""
-    path = reports / profile / "runs.json"
+def site_root(reports: Path, profile: str) -> Path:
+    """Folder whose ``index.html`` is ``profile``'s front page."""
+    return reports if profile == FRONT_DOOR_PROFILE else reports / profile
+
+
+def summary_table(reports: Path, profile: str) -> pd.DataFrame:
+    """Paper vs this suite, one row per model, as display strings (empty when 90_comparison has not run).
+
+    Reads ``reports/<profile>/results/90_comparison/tables/comparison.csv``.
+    """
+    path = Path(reports) / profile / "results" / COMPARISON / "tables" / "comparison.csv"
+    columns = ["paper", "notebook", "model", "dataset", "paper reported", "this suite", "95% CI", "status",
+               "protocol differences", "leakage"]
     if not path.exists():
-        return []
+        return pd.DataFrame(columns=columns)
+    table = pd.read_csv(path)
+    needed = {"paper", "notebook", "model", "weights", "dataset", "paper_reported", "mean", "sd", "ci_low",
+              "ci_high", "seeds", "status", "protocol_differences", "leakage"}
+    if needed - set(table.columns):
+        raise ValueError(f"{path}: columns {sorted(needed - set(table.columns))} are missing; "
+                         "rerun notebook 90_comparison to rewrite it")
+
+    def pct(value):
+        return "–" if pd.isna(value) else f"{value:.2%}"
+
+    def suite(row):
+        if pd.isna(row["mean"]):
+            return "not run"
+        spread = "" if pd.isna(row["sd"]) else f" ± {pct(row['sd'])}"
+        return f"{pct(row['mean'])}{spread} ({int(row['seeds'])} seed{'s' if row['seeds'] != 1 else ''})"
+
+    return pd.DataFrame({
+        "paper": table["paper"], "notebook": table["notebook"],
+        "model": table["model"] + " (" + table["weights"] + ")", "dataset": table["dataset"],
+        "paper reported": table["paper_reported"].map(pct), "this suite": table.apply(suite, axis=1),
+        "95% CI": [("–" if pd.isna(lo) else f"{pct(lo)} – {pct(hi)}") for lo, hi in zip(table["ci_low"],
+                                                                                         table["ci_high"])],
+        "status": table["status"], "protocol differences": table["protocol_differences"].fillna(""),
+        "leakage": table["leakage"].fillna(""),
+    })[columns]
+
+
+# ---------------------------------------------------------------- cleaning the executed notebooks
+
+
+def path_cleaner(reports: Path, runs: dict):
+    """A function that removes this machine's absolute paths from text.
+
+    Data folders become ``$LEUKEMIA_DATA_DIR``; anything under a reports folder keeps
+    only its ``reports/...`` part (staging folders dropped); other paths under common
+    machine roots keep their last component.
+    """
+    data_dirs = {os.environ.get(config.DATA_ENV)}
+    data_dirs |= {(entry.get("last_good") or {}).get("parameters", {}).get("data_dir") for entry in runs.values()}
+    data_dirs = sorted({str(Path(d)) for d in data_dirs if d} | {str(Path(d).resolve()) for d in data_dirs if d},
+                       key=len, reverse=True)
+    roots = sorted({str(config.repo_root()), str(Path(reports).resolve().parent)}, key=len, reverse=True)
+
+    def clean(text: str) -> str:
+        for data in data_dirs:
+            text = text.replace(data, "$LEUKEMIA_DATA_DIR")
+        text = UP_TO_REPORTS.sub("", text)
+        for root in roots:
+            text = text.replace(root + "/", "")
+        text = re.sub(r"\.staging/", "", text)
+        return MACHINE_PATH.sub("…/", text)
+
+    return clean
+
+
+def as_percent(text: str) -> str | None:
+    """``'0.9447'`` as ``'94.47%'``; None for anything that is not a fraction with decimals."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return f"{value:.2%}" if "." in text and -1 <= value <= 1 else None
+
+
+def tidy_html_tables(html: str) -> str:
+    """DataFrame HTML with fraction columns as percentages and missing values as a dash."""
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(html, "html.parser")
+    for table in soup.find_all("table"):
+        header_rows = table.find("thead").find_all("tr") if table.find("thead") else []
+        headers = [c.get_text(strip=True) for c in header_rows[-1].find_all(["th", "td"])] if header_rows else []
+        for row in (table.find("tbody") or table).find_all("tr"):
+            for column, cell in enumerate(row.find_all(["th", "td"])):
+                text = cell.get_text(strip=True)
+                if text in MISSING:
+                    cell.string = "–"
+                elif column < len(headers) and FRACTION_HEADER.search(headers[column]) and as_percent(text):
+                    cell.string = as_percent(text)
+    return str(soup)
+
+
+def percent_items(text: str) -> str:
+    """Fractions of printed dicts (``'ci_low': 0.9249``) as percentages."""
+    def replace(match):
+        key, number = match.groups()
+        shown = as_percent(number) if key == "value" or FRACTION_HEADER.search(key) else None
+        return f"'{key}': {shown}" if shown else match.group(0)
+
+    return FRACTION_ITEM.sub(replace, text)
+
+
+def clean_stream(text: str, clean_paths) -> str:
+    """A stream's text without TensorFlow noise, one line per epoch, percentages, no machine paths."""
+    kept = "".join(line for line in text.splitlines(keepends=True) if not NOISE.match(line.rstrip("\n")))
+    return percent_items(clean_paths(EPOCH_LINE.sub(r"\1: ", kept)))
+
+
+def clean_output(output: dict, clean_paths) -> dict | None:
+    """One output made readable; None when nothing is left of it."""
+    if output["output_type"] == "stream":
+        output["text"] = clean_stream(output["text"], clean_paths)
+        return output if output["text"].strip() else None
+    data = output.get("data", {})
+    for mime in [m for m in data if m.startswith("text/")]:
+        text = clean_paths(data[mime]).replace("<NA>", "–")
+        data[mime] = tidy_html_tables(text) if mime == "text/html" else text
+    return output
+
+
+def merge_streams(outputs: list) -> list:
+    """Consecutive stream outputs of one name joined into one (the kernel sends a line at a time)."""
+    merged = []
+    for output in outputs:
+        if (merged and output["output_type"] == "stream" and merged[-1]["output_type"] == "stream"
+                and merged[-1]["name"] == output["name"]):
+            merged[-1]["text"] += output["text"]
+        else:
+            merged.append(output)
+    return merged
+
+
+def output_size(output) -> str | None:
+    """'N-line log' or 'N-row table' for an output long enough to fold, else None."""
+    if output["output_type"] == "stream":
+        lines = output["text"].count("\n")
+        return f"{lines}-line log" if lines > FOLD_LINES else None
+    rows = output.get("data", {}).get("text/html", "").count("<tr")
+    return f"{rows}-row table" if rows > FOLD_TABLE_ROWS else None
+
+
+def split_long_outputs(cell) -> list:
+    """The cell, split so that each long output (:func:`output_size`) sits in its own folded cell."""
+    import nbformat
+
+    pieces, current = [], []
+    for output in cell.outputs:
+        if output_size(output):
+            pieces += [current, [output]]
+            current = []
+        else:
+            current.append(output)
+    pieces.append(current)
+    cells = []
+    for number, outputs in enumerate(pieces):
+        if number and not outputs:
+            continue
+        part = nbformat.v4.new_code_cell(cell.source if number == 0 else "# outputs continued", outputs=outputs)
+        part.metadata = dict(cell.metadata) if number == 0 else {"tags": ["remove-input"]}
+        if number % 2:  # a long output
+            part.metadata["tags"] = ["remove-input", "hide-output"]
+            part.metadata["mystnb"] = {"code_prompt_show": f"Show the {output_size(outputs[0])}",
+                                       "code_prompt_hide": "Hide it"}
+        cells.append(part)
+    return cells
+
+
+def key_numbers_cell(summary: pd.DataFrame, stem: str):
+    """A Markdown cell with the comparison rows of notebook ``stem`` (None if it has none)."""
+    import nbformat
+
+    rows = summary[summary["notebook"] == stem]
+    if rows.empty:
+        return None
+    columns = ["model", "dataset", "paper reported", "this suite", "95% CI"]
+    return nbformat.v4.new_markdown_cell("```{admonition} Key numbers (from 90_comparison)\n:class: tip\n\n"
+                                         + markdown_table(rows[columns]) + "\n```\n")
+
+
+def clean_notebook(path: Path, clean_paths, summary: pd.DataFrame):
+    """A readable copy of an executed notebook (code folded, outputs cleaned, long logs and tables folded)."""
+    import nbformat
+
+    notebook = nbformat.read(path, 4)
+    cells = []
+    for cell in notebook.cells:
+        if cell.cell_type != "code":
+            cells.append(cell)
+            continue
+        cell.metadata["tags"] = sorted(set(cell.metadata.get("tags", [])) | {"hide-input"})
+        cell.source = clean_paths(cell.source)
+        cell.outputs = [o for o in (clean_output(o, clean_paths) for o in merge_streams(cell.outputs)) if o]
+        cells += split_long_outputs(cell)
+    key_numbers = key_numbers_cell(summary, path.stem)
+    if key_numbers is not None:
+        title = next((i for i, c in enumerate(cells) if c.cell_type == "markdown"), -1)
+        cells.insert(title + 1, key_numbers)
+    notebook.cells = cells
+    return notebook
+
+
+# ---------------------------------------------------------------- the front page
+
+
+def markdown_cell(value) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A DataFrame of display strings as a Markdown pipe table."""
+    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(markdown_cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def notebook_title(notebook) -> str:
+    """First Markdown heading of a notebook, or ''."""
+    for cell in notebook.cells:
+        if cell.cell_type == "markdown":
+            match = re.search(r"^#+\s+(.+)$", cell.source, re.MULTILINE)
+            if match:
+                return match.group(1).strip()
+    return ""
+
+
+def status_table(runs: dict, pages: dict, titles: dict) -> pd.DataFrame:
+    """Notebook list from ``runs.json``: link, status, run time, date, end of the error of a failed run."""
     rows = []
-    for stem, entry in sorted(json.loads(path.read_text()).items()):
-        attempt, good = entry.get("last_attempt", {}), entry.get("last_good")
-        rows.append({"notebook": stem, "status": attempt.get("status", "?"), "seconds": attempt.get("seconds"),
-                     "date": attempt.get("started_utc"), "html": (good or {}).get("html"),
-                     "good_date": (good or {}).get("started_utc"), "error": attempt.get("error")})
-    return rows
+    for stem, entry in sorted(runs.items()):
+        attempt = entry.get("last_attempt", {})
+        link = f"[{stem}]({pages[stem]})" if stem in pages else stem
+        status = attempt.get("status", "?")
+        if status != "ok":
+            error = (attempt.get("error") or "").strip().splitlines() or [""]
+            status = f"**{status}**: {error[-1][-200:]}" + (" (page: last good run)" if stem in pages else "")
+        seconds = attempt.get("seconds")
+        rows.append({"notebook": link, "title": titles.get(stem, ""), "status": status,
+                     "run time": "–" if seconds is None else f"{seconds / 60:.1f} min",
+                     "date (UTC)": (attempt.get("started_utc") or "")[:16].replace("T", " ")})
+    return pd.DataFrame(rows, columns=["notebook", "title", "status", "run time", "date (UTC)"])
 
 
-def comparison_table(reports: Path, profile: str) -> str:
-    """The comparison notebook's main table as HTML, if that notebook has run."""
-    csv = reports / profile / "results" / COMPARISON / "tables" / "comparison.csv"
-    if not csv.exists():
-        return "<p>No comparison table yet for this profile (run notebook 90_comparison).</p>"
-    return pd.read_csv(csv).to_html(index=False, na_rep="missing", border=0, escape=True)
+def front_page(profile: str, summary: pd.DataFrame, status: pd.DataFrame, pages: dict, figures: list[Path]) -> str:
+    """MyST Markdown of the front page."""
+    about = {"cpu": "the reduced-scale run on the real images (2 CPU cores)",
+             "paper": "the papers' own settings on the real images",
+             "smoke": "SYNTHETIC images, a quick check that everything runs; its numbers mean nothing"}
+    parts = [f"# Leukemia / lymphoma replication suite: profile `{profile}`\n",
+             f"Profile `{profile}`: {about.get(profile, 'a custom profile')}. Each row compares a paper's "
+             "reported test accuracy with this suite's (mean ± sd over seeds, bootstrap 95% CI); the paper "
+             "column links to the notebook's page.\n"]
+    if summary.empty:
+        parts.append("No comparison yet for this profile: run notebook 90_comparison.\n")
+    else:
+        shown = summary.copy()
+        shown["paper"] = [f"[{p}]({pages[n]})" if n in pages else p for p, n in zip(shown["paper"], shown["notebook"])]
+        parts.append("```{table}\n:class: summary\n\n" + markdown_table(
+            shown[["paper", "model", "dataset", "paper reported", "this suite", "95% CI"]]) + "```\n")
+    parts += ["## Notebooks\n", markdown_table(status)]
+    if figures:
+        parts.append("## Headline figures\n")
+        for figure in figures:
+            caption = figure.stem.replace("_", " ").capitalize()
+            parts.append(f"```{{figure}} {figure.as_posix()}\n:class: figures\n:alt: {caption}\n\n{caption}\n```\n")
+    if not summary.empty:
+        parts.append("## Protocol differences\n")
+        for notebook, rows in summary.groupby("notebook", sort=False):
+            first = rows.iloc[0]
+            parts.append(f":::{{dropdown}} {first['paper']}: {notebook}\n\n**Protocol differences:** "
+                         f"{first['protocol differences']}\n\n**Leakage:** "
+                         f"{'; '.join(dict.fromkeys(rows['leakage']))}\n:::\n")
+    parts.append("```{toctree}\n:hidden:\n\n" + "\n".join(pages.values()) + "\n```\n")
+    return "\n".join(parts)
 
 
-def profile_section(reports: Path, profile: str) -> str:
-    """HTML of one profile: comparison table and notebook list."""
-    rows = status_rows(reports, profile)
-    if not rows:
-        return ""
-    lines = [f"<h2>Profile <code>{profile}</code></h2>", comparison_table(reports, profile),
-             "<table><tr><th>notebook</th><th>status</th><th>run time (s)</th><th>date (UTC)</th><th>report</th></tr>"]
-    for row in rows:
-        link = f'<a href="{html.escape(row["html"])}">{html.escape(row["notebook"])}</a>' if row["html"] else "none"
-        note = ""
-        if row["status"] != "ok":
-            note = f"<br><small>{html.escape((row['error'] or '')[:300])}</small>"
-            if row["html"]:
-                note += f"<br><small>showing last good run of {html.escape(str(row['good_date']))}</small>"
-        lines.append(f"<tr><td>{html.escape(row['notebook'])}</td><td class=\"{row['status']}\">{row['status']}{note}"
-                     f"</td><td>{row['seconds']}</td><td>{html.escape(str(row['date']))}</td><td>{link}</td></tr>")
-    lines.append("</table>")
-    return "\n".join(lines)
+# ---------------------------------------------------------------- Sphinx
 
 
-def build_index(reports: Path) -> Path:
-    """Write ``reports/index.html`` (offline: inline CSS, no scripts, relative links)."""
+def sphinx_conf(profile: str) -> dict:
+    """Sphinx configuration of a profile's site (notebooks are rendered, never executed)."""
+    return {
+        "project": "Leukemia / lymphoma replication suite",
+        "html_title": f"Reports ({profile})",
+        "extensions": ["myst_nb", "sphinx_design"],
+        "myst_enable_extensions": ["colon_fence"],
+        "nb_execution_mode": "off",
+        "nb_merge_streams": True,
+        "nb_code_prompt_show": "Show {type}",
+        "nb_code_prompt_hide": "Hide {type}",
+        "html_theme": "sphinx_book_theme",
+        "html_theme_options": {"use_download_button": False, "use_fullscreen_button": False,
+                               "show_toc_level": 1, "navigation_with_keys": False,
+                               "secondary_sidebar_items": {"**": ["page-toc"], "index": []}},
+        "html_context": {"default_mode": "light"},
+        "html_static_path": ["_static"],
+        "html_css_files": ["site.css"],
+        "html_copy_source": False,
+        "html_show_sourcelink": False,
+        "html_permalinks": False,
+        "exclude_patterns": ["_build"],
+        "suppress_warnings": ["mystnb.unknown_mime_type", "misc.highlighting_failure", "myst.header"],
+    }
+
+
+def write_sources(reports: Path, profile: str, source: Path) -> None:
+    """The Sphinx source folder of one profile's site: conf.py, index.md, cleaned notebooks, figures."""
+    import nbformat
+
+    root, results = site_root(reports, profile), reports / profile / "results"
+    runs_path = reports / profile / "runs.json"
+    runs = json.loads(runs_path.read_text()) if runs_path.exists() else {}
+    summary = summary_table(reports, profile)
+    clean_paths = path_cleaner(reports, runs)
+    prefix = (reports / profile).relative_to(root).as_posix()
+    pages, titles = {}, {}
+    for stem, entry in sorted(runs.items()):
+        executed = reports / profile / f"{stem}.ipynb"
+        if not (entry.get("last_good") and executed.exists()):
+            continue
+        docname = f"{prefix}/{stem}" if prefix != "." else stem
+        notebook = clean_notebook(executed, clean_paths, summary)
+        (source / docname).parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(notebook, source / f"{docname}.ipynb")
+        pages[stem], titles[stem] = f"{docname}.ipynb", notebook_title(notebook)
+    figures = []
+    for figure in sorted((results / COMPARISON / "figures").glob("*.png")):
+        target = source / "_figures" / figure.name
+        target.parent.mkdir(exist_ok=True)
+        shutil.copy2(figure, target)
+        figures.append(target.relative_to(source))
+    (source / "index.md").write_text(front_page(profile, summary, status_table(runs, pages, titles), pages, figures))
+    (source / "_static").mkdir(exist_ok=True)
+    (source / "_static" / "site.css").write_text(CSS)
+    (source / "conf.py").write_text("".join(f"{key} = {value!r}\n" for key, value in sphinx_conf(profile).items()))
+
+
+def publish(built: Path, root: Path) -> None:
+    """Copy a Sphinx build into ``root``: asset folders replaced whole, pages file by file."""
+    for item in built.iterdir():
+        if item.name in NOT_PUBLISHED:
+            continue
+        target = root / item.name
+        if item.is_dir() and item.name.startswith("_"):
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.copytree(item, target, ignore=NOT_SERVED)
+        elif item.is_dir():
+            shutil.copytree(item, target, dirs_exist_ok=True)
+        else:
+            shutil.copy2(item, target)
+
+
+def build_profile(reports: Path, profile: str) -> Path:
+    """Build one profile's site into :func:`site_root`; returns its front page."""
+    from sphinx.application import Sphinx
+
+    root = site_root(reports, profile)
+    with tempfile.TemporaryDirectory(prefix="hemasuite-site-") as folder:
+        source, built = Path(folder) / "source", Path(folder) / "build" / "html"
+        source.mkdir()
+        write_sources(reports, profile, source)
+        warnings = io.StringIO()
+        app = Sphinx(str(source), str(source), str(built), str(Path(folder) / "build" / "doctrees"), "html",
+                     status=None, warning=warnings, freshenv=True)
+        app.build()
+        if app.statuscode:
+            raise RuntimeError(f"the report site of profile {profile!r} did not build:\n{warnings.getvalue()[-3000:]}")
+        root.mkdir(parents=True, exist_ok=True)
+        publish(built, root)
+    return root / "index.html"
+
+
+def build_site(reports: Path, profiles=PROFILES) -> Path:
+    """Build the site of each of ``profiles`` that has runs; returns the first one's front page.
+
+    The cpu profile's front page is ``reports/index.html``; the others' are
+    ``reports/<profile>/index.html``.
+    """
     reports = Path(reports)
-    profiles = [p for p in PROFILE_ORDER if (reports / p / "runs.json").exists()]
-    sections = [profile_section(reports, p) for p in profiles]
-    page = ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Leukemia / lymphoma replication "
-            f"suite: reports</title><style>{STYLE}</style></head><body>"
-            "<h1>Leukemia / lymphoma replication suite</h1>"
-            "<p>Executed notebooks per profile. <code>smoke</code> runs on SYNTHETIC images and its numbers mean "
-            "nothing; <code>cpu</code> is the reduced-scale run on the real data; <code>paper</code> the papers' "
-            "own settings (GPU).</p>" + ("\n".join(sections) or "<p>No runs yet.</p>") + "</body></html>")
-    target = reports / "index.html"
-    target.write_text(page, encoding="utf-8")
-    return target
+    built = [build_profile(reports, p) for p in profiles if (reports / p / "runs.json").exists()]
+    if not built:
+        raise FileNotFoundError(f"no runs.json under {reports} for profiles {list(profiles)}; run the notebooks "
+                                "first (make reports)")
+    return built[0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m hemasuite.tools.site [--reports DIR] [PROFILE ...]``: rebuild the site from published runs."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("profiles", nargs="*", default=list(PROFILES))
+    parser.add_argument("--reports", default=str(config.repo_root() / "reports"))
+    args = parser.parse_args(argv)
+    print(build_site(Path(args.reports), tuple(args.profiles)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

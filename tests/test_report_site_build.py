@@ -1,0 +1,72 @@
+"""The report site's pieces without a browser: summary table, output cleaning, folding."""
+
+import nbformat
+import pandas as pd
+import pytest
+from bs4 import BeautifulSoup
+
+from hemasuite.tools import site as report_site
+
+ROW = {"paper": "P4", "notebook": "10_p4_sequential_cnn", "model": "Sequential CNN", "weights": "random init",
+       "dataset": "taleqani_all", "metric": "accuracy", "paper_reported": 0.9216, "mean": 0.9447, "sd": 0.0082,
+       "ci_low": 0.9249, "ci_high": 0.9645, "seeds": 3, "status": "ok", "protocol_differences": "input 64x64",
+       "leakage": "duplicates kept on one side"}
+
+
+def write_comparison(reports, rows):
+    folder = reports / "cpu" / "results" / "90_comparison" / "tables"
+    folder.mkdir(parents=True)
+    pd.DataFrame(rows).to_csv(folder / "comparison.csv", index=False)
+
+
+def test_summary_table_shows_percentages_with_cis(tmp_path):
+    missing = dict(ROW, model="knn", paper_reported=None, mean=None, sd=None, ci_low=None, ci_high=None,
+                   status="missing")
+    write_comparison(tmp_path, [ROW, missing])
+    table = report_site.summary_table(tmp_path, "cpu")
+    first, second = table.iloc[0], table.iloc[1]
+    assert first["paper reported"] == "92.16%" and first["this suite"] == "94.47% ± 0.82% (3 seeds)"
+    assert first["95% CI"] == "92.49% – 96.45%" and first["model"] == "Sequential CNN (random init)"
+    assert second["this suite"] == "not run" and second["paper reported"] == "–" and second["95% CI"] == "–"
+    assert report_site.summary_table(tmp_path, "paper").empty
+
+
+def test_summary_table_names_missing_columns(tmp_path):
+    write_comparison(tmp_path, [{k: v for k, v in ROW.items() if k != "ci_low"}])
+    with pytest.raises(ValueError, match=r"ci_low.*rerun notebook 90_comparison"):
+        report_site.summary_table(tmp_path, "cpu")
+
+
+def test_streams_lose_noise_paths_and_get_one_line_per_epoch(tmp_path):
+    reports = tmp_path / "reports"
+    clean = report_site.path_cleaner(reports, {})
+    text = ("I0000 00:00:1795323115.738485   15488 port.cc:153] oneDNN custom operations are on.\n"
+            "WARNING:tensorflow:5 out of the last 9 calls to <function f at 0x7f> triggered tf.function retracing. "
+            "Tracing is expensive\n"
+            "Epoch 1/2\n36/36 - 7s - accuracy: 0.5178\n"
+            f"reading results from {reports}/.staging/cpu/results\n"
+            "CI: {'value': 0.9447, 'ci_low': 0.9249, 'n_boot': 1000}\n")
+    assert report_site.clean_stream(text, clean) == ("Epoch 1/2: 36/36 - 7s - accuracy: 0.5178\n"
+                                                     "reading results from reports/cpu/results\n"
+                                                     "CI: {'value': 94.47%, 'ci_low': 92.49%, 'n_boot': 1000}\n")
+    assert clean("/tmp/pytest-1/x/data.png and /home/someone/file.csv") == "…/data.png and …/file.csv"
+
+
+def test_tables_show_fractions_as_percentages_and_no_na():
+    frame = pd.DataFrame({"class": ["a", "macro avg"], "TP": pd.array([3, None], dtype="Int64"),
+                          "ACC": [0.945355, 0.5], "epochs": [2.0, 0.5]})
+    html = report_site.tidy_html_tables(frame.to_html())
+    rows = [[c.get_text() for c in r.find_all(["th", "td"])] for r in BeautifulSoup(html, "html.parser").find_all("tr")]
+    assert rows[1:] == [["0", "a", "3", "94.54%", "2.0"], ["1", "macro avg", "–", "50.00%", "0.5"]]
+
+
+def test_long_outputs_move_to_folded_cells_in_order():
+    cell = nbformat.v4.new_code_cell("train()")
+    log = nbformat.v4.new_output("stream", name="stdout", text="line\n" * 40)
+    table = nbformat.v4.new_output("display_data", data={"text/html": "<tr>" * 3, "text/plain": "t"})
+    cell.outputs = [log, table]
+    parts = report_site.split_long_outputs(cell)
+    assert [p.source for p in parts][0] == "train()" and parts[0].outputs == []
+    assert parts[1].outputs == [log] and "hide-output" in parts[1].metadata["tags"]
+    assert parts[1].metadata["mystnb"]["code_prompt_show"] == "Show the 40-line log"
+    assert parts[2].outputs == [table] and parts[2].metadata["tags"] == ["remove-input"]
