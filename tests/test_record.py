@@ -96,3 +96,11 @@ def test_finish_validates_before_writing(tmp_path):
     assert not (run.dir / "results.json").exists()
     results = run.finish(models=[dataclasses.replace(row, paper_model="M")], details={"note": "kept"})
     assert record.read(run.dir / "results.json") == results
+
+
+def test_ladder_rungs_and_row_levels_are_checked():
+    rung = {"dataset": "IICBU", "order": 0, "protocol": "augment, then split", "level": "augmented",
+            "model": "tile CNN", "test_accuracy": 0.9, "ci_low": 0.8, "ci_high": 0.95, "n_test": 75}
+    assert record.from_dict(record.Rung, rung).level == "augmented"
+    with pytest.raises(record.RecordError, match="level"):
+        record.from_dict(record.Rung, {**rung, "level": "patient-ish"})

@@ -173,6 +173,34 @@ class ModelRow:
     metrics: dict[str, Spread] = field(default_factory=dict)
     predictions: str | None = None
     figures: dict[str, str] = field(default_factory=dict)
+    architecture: str | None = None
+    split_level: str | None = None
+    ci_method: str | None = None
+    train_accuracy: float | None = None
+
+
+@dataclass
+class Rung:
+    """One protocol of a leakage ladder: the same model and settings under a leakier or stricter split.
+
+    ``order`` 0 is the leakiest protocol; ``level`` is a split level (:data:`SPLIT_LEVELS`)
+    or ``augmented`` (augmented copies of one image on both sides). Accuracies are pooled
+    over ``splits`` split seeds or folds; ``sd`` is across them.
+    """
+
+    dataset: str
+    order: int
+    protocol: str
+    level: str
+    model: str
+    test_accuracy: float
+    ci_low: float
+    ci_high: float
+    n_test: int
+    splits: int = 1
+    sd: float | None = None
+    train_accuracy: float | None = None
+    ci_method: str = "Clopper-Pearson"
 
 
 @dataclass
@@ -232,6 +260,7 @@ class Results:
     protocol: Protocol | None = None
     models: list[ModelRow] = field(default_factory=list)
     leakage: Leakage | None = None
+    ladder: list[Rung] = field(default_factory=list)
     figures: dict[str, str] = field(default_factory=dict)
     tables: dict[str, str] = field(default_factory=dict)
     verdict: str | None = None
@@ -314,6 +343,10 @@ def _rules(built, where: str) -> None:
                           "rerun the notebook to rewrite it")
     if isinstance(built, Split) and built.level not in SPLIT_LEVELS:
         raise RecordError(f"{where}.level: {built.level!r} is not one of {list(SPLIT_LEVELS)}")
+    if isinstance(built, ModelRow) and built.split_level is not None and built.split_level not in SPLIT_LEVELS:
+        raise RecordError(f"{where}.split_level: {built.split_level!r} is not one of {list(SPLIT_LEVELS)}")
+    if isinstance(built, Rung) and built.level not in (*SPLIT_LEVELS, "augmented"):
+        raise RecordError(f"{where}.level: {built.level!r} is not one of {[*SPLIT_LEVELS, 'augmented']}")
     if isinstance(built, ModelRow) and built.paper_value is not None and built.paper_model is None:
         raise RecordError(f"{where}: paper_value without paper_model (which of the paper's models is it?)")
 
@@ -473,13 +506,14 @@ class Run:
         return self.tables[name]
 
     def finish(self, protocol: Protocol | None = None, models: list[ModelRow] = (), leakage: Leakage | None = None,
-               verdict: str | None = None, details: dict | None = None) -> Results:
+               verdict: str | None = None, details: dict | None = None, ladder: list[Rung] = ()) -> Results:
         """Write ``results.json`` (validated) with everything saved, the environment and the wall time."""
         results = Results(notebook=self.notebook, paper=self.paper, profile=self.params.get("profile"),
                           parameters=to_jsonable(self.params),
                           started_utc=self.started.isoformat(timespec="seconds"),
                           wall_time_s=round(time.perf_counter() - self._t0, 2), environment=environment(),
-                          protocol=protocol, models=list(models), leakage=leakage, figures=dict(self.figures),
+                          protocol=protocol, models=list(models), leakage=leakage, ladder=list(ladder),
+                          figures=dict(self.figures),
                           tables=dict(self.tables), verdict=verdict, details=to_jsonable(details or {}))
         write(results, self.dir / "results.json")
         return results
