@@ -56,7 +56,8 @@ def test_case_folds_keep_cases_whole_and_image_folds_do_not(cases):
 
 
 def test_synthetic_cases_only_for_synthetic_data(cases):
-    assert cases.frame["case"].str.contains("synthetic_case").all() and cases.frame["case"].nunique() == 18  # 21 images per class in runs of 4
+    # 21 images per class (one planted duplicate) in runs of 4: 6 cases per class
+    assert cases.frame["case"].str.contains("synthetic_case").all() and cases.frame["case"].nunique() == 18
     real = cases.dataset.__class__(**{**cases.dataset.__dict__, "synthetic": False})
     with pytest.raises(ParameterError, match="SYNTHETIC"):
         unseen.synthetic_cases(real, 4)
@@ -177,5 +178,14 @@ def test_lite0_cut_reproduces_the_whole_backbone_and_the_probe_network_the_probe
     np.testing.assert_allclose(pooled, [whole[:6].mean(axis=0), whole[6:].mean(axis=0)], rtol=1e-3, atol=1e-3)
     probe = unseen.linear_probe(rng.normal(size=(6, 1280)), np.array([0, 1, 2, 0, 1, 2]), 1.0, 3)
     network = unseen.probe_network(extractor, probe)
-    np.testing.assert_allclose(network.predict(tiles[:3].astype("float32"), verbose=0),
+    np.testing.assert_allclose(network.predict(extractor.preprocess(tiles[:3]), verbose=0),
                                probe.probabilities(whole[:3]), atol=1e-3)
+
+
+def test_comparison_says_beyond_the_paper_and_uses_each_rows_split_level():
+    from hemasuite import comparison
+
+    table = comparison.main_table({}).iloc[:1].assign(notebook=unseen.NOTEBOOK, paper_reported=float("nan"))
+    assert comparison.display_table(table)["paper reported"].tolist() == ["beyond the paper"]
+    other = table.assign(notebook="22_p5_bone_marrow")
+    assert comparison.display_table(other)["paper reported"].tolist() == ["not reported"]

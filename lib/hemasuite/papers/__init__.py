@@ -16,8 +16,7 @@ builders of its deviations and verdict:
 from types import ModuleType
 
 from ..errors import ParameterError
-from . import (p1_deep_cnn, p2_cnmc_transfer, p3_densenet201_lymphoma, p3_unseen_cases, p4_sequential_cnn,
-               p5_bone_marrow)
+from . import p1_deep_cnn, p2_cnmc_transfer, p3_densenet201_lymphoma, p3_unseen_cases, p4_sequential_cnn, p5_bone_marrow
 
 # notebook stem -> paper module, in suite order
 REGISTRY: dict[str, ModuleType] = {module.NOTEBOOK: module for module in (

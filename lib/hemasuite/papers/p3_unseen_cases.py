@@ -36,8 +36,21 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
-from .. import config, crossval, experiment, explain, features, metrics, models, pipeline, plots, record, splits, \
-    stain, training, validation
+from .. import (
+    config,
+    crossval,
+    experiment,
+    explain,
+    features,
+    models,
+    pipeline,
+    plots,
+    record,
+    splits,
+    stain,
+    training,
+    validation,
+)
 from ..datasets import Dataset
 from ..errors import DataError, ParameterError
 
@@ -165,6 +178,10 @@ class TileExtractor:
     def weights_record(self) -> record.Weights:
         return experiment.weights_record(self.weights, self.backbone)
 
+    def preprocess(self, tiles: np.ndarray) -> np.ndarray:
+        """The backbone's own input scaling of uint8 tiles (what :func:`probe_network` reads)."""
+        return np.asarray(models.pretrained.backbone(self.backbone).preprocess(np.asarray(tiles, np.float32)))
+
     def _base(self):
         return models.build_backbone(self.backbone, (self.tile, self.tile, 3), self.weights)
 
@@ -270,7 +287,7 @@ class VariantFeatures:
         return lambda images: images
 
     def fold(self, train: np.ndarray, test: np.ndarray, trunk: bool = False):
-        """``(x_train, train_images, x_test)``: training rows (copies repeat an image index), their images, test rows."""
+        """``(x_train, train_images, x_test)``: training rows (copies repeat an image), their images, test rows."""
         if self.variant == "hed_jitter":
             base = self._fixed("none", trunk)
             rows, parts = [], []
@@ -338,7 +355,7 @@ def linear_probe(x: np.ndarray, y: np.ndarray, c: float, n_classes: int) -> Prob
     present = np.unique(y)
     if len(present) < 2:
         raise DataError("a linear probe needs training rows of at least two classes")
-    fitted = LogisticRegression(C=c, max_iter=3000).fit(z @ basis, y)
+    fitted = LogisticRegression(C=c, solver="newton-cg", max_iter=1000).fit(z @ basis, y)
     weights = np.zeros((z.shape[1], n_classes))
     bias = np.full(n_classes, -1e3)  # a class absent from training is never predicted
     weights[:, present] = basis @ fitted.coef_.T if len(present) > 2 else basis @ np.hstack(
@@ -438,7 +455,8 @@ def probe_cv(cases: Cases, folds: np.ndarray, level: str, feats: VariantFeatures
     return CVResult(f"probe_{extractor.backbone}_{feats.variant}_{level}", title, extractor.architecture,
                     extractor.weights_record(), feats.variant, level, _with_cases(predictions, cases), selection,
                     float(np.mean(train_accuracy)), fitted, transforms,
-                    {"backbone": extractor.backbone, "tile": extractor.tile, "pooling": "mean of tile features per image", "c_grid": list(c_grid),
+                    {"backbone": extractor.backbone, "tile": extractor.tile,
+                     "pooling": "mean of tile features per image", "c_grid": list(c_grid),
                      "jitter_copies": feats.copies if feats.variant == "hed_jitter" else None})
 
 
@@ -574,14 +592,16 @@ def _n_cases(results: list[CVResult]) -> int:
 
 
 def probe_network(extractor: TileExtractor, probe: Probe) -> keras.Model:
-    """Tile -> backbone (its last 4-D map) -> global average pool -> the probe's logistic regression, as one model."""
+    """Preprocessed tile -> backbone (its last 4-D map) -> global average pool -> the probe, as one flat model.
+
+    Feed it ``preprocess(tile)`` (:meth:`TileExtractor.preprocess`); Grad-CAM then finds the
+    backbone's last convolutional map among its layers.
+    """
     base = models.build_backbone(extractor.backbone, (extractor.tile, extractor.tile, 3), extractor.weights)
-    inputs = keras.Input((extractor.tile, extractor.tile, 3))
-    x = base(models.pretrained.backbone(extractor.backbone).preprocess(inputs))
-    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.GlobalAveragePooling2D()(base.output)
     x = keras.layers.Normalization(mean=probe.mean, variance=probe.scale ** 2)(x)
     dense = keras.layers.Dense(probe.weights.shape[1], activation="softmax", dtype="float32", name="predictions")
-    model = keras.Model(inputs, dense(x), name=f"{extractor.backbone}_probe")
+    model = keras.Model(base.inputs, dense(x), name=f"{extractor.backbone}_probe")
     dense.set_weights([probe.weights.astype(np.float32), probe.bias.astype(np.float32)])
     return model
 
@@ -608,7 +628,7 @@ def gradcam_cases(run, cases: Cases, result: CVResult, extractors: dict[str, Til
         image = result.transforms[fold](cases.images[index])
         candidates, _ = tile_grid(image[None], extractor.tile)
         tile = candidates[rng.integers(len(candidates))]
-        heat = explain.gradcam(probe_network(extractor, result.fitted[fold]), tile[None].astype(np.float32))
+        heat = explain.gradcam(probe_network(extractor, result.fitted[fold]), extractor.preprocess(tile[None]))
         predicted = cases.classes[int(part.loc[index, "predicted"])]
         tiles.append(tile)
         maps.append(heat[0])
@@ -629,8 +649,10 @@ def paired_case_bootstrap(a: pd.DataFrame, b: pd.DataFrame, n_boot: int = 2000, 
     left, right = a.sort_values("index"), b.sort_values("index")
     if not np.array_equal(left["index"].to_numpy(), right["index"].to_numpy()):
         raise ParameterError("paired_case_bootstrap needs predictions of the same images")
-    diff = ((left["true"] == left["predicted"]).to_numpy(float) - (right["true"] == right["predicted"]).to_numpy(float))
-    per_case = pd.DataFrame({"case": left["case"].to_numpy(), "diff": diff}).groupby("case")["diff"].agg(["sum", "size"])
+    diff = ((left["true"] == left["predicted"]).to_numpy(float)
+            - (right["true"] == right["predicted"]).to_numpy(float))
+    per_case = pd.DataFrame({"case": left["case"].to_numpy(), "diff": diff}).groupby("case")["diff"].agg(
+        ["sum", "size"])
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, len(per_case), (n_boot, len(per_case)))
     sums, sizes = per_case["sum"].to_numpy()[draws].sum(axis=1), per_case["size"].to_numpy()[draws].sum(axis=1)
@@ -678,7 +700,7 @@ def _pct(value: float) -> str:
 
 
 def verdict(results: list[CVResult], evidence: pd.DataFrame, chance: float, synthetic: bool) -> str:
-    """The closing paragraph, written from the numbers: unseen-case accuracy, the image-level gap, colour vs morphology."""
+    """The closing paragraph, from the numbers: unseen-case accuracy, the image-level gap, colour vs morphology."""
     best = best_by_level(results)
     case = best["case"]
     text = [f"**Unseen cases.** Best case-level result: {case['model']} [{case['variant']}], "
@@ -703,14 +725,14 @@ def verdict(results: list[CVResult], evidence: pd.DataFrame, chance: float, synt
                 lines.append(f"{variant} {word} case-level accuracy ({row['difference']:+.1%}, 95% CI "
                              f"{row['ci_low']:+.1%} to {row['ci_high']:+.1%}, cases resampled; {row['model']})")
         text.append("**Colour or morphology?** " + "; ".join(lines) + ".")
-        text.append(_reading(case_rows, evidence[evidence["level"] != "case"]))
+        text.append(_reading(case_rows, evidence[evidence["level"] != "case"], case["ci_low"] > chance))
     if synthetic:
         text.append("SYNTHETIC data: this says only that the pipeline runs.")
     return " ".join(text)
 
 
-def _reading(case_rows: pd.DataFrame, image_rows: pd.DataFrame) -> str:
-    """What the colour probes imply, from the signs of their case-level differences."""
+def _reading(case_rows: pd.DataFrame, image_rows: pd.DataFrame, above_chance: bool) -> str:
+    """What the colour probes imply, from the signs of their case-level differences and the widths of their CIs."""
     def effect(frame, variants):
         part = frame[frame["variant"].isin(variants)]
         return [_significant(r) for _, r in part.iterrows()]
@@ -733,7 +755,14 @@ def _reading(case_rows: pd.DataFrame, image_rows: pd.DataFrame) -> str:
     if image_removed and any(s < 0 for s in image_removed):
         parts.append("at image level removing colour does cost accuracy, as expected if the stain identifies the "
                      "specimen")
-    return ("; ".join(parts) + ".") if parts else ""
+    if not parts:
+        return ""
+    width = float((case_rows["ci_high"] - case_rows["ci_low"]).max() / 2)
+    caveat = (f" With {case_rows.shape[0]} probes on these cases the CIs reach +/-{width:.0%}: smaller effects "
+              "cannot be excluded.")
+    if not above_chance:
+        caveat += " And with case-level accuracy this close to the majority-class rate, there is little to attribute."
+    return "; ".join(parts) + "." + caveat
 
 
 def chance_rate(cases: Cases) -> float:
