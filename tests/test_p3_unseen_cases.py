@@ -68,7 +68,7 @@ def test_linear_probe_matches_plain_logistic_regression_in_the_training_rows_spa
     x, y = rng.normal(size=(40, 200)), rng.integers(0, 3, 40)
     probe = unseen.linear_probe(x, y, 0.1, 3)
     z = (x - x.mean(axis=0)) / x.std(axis=0)
-    plain = LogisticRegression(C=0.1, max_iter=3000).fit(z, y)
+    plain = LogisticRegression(C=0.1, tol=1e-10, max_iter=20000).fit(z, y)
     test = rng.normal(size=(15, 200))
     zt = (test - x.mean(axis=0)) / x.std(axis=0)
     np.testing.assert_allclose(probe.probabilities(test), plain.predict_proba(zt), atol=1e-4)
