@@ -284,7 +284,7 @@ def test_tables_3_4_and_reported_rows():
 def test_registry_maps_every_replication_notebook_to_its_paper():
     notebooks = {path.stem for path in (Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb")}
     assert set(papers.REGISTRY) <= notebooks and papers.COMPARISON in notebooks
-    assert [m.ID for m in papers.REGISTRY.values()] == ["P4", "P1", "P3", "P2", "P5"]
+    assert [m.ID for m in papers.REGISTRY.values()] == ["P4", "P1", "P3", "P2", "P5", "P3"]
     assert papers.paper_id("22_p5_bone_marrow") == "P5" and papers.paper_id("00_data_validation") is None
     with pytest.raises(ParameterError, match="not a replication notebook"):
         papers.for_notebook("00_data_validation")

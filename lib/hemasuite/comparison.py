@@ -100,7 +100,8 @@ def notebook_rows(stem: str, result: Results | None) -> list[dict]:
              "ci_high": _value(row.ci_high), "seeds": len(row.seeds),
              "status": "ok" if row.mean is not None else f"{MISSING}: no measurement",
              "protocol_differences": differences,
-             "leakage": AUGMENT_BEFORE_SPLIT if row.leaky else split_leakage(protocol)} for row in result.models]
+             "leakage": AUGMENT_BEFORE_SPLIT if row.leaky else SPLIT_LEVELS[row.split_level] if row.split_level
+             else split_leakage(protocol)} for row in result.models]
     covered = {row.paper_model for row in result.models}
     rows += [{**blank, "model": model, "weights": MISSING, "dataset": dataset,
               "paper_reported": values.get("accuracy", math.nan),
@@ -156,8 +157,9 @@ def display_table(table: pd.DataFrame, full: bool = True) -> pd.DataFrame:
     shown = pd.DataFrame({
         "paper": table["paper"], "model": table["model"], "weights": table["weights"], "dataset": table["dataset"],
         "metric": table["metric"],
-        "paper reported": [fmt_value(v) if not math.isnan(_value(v)) else "not reported"
-                           for v in table["paper_reported"]],
+        "paper reported": [fmt_value(v) if not math.isnan(_value(v)) else
+                           "beyond the paper" if getattr(papers.REGISTRY.get(stem), "BEYOND_PAPER", None)
+                           else "not reported" for v, stem in zip(table["paper_reported"], table["notebook"])],
         "this suite (mean ± sd)": [fmt_mean_sd(r) for _, r in table.iterrows()],
         "95% CI": [fmt_ci(r) for _, r in table.iterrows()],
         "status": table["status"],
