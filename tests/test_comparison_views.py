@@ -231,14 +231,19 @@ def test_readme_from_a_comparison_in_the_earlier_format(tmp_path):
     (folder / "results.json").write_text('{"notebook": "90_comparison", "profile": "cpu", "started_utc": '
                                          '"2026-11-24T01:39:56+00:00", "environment": {"commit": "523f54f"}, '
                                          '"comparison": []}')
+    assert comparison.level_of("duplicates kept on one side; image-level split (no subject ids: ...)") == "duplicate"
+    assert comparison.level_of(comparison.AUGMENT_BEFORE_SPLIT) == "augmented"
+    assert comparison.level_of(comparison.SPLIT_LEVELS["case"]) == "case" and comparison.level_of("missing") is None
     old = comparison.main_table({})[["paper", "notebook", "model", "weights", "dataset", "metric", "paper_reported",
                                      "mean", "sd", "ci_low", "ci_high", "seeds", "status", "protocol_differences",
                                      "leakage"]]
-    old.loc[0, ["weights", "dataset", "mean", "sd", "ci_low", "ci_high", "seeds", "status"]] = [
-        "random init", "taleqani_all", 0.9447, 0.0082, 0.9249, 0.9645, 3, "ok"]
+    old.loc[0, ["weights", "dataset", "mean", "sd", "ci_low", "ci_high", "seeds", "status", "leakage"]] = [
+        "random init", "taleqani_all", 0.9447, 0.0082, 0.9249, 0.9645, 3, "ok",
+        "duplicates kept on one side; image-level split (no subject ids: one patient's cells can be on both sides)"]
     old.to_csv(folder / "tables" / "comparison.csv", index=False)
     section = readme.readme_section(folder)
     assert "commit `523f54f`" in section and "predates the current results format" in section
-    assert "| P4 | Sequential CNN | random init | taleqani_all | not recorded | 92.16% | 94.47% ± 0.82% (3 seeds) | " \
+    assert "| P4 | Sequential CNN | random init | taleqani_all | duplicate | 92.16% | 94.47% ± 0.82% (3 seeds) | " \
            "[92.49%, 96.45%] | not recorded |" in section
+    assert "| P4 | ResNet50 | missing | missing | missing |" in section
     assert "predates the leakage ladders" in readme.ladder_section(folder)

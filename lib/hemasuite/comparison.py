@@ -151,8 +151,23 @@ def notebook_rows(stem: str, result: Results | None) -> list[dict]:
     return rows
 
 
+def _first_clause(text: str) -> str:
+    return re.split(r"[;(]", text, maxsplit=1)[0].strip()
+
+
+def level_of(leakage) -> str | None:
+    """The split level a ``leakage`` text describes (its first clause), None when it names none."""
+    if not isinstance(leakage, str):
+        return None
+    return next((level for level, text in SPLIT_LEVELS.items() if _first_clause(text) == _first_clause(leakage)),
+                None)
+
+
 def with_columns(table: pd.DataFrame) -> pd.DataFrame:
-    """``table`` with every column of :data:`COLUMNS` (a CSV written before a column existed gets it empty)."""
+    """``table`` with every column of :data:`COLUMNS`: a CSV written before a column existed gets it empty, and
+    without ``split_level`` the level its ``leakage`` text names."""
+    if "split_level" not in table and "leakage" in table:
+        table = table.assign(split_level=table["leakage"].map(level_of))
     table = table.reindex(columns=[*COLUMNS, *[c for c in table.columns if c not in COLUMNS]])
     table["majority"] = table["majority"].fillna(False).astype(bool)
     return table.astype({c: float for c in NUMBERS})
@@ -323,7 +338,9 @@ def display_table(table: pd.DataFrame, full: bool = True) -> pd.DataFrame:
     measured = table["status"] == "ok"
     shown = pd.DataFrame({
         "paper": table["paper"], "model": table["model"], "weights": [_weights(r) for _, r in table.iterrows()],
-        "dataset": table["dataset"], "split level": table["split_level"].map(_text), "metric": table["metric"],
+        "dataset": table["dataset"],
+        "split level": [_text(v, NOT_RECORDED if ok else MISSING) for v, ok in zip(table["split_level"], measured)],
+        "metric": table["metric"],
         "paper reported": [fmt_value(v, "not reported") for v in table["paper_reported"]],
         "this suite (mean ± sd)": [fmt_mean_sd(r) for _, r in table.iterrows()],
         "95% CI": [fmt_ci(r) for _, r in table.iterrows()],

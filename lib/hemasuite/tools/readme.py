@@ -49,8 +49,8 @@ def _run(folder: Path) -> tuple[str, str, str, str]:
     except RecordError:
         raw = json.loads(path.read_text())
         return (raw.get("profile"), raw.get("started_utc"), (raw.get("environment") or {}).get("commit"),
-                " Its results.json predates the current results format: rerunning the suite rewrites it with the "
-                "columns shown as `not recorded`.")
+                " Its results.json predates the current results format; rerunning the suite fills the columns "
+                "shown as `not recorded`.")
 
 
 def readme_section(comparison_dir) -> str:
