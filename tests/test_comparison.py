@@ -76,26 +76,32 @@ def test_table_from_the_smoke_results(results):
     assert "stand-in for C-NMC 2019" in rows_of(table, "P2").loc[0, "dataset"]
 
 
-def test_sources_and_leakage_entries(results):
+def test_sources_and_the_views_over_the_smoke_results(results):
     found = comparison.load(results)
     sources = comparison.sources(found, results).set_index("notebook")
     assert (sources["status"] == "found").all() and (sources["profile"] == "smoke").all()
-    entries = comparison.leakage_entries(found)
-    p3 = found["20_p3_densenet201_lymphoma"]
-    assert len(entries) == len(p3.leakage.measurements) == 4
-    assert list(entries["leaky"]) == [True, False, True, False]
-    assert set(entries["protocol"]) == {"paper protocol", "leakage-free"}
-    assert p3.leakage.difference.ci_low <= p3.leakage.difference.value <= p3.leakage.difference.ci_high
-    assert p3.leakage.counts["leakage-free"]["test_images_with_source_in_train"] == 0
+    table = comparison.main_table(found)
+    ladder = comparison.ladder_table(found)
+    assert len(ladder) == sum(len(result.ladder) for result in found.values())
+    for _, rungs in comparison.ladders(ladder):
+        assert rungs["order"].is_monotonic_increasing
+    floor = comparison.majority_table(table)
+    for stem, result in found.items():
+        majority = [row for row in result.models if comparison.is_majority(row)]
+        assert (floor["notebook"] == stem).sum() == max(1, len(majority))
+    pretraining = comparison.pretraining_table(table)
+    imagenet = [row for result in found.values() for row in result.models
+                if row.architecture and comparison.weights_kind(row.weights.label) == "ImageNet"]
+    assert (pretraining["imagenet_model"] != comparison.MISSING).sum() == len(imagenet)
 
 
 def test_figures_with_and_without_data(results, tmp_path):
     found = comparison.load(results)
     table = comparison.main_table(found)
     for figure in (comparison.paper_vs_reproduced_figure(table, "t"), comparison.ranking_figure(table, "t"),
-                   comparison.leakage_figure(comparison.leakage_entries(found), "t"),
-                   comparison.ranking_figure(comparison.main_table({}), "t"),
-                   comparison.leakage_figure(comparison.leakage_entries({}), "t")):
+                   comparison.ladder_figure(comparison.ladder_table(found), "t"),
+                   comparison.pretraining_figure(comparison.pretraining_table(table), "t"),
+                   comparison.ranking_figure(comparison.main_table({}), "t")):
         target = tmp_path / f"{id(figure)}.png"
         figure.savefig(target)
         assert target.stat().st_size > 1000
@@ -107,6 +113,9 @@ def test_the_comparison_notebook_read_the_published_results(smoke_reports, resul
     assert own.details["results_dir"] == str(results.resolve())
     assert own.details["measured"] == int(pd.read_csv(results / papers.COMPARISON / own.tables["comparison"])
                                           ["mean"].notna().sum())
+    assert set(own.tables) >= {"sources", "comparison", "majority", "ladder", "pretraining"}
+    assert set(own.figures) == {"paper_vs_reproduced", "ranking_per_dataset", "leakage_ladder", "pretraining"}
+    assert own.details["ladder_rungs"] == len(pd.read_csv(results / papers.COMPARISON / own.tables["ladder"]))
 
 
 def test_a_results_file_in_another_format_is_an_error_naming_it(results, tmp_path):
@@ -124,11 +133,14 @@ def test_readme_section_from_the_comparison(results, tmp_path):
     reports = tmp_path / "reports"
     shutil.copytree(results / papers.COMPARISON, reports / "cpu" / "results" / papers.COMPARISON)
     target = tmp_path / "README.md"
-    target.write_text(f"# T\n\n## Results (cpu profile)\n\n{readme.README_START}\nold\n{readme.README_END}\n"
-                      "\n## After\n")
+    target.write_text(f"# T\n\n## Results (cpu profile)\n\n{readme.README_START}\nOLD\n{readme.README_END}\n"
+                      f"\n## Ladder\n\n{readme.LADDER_START}\nOLD\n{readme.LADDER_END}\n\n## After\n")
     assert readme.main(["--reports", str(reports), "--readme", str(target)]) == 0
     text = target.read_text()
-    assert "old" not in text and "## After" in text and text.startswith("# T")
+    assert "OLD" not in text and "## After" in text and text.startswith("# T")
+    ladder = text.split(readme.LADDER_START)[1].split(readme.LADDER_END)[0]
+    rungs = sum(len(result.ladder) for result in comparison.load(results).values())
+    assert ("| dataset | model | rung |" in ladder) if rungs else ladder.strip().startswith("No notebook recorded")
     section = text.split(readme.README_START)[1].split(readme.README_END)[0]
     assert "| P4 | Sequential CNN | random init | synthetic [SYNTHETIC] |" in section
     meta = read(reports / "cpu" / "results" / papers.COMPARISON / "results.json")
@@ -146,8 +158,9 @@ def test_readme_section_from_the_comparison(results, tmp_path):
 def test_saved_tables(results, tmp_path):
     table = comparison.main_table(comparison.load(results))
     run = Run(papers.COMPARISON, tmp_path, {"profile": "smoke"})
-    back = pd.read_csv(comparison.save(run, table))
+    back = pd.read_csv(comparison.save(run, "comparison", table, comparison.display_table(table)))
     assert len(back) == len(table) and back["mean"].notna().sum() == table["mean"].notna().sum()
+    assert list(back.columns) == comparison.COLUMNS and run.tables["comparison"] == "tables/comparison.csv"
     assert "| P4 | Sequential CNN |" in (run.dir / "tables" / "comparison.md").read_text()
-    compact = (run.dir / "tables" / comparison.README_TABLE).read_text()
-    assert "protocol differences" not in compact and "| P4 | Sequential CNN |" in compact
+    shown = comparison.display_table(comparison.with_columns(back))
+    assert shown.equals(comparison.display_table(table))  # the CSV gives the README the same table

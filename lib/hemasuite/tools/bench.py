@@ -15,7 +15,13 @@ machine it ran on. Four parts:
    of the ``cpu`` profile's results records (missing notebooks are listed as missing).
 3. **Feature cache:** P5's feature-extraction grid (every backbone + SVM C grid of its
    ``cpu`` profile, on a stratified subset), timed with a cold and with a warm cache.
-4. **Suite time:** the ``smoke`` profile is run now, in a temporary folder, and timed;
+4. **Pretrained backbones:** images per second of the ImageNet backbones that resolve
+   offline (VGG-16's convolutions at 112 and 224 px, EfficientNet-Lite0 at 224 px), each
+   with its weights source: inference as a frozen feature extractor, and one training
+   step of the whole network with a new softmax head (fine-tuning), on synthetic pixels
+   (the speed depends only on the shape), through the paper check's timing
+   (:func:`hemasuite.tools.paper_check.measure`) under the ``cpu`` profile's precision.
+5. **Suite time:** the ``smoke`` profile is run now, in a temporary folder, and timed;
    the ``cpu`` profile (80-odd minutes) is the sum of each notebook's last good run in
    ``reports/cpu/runs.json``, against the 90-minute goal.
 """
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import json
 import math
 import os
@@ -37,16 +44,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import config, experiment, papers, pipeline
+from .. import config, experiment, models, papers, pipeline, training
 from ..datasets import load_folder
-from ..errors import DataError
+from ..errors import DataError, WeightsError
 from ..imageio import is_image_file
 from ..papers import p5_bone_marrow as p5
-from ..record import git_commit, markdown_table, package_versions, read, write_json_atomic
-from . import runner
+from ..record import RecordError, git_commit, markdown_table, package_versions, read, write_json_atomic
+from . import paper_check, runner
 
 CPU_GOAL_S = 90 * 60
 WARM_RATIO_GOAL = 5.0
+PRETRAINED = (("vgg16", 112), ("vgg16", 224), ("efficientnet_lite0", 224))  # backbone, input side
+PRETRAINED_NAMES = {"vgg16": "VGG-16 convolutions", "efficientnet_lite0": "EfficientNet-Lite0"}
+MISSING = "missing"
 
 
 # ---------------------------------------------------------------------------- machine
@@ -173,18 +183,25 @@ def _shown(path) -> str:
 def training_speeds(results_dir, notebooks=tuple(papers.REGISTRY)) -> pd.DataFrame:
     """Train / inference images per second of each model (mean over seeds), from the profile's results records."""
     rows = []
-    columns = ["notebook", "model", "seeds", "train_images_per_s", "inference_images_per_s", "status", "profile",
-               "started_utc"]
+    columns = ["notebook", "model", "weights", "seeds", "train_images_per_s", "inference_images_per_s", "status",
+               "profile", "started_utc"]
     for stem in notebooks:
         path = Path(results_dir) / stem / "results.json"
         if not path.is_file():
-            rows.append({"notebook": stem, "model": "missing", "seeds": 0, "train_images_per_s": math.nan,
+            rows.append({"notebook": stem, "model": MISSING, "seeds": 0, "train_images_per_s": math.nan,
                          "inference_images_per_s": math.nan, "status": "missing: no results.json"})
             continue
-        result = read(path)
+        try:
+            result = read(path)
+        except RecordError as error:
+            rows.append({"notebook": stem, "model": MISSING, "seeds": 0, "train_images_per_s": math.nan,
+                         "inference_images_per_s": math.nan,
+                         "status": f"unreadable: {str(error).splitlines()[0][:160]} (rerun the notebook)"})
+            continue
         for row in result.models:
             measured = row.train_images_per_s is not None or row.inference_images_per_s is not None
-            rows.append({"notebook": stem, "model": row.key, "seeds": len(row.seeds),
+            rows.append({"notebook": stem, "model": row.key, "weights": row.weights.source or row.weights.label,
+                         "seeds": len(row.seeds),
                          "train_images_per_s": math.nan if row.train_images_per_s is None else row.train_images_per_s,
                          "inference_images_per_s": math.nan if row.inference_images_per_s is None
                          else row.inference_images_per_s,
@@ -245,6 +262,49 @@ def smoke_suite_benchmark() -> dict:
             "total_seconds": round(seconds, 1), "total_minutes": round(seconds / 60, 1),
             "notebooks": {r["notebook"]: r["seconds"] for r in records}, "failed": failed,
             "status": "ok" if not failed else f"failed: {', '.join(failed)}"}
+
+
+# ---------------------------------------------------------------------------- pretrained backbones
+
+def pretrained_benchmark(configs=PRETRAINED, steps: int = 3, infer_batch: int = 16, train_batch: int | None = 8,
+                         n_classes: int = 4) -> dict:
+    """Images/s of each ImageNet backbone (``configs``: ``(name, side)``) with its weights source.
+
+    Inference: the frozen feature extractor (``models.backbone_features``, global average
+    pooling, float32 as the feature cache runs it), ``steps`` batches of ``infer_batch``.
+    Training (``train_batch`` None skips it): ``steps`` steps of the whole network with a
+    new softmax head (``models.transfer_classifier``, Adam) under the training precision.
+    Both after one untimed warm-up batch, on synthetic pixels. A backbone whose weights do
+    not resolve is listed with the reason.
+    """
+    rows = []
+    for name, side in configs:
+        shape = (side, side, 3)
+        row = {"backbone": PRETRAINED_NAMES.get(name, name), "name": name, "input": f"{side}x{side}"}
+        try:
+            source = models.weights_source(name, "imagenet")
+        except WeightsError as error:
+            rows.append({**row, "weights_source": MISSING, "status": f"unavailable: {str(error).splitlines()[0]}"})
+            continue
+        stage = functools.partial(paper_check.Stage, "bench", name, input_shape=shape, n_classes=n_classes,
+                                  workload=paper_check.Workload(0, 0, "bench"), weights_source=source, rescale=1.0)
+        features = paper_check.measure(stage(build=functools.partial(models.backbone_features, name, shape,
+                                                                     "imagenet"), train_batch=None,
+                                             infer_batch=infer_batch), steps)
+        row.update(weights_source=source, inference_images_per_s=features["infer_images_per_s"],
+                   inference_batch=infer_batch, train_images_per_s=math.nan, train_batch=None, train_policy=None)
+        if train_batch:
+            fitted = paper_check.measure(stage(build=functools.partial(models.transfer_classifier, name, shape,
+                                                                       n_classes, weights="imagenet"),
+                                               train_batch=train_batch, infer_batch=train_batch,
+                                               optimizer=training.adam(1e-4, 1, "constant")), steps)
+            row.update(train_images_per_s=fitted["train_images_per_s"], train_batch=train_batch,
+                       train_policy=fitted["policy"])
+        rows.append({**row, "status": "measured"})
+    return {"rows": rows, "steps": steps, "precision": training.precision_record(),
+            "method": f"synthetic pixels; one untimed warm-up batch, then {steps} timed batches each: inference of "
+                      "the frozen, globally pooled backbone (float32) and training steps of the whole network with "
+                      "a new softmax head (Adam, the training precision policy)"}
 
 
 # ---------------------------------------------------------------------------- suite time
@@ -339,6 +399,15 @@ def to_markdown(report: dict) -> str:
                   f"- **cold / warm time ratio: {f['ratio']}x** (backbones run cold: {f['computed_cold']}, warm: "
                   f"{f['computed_warm']}; identical SVM scores: {f['identical']})",
                   f"- absolute, for context: cold {f['cold_seconds']} s, warm {f['warm_seconds']} s"]
+    lines += ["", "## Pretrained backbones (ImageNet weights)", ""]
+    t = report.get("pretrained") or {}
+    if t.get("rows"):
+        lines += [f"{t['method']}; training precision policy {t['precision']['policy']} "
+                  f"({t['precision']['cpu_policy_from']}). Absolute numbers, for context: they depend on the machine "
+                  "and its load.", "",
+                  markdown_table(pd.DataFrame(t["rows"]).drop(columns=["name"]), floatfmt=".1f")]
+    else:
+        lines.append(f"not measured: {t.get('status', 'skipped')}")
     lines += ["", "## Suite wall time", ""]
     for profile, s in report["suite"].items():
         if s.get("measured"):
@@ -389,6 +458,8 @@ def benchmark_report(folder=None, size: int = 128, batch_size: int = 64, limit: 
                           "rows": training_speeds(results_dir).to_dict(orient="records")}
     report["feature_cache"] = (p5_grid_benchmark(folder, grid_images) if not skip_pipeline
                                else {"status": "skipped (--skip-pipeline)"})
+    report["pretrained"] = (pretrained_benchmark() if not skip_pipeline
+                            else {"status": "skipped (--skip-pipeline)"})
     report["suite"] = {"smoke": smoke_suite_benchmark() if measure_smoke else suite_time(reports, "smoke"),
                        "cpu": suite_time(reports, "cpu")}
     return report
@@ -404,7 +475,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reports",
                         help="reports folder with <profile>/runs.json and results (default: <repo>/reports)")
     parser.add_argument("--skip-pipeline", action="store_true",
-                        help="skip the timed pipeline and P5-grid measurements; only collect the recorded numbers")
+                        help="skip the timed measurements (pipeline, P5 grid, pretrained backbones); only collect "
+                             "the recorded numbers")
     parser.add_argument("--grid-images", type=int, default=160, help="images for the P5 grid (default 160)")
     parser.add_argument("--no-smoke", action="store_true",
                         help="do not run the smoke profile; report its last recorded runs instead")
@@ -413,6 +485,7 @@ def main(argv: list[str] | None = None) -> int:
     if load > 1.5 and not args.limit and not args.skip_pipeline:
         print(f"warning: load average {load:.2f} > 1.5; absolute times will be low, consider --limit 500",
               file=sys.stderr)
+    training.set_cpu_policy(config.cpu_precision("cpu"), "profile cpu: cpu_precision")
     report = benchmark_report(args.folder, args.size, args.batch_size, args.limit, args.reports, args.skip_pipeline,
                            args.grid_images, not args.no_smoke)
     json_path, md_path = write_report(report, args.output or config.repo_root() / "reports" / "benchmarks")
