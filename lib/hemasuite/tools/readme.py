@@ -17,8 +17,8 @@ from pathlib import Path
 import pandas as pd
 
 from ..config import repo_root
-from ..papers import COMPARISON
 from ..record import RecordError, read
+from .site import COMPARISON
 
 README_START, README_END = "<!-- comparison:start -->", "<!-- comparison:end -->"
 README_TABLE = "comparison_readme.md"
