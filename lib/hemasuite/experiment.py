@@ -460,7 +460,8 @@ def own_data_verdict(assessed: list[Assessed], method: str) -> str:
     prepared = assessed[0].prepared
     data = prepared.dataset
     level = prepared.split.level if prepared.split else "image"
-    head = (f"**Ran on your own images {data.display_name}** ({len(data.frame)} images, {len(data.classes)} classes: "
+    images = prepared.frame["path"].nunique()  # training copies (rotations) counted once
+    head = (f"**Ran on your own images {data.display_name}** ({images} images, {len(data.classes)} classes: "
             f"{', '.join(data.classes)}; split level {level!r}) with {method}. Not judged against a paper: the "
             "paper's numbers come from other images.")
     return "\n\n".join([head, *(accuracy_sentence(a.row.model, a.row) for a in assessed)])

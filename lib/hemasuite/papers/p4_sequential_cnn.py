@@ -44,11 +44,11 @@ def per_class_correct(prepared: Prepared, trained: TrainedSeed) -> pd.DataFrame:
     _, y_test = prepared.arrays("test")
     hit = trained.probabilities.argmax(axis=1) == y_test
     classes = prepared.dataset.classes
-    return pd.DataFrame({"class": classes,
-                         "correct": [int(hit[y_test == c].sum()) for c in range(len(classes))],
-                         "total": [int((y_test == c).sum()) for c in range(len(classes))],
-                         "paper": ["/".join(map(str, PER_CLASS_CORRECT[c])) if c in PER_CLASS_CORRECT else None
-                                   for c in classes]})
+    return experiment.without_paper(pd.DataFrame({
+        "class": classes, "correct": [int(hit[y_test == c].sum()) for c in range(len(classes))],
+        "total": [int((y_test == c).sum()) for c in range(len(classes))],
+        "paper": ["/".join(map(str, PER_CLASS_CORRECT[c])) if c in PER_CLASS_CORRECT else None for c in classes]}),
+        prepared)
 
 
 def train_baselines(run, prepared: Prepared, names, size: int, epochs: int, batch_size: int,
