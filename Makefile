@@ -1,6 +1,7 @@
 # One command per job; each creates the environment first if it is missing.
 #   make reports            run every notebook with PROFILE (default cpu) and render reports/
 #   make reports PROFILE=smoke NOTEBOOKS="00 01"
+#   make reports NOTEBOOKS="00 01 10 11 22" DATASET=folder:/path/to/images REPORTS=/path/to/my_reports
 #   make test               notebook lint, unit tests + every notebook under nbval (smoke profile)
 #   make lab                JupyterLab with the suite's kernel
 #   make bench              performance benchmark into reports/benchmarks/
@@ -12,6 +13,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PROFILE ?= cpu
 NOTEBOOKS ?=
+DATASET ?=
+REPORTS ?=
+ALLOW_DIRTY ?=
 export LEUKEMIA_DATA_DIR ?= $(abspath $(CURDIR)/../shared/data)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
@@ -27,7 +31,8 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 reports: env
-	$(BIN)/python -m hemasuite.tools.runner --profile $(PROFILE) $(if $(NOTEBOOKS),--notebooks $(NOTEBOOKS))
+	$(BIN)/python -m hemasuite.tools.runner --profile $(PROFILE) $(if $(NOTEBOOKS),--notebooks $(NOTEBOOKS)) \
+		$(if $(DATASET),--dataset $(DATASET)) $(if $(REPORTS),--reports $(REPORTS)) $(if $(ALLOW_DIRTY),--allow-dirty)
 
 site: env
 	$(BIN)/python -m hemasuite.tools.site cpu

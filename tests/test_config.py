@@ -42,7 +42,7 @@ def test_profiles_file_with_unknown_section(tmp_path):
 def test_session_start_rejects_unknown_profile_and_bad_seed(tmp_path, start_run):
     with pytest.raises(ParameterError, match="unknown profile"):
         start_run("x", profile="gpu", data_dir=None, output_dir=str(tmp_path), seed=0)
-    with pytest.raises(ParameterError, match="seed must be an integer"):
+    with pytest.raises(ParameterError, match="seed=.zero.: not an integer"):
         start_run("x", profile="smoke", data_dir=None, output_dir=str(tmp_path), seed="zero")
     with pytest.raises(ParameterError, match="must define"):
         start_run("x", profile="smoke", seed=0)

@@ -99,19 +99,21 @@ def check_choice(name: str, value, choices) -> None:
 
 
 def resolve_data_dir(data_dir=None) -> Path:
-    """The data root: ``data_dir`` if given, else ``$LEUKEMIA_DATA_DIR``; it must exist."""
-    looked = []
-    for source, candidate in (("parameter data_dir", data_dir), (f"${DATA_ENV}", os.environ.get(DATA_ENV))):
-        if candidate:
-            path = Path(candidate).expanduser().resolve()
-            if path.is_dir():
-                return path
-            looked.append(f"{source} = {path} (does not exist)")
-        else:
-            looked.append(f"{source} (not set)")
-    raise DataError("no data directory found; looked at: " + "; ".join(looked)
-                    + f". Set {DATA_ENV} or pass data_dir to the folder that holds taleqani_all/, "
-                      "iicbu_lymphoma/, ... (see README, 'Data').")
+    """The data root: ``data_dir`` if given (it must exist: no fall-back), else ``$LEUKEMIA_DATA_DIR``."""
+    if data_dir:
+        path = Path(data_dir).expanduser().resolve()
+        if not path.is_dir():
+            raise DataError(f"data_dir {path} does not exist (given explicitly, so ${DATA_ENV} is not used); pass "
+                            "the folder that holds taleqani_all/, iicbu_lymphoma/, ... (see README, 'Data')")
+        return path
+    candidate = os.environ.get(DATA_ENV)
+    if candidate and Path(candidate).expanduser().is_dir():
+        return Path(candidate).expanduser().resolve()
+    looked = f"${DATA_ENV} = {Path(candidate).expanduser().resolve()} (does not exist)" if candidate \
+        else f"${DATA_ENV} (not set)"
+    raise DataError(f"no data directory found; looked at: parameter data_dir (not set); {looked}. Set {DATA_ENV} "
+                    "or pass data_dir to the folder that holds taleqani_all/, iicbu_lymphoma/, ... (see README, "
+                    "'Data'). Outside make, LEUKEMIA_DATA_DIR is not set for you.")
 
 
 def resolve_output_dir(output_dir=None, profile_name: str = "smoke") -> Path:

@@ -13,7 +13,9 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -59,6 +61,7 @@ def prepare(run: Run | None, dataset: Dataset, fractions, seed: int, size: int,
     """
     level = level or validation.default_level(dataset)
     report = validation.validate(dataset, near_threshold=near_threshold)
+    dataset, excluded = usable_images(dataset, report)
     frame = dataset.frame.copy()
     frame["duplicate_group"] = validation.duplicate_group_ids(frame, report)
     frame["split_group"] = validation.level_groups(frame, report, level)
@@ -66,20 +69,56 @@ def prepare(run: Run | None, dataset: Dataset, fractions, seed: int, size: int,
     scenes = dataset.info.get("image_kind") == "field"  # the similarity check is calibrated on scenes, not on cells
     thumbs = same_field.thumbnails(frame["path"]) if scenes and level != "image" else None
     splits.assert_no_leakage(frame, "split_group", images=thumbs)
-    manifest = None
+    manifest = manifest_sha256 = None
     if run is not None:
-        manifest = run.relative(splits.save_manifest(frame, run.path("split_manifest.csv")))
+        saved = splits.save_manifest(frame, run.path("split_manifest.csv"))
+        manifest, manifest_sha256 = run.relative(saved), validation.sha256_file(saved)
     images = pipeline.load_images(frame, size, cache_dir=config.cache_dir())
     if preprocess is not None:
         images = preprocess(images)
     counts = pd.crosstab(frame["label"], frame["split"])
     split = record.Split(level=level, method="stratified, group-aware: " + validation.SPLIT_LEVELS[level], seed=seed,
                          fractions=[float(f) for f in fractions], manifest=manifest,
+                         manifest_sha256=manifest_sha256,
                          duplicates_merged=int(len(frame) - frame["split_group"].nunique()),
                          same_field_pairs=int(len(report.same_field_pairs)),
                          counts={name: {str(k): int(v) for k, v in counts[name].items()}
                                  for name in splits.SPLIT_NAMES[len(fractions)]})
-    return Prepared(dataset, frame, images, size, {"preprocess": preprocess_name or "resize (bilinear)"}, split)
+    done = {"preprocess": preprocess_name or "resize (bilinear)"}
+    if excluded:
+        done["excluded"] = excluded
+    return Prepared(dataset, frame, images, size, done, split)
+
+
+def usable_images(dataset: Dataset, report) -> tuple[Dataset, dict[str, list[str]]]:
+    """``dataset`` without the files validation found unusable, and those files (``label/name``) by reason.
+
+    Unreadable files (undecodable, empty, decompression bombs) cannot be trained on. A
+    duplicate filed under two labels is the same image in two classes, so its label is
+    unknown: it is excluded from training and testing. Each exclusion is warned about with
+    the files' names.
+    """
+    label = dict(zip(dataset.frame["path"], dataset.frame["label"]))
+
+    def name(path):
+        return f"{label[path]}/{Path(path).name}"
+
+    unreadable = report.files.loc[report.files["error"].notna(), "path"].tolist()
+    groups = validation.conflicting_label_groups(report)
+    excluded = {}
+    if unreadable:
+        excluded["unreadable"] = [name(p) for p in unreadable]
+        warnings.warn(f"{len(unreadable)} unreadable file(s) left out: {', '.join(excluded['unreadable'])}",
+                      stacklevel=3)
+    if groups:
+        excluded["conflicting_labels"] = [" = ".join(name(p) for p in group) for group in groups]
+        warnings.warn(f"{sum(map(len, groups))} file(s) in {len(groups)} duplicate group(s) carry two labels and are "
+                      f"excluded from training and testing: {'; '.join(excluded['conflicting_labels'])}",
+                      stacklevel=3)
+    drop = set(unreadable) | {path for group in groups for path in group}
+    if not drop:
+        return dataset, excluded
+    return replace(dataset, frame=dataset.frame[~dataset.frame["path"].isin(drop)].reset_index(drop=True)), excluded
 
 
 def split_counts(prepared: Prepared) -> pd.DataFrame:
@@ -300,9 +339,12 @@ def assess(run: Run, key: str, title: str, prepared: Prepared, trained: list[Tra
     """Evaluate one model, save its figures, per-class table and predictions, and build its results row.
 
     ``key`` names its files (``a+b`` is written ``a_and_b``); ``paper_model`` / ``paper_value``
-    are the paper's model this row replicates and the value the paper reports for it.
+    are the paper's model this row replicates and the value the paper reports for it (none
+    on own images).
     """
     name = key.replace("+", "_and_")
+    if prepared.dataset.own:  # own images: no paper value to stand beside
+        paper_model = paper_value = None
     evaluation = evaluate(prepared, trained, n_boot)
     figures = report(run, name, title, prepared, trained, evaluation)
     over, ci = evaluation["over_seeds"], evaluation["accuracy_seed_mean_ci"]
@@ -343,6 +385,8 @@ def rows_table(rows: list[record.ModelRow]) -> pd.DataFrame:
 def paper_vs_run(run: Run, rows: list[record.ModelRow], title: str) -> pd.DataFrame:
     """:func:`rows_table`, saved as ``tables/paper_vs_run`` with its dot plot ``figures/paper_vs_run``."""
     table = rows_table(rows)
+    if table["paper"].isna().all():  # own images, or models no paper reports
+        table = table.drop(columns="paper")
     run.save_table(table, "paper_vs_run")
     run.save_figure(plots.paper_vs_reproduced(table.assign(model=table["model"] + " (" + table["weights"] + ")"),
                                               title), "paper_vs_run")
@@ -385,6 +429,8 @@ def protocol(prepared: Prepared, seeds, assessed: list[Assessed] = (), augmentat
     """
     size = input_size or prepared.size
     data = prepared.dataset
+    if prepared.protocol.get("excluded"):
+        details = {**(details or {}), "excluded_images": prepared.protocol["excluded"]}
     return record.Protocol(
         dataset=record.DatasetInfo(name=data.name, display_name=data.display_name, classes=list(data.classes),
                                    images=int(len(data.frame)), synthetic=data.synthetic, stand_in_for=data.stand_in),
@@ -402,11 +448,42 @@ def deviations(profile: str, items: dict) -> list[str]:
     return [notes.get(profile, f"profile {profile}")] + [f"{key}: {value}" for key, value in items.items()]
 
 
+def accuracy_sentence(model: str, row: record.ModelRow) -> str:
+    """``**model**: test accuracy mean +/- sd (seeds; CI of the mean, n).``"""
+    sd = f"{row.sd:.2%}" if row.sd is not None else "n/a"
+    return (f"**{model}**: test accuracy {row.mean:.2%} +/- {sd} (mean +/- sd over {len(row.seeds)} seeds; "
+            f"bootstrap 95% CI of the mean {row.ci_low:.2%} to {row.ci_high:.2%}, n = {row.n_test}).")
+
+
+def own_data_verdict(assessed: list[Assessed], method: str) -> str:
+    """The verdict of a run on own images: which images, and each model's accuracy; no paper, no target."""
+    prepared = assessed[0].prepared
+    data = prepared.dataset
+    level = prepared.split.level if prepared.split else "image"
+    images = prepared.frame["path"].nunique()  # training copies (rotations) counted once
+    head = (f"**Ran on your own images {data.display_name}** ({images} images, {len(data.classes)} classes: "
+            f"{', '.join(data.classes)}; split level {level!r}) with {method}. Not judged against a paper: the "
+            "paper's numbers come from other images.")
+    return "\n\n".join([head, *(accuracy_sentence(a.row.model, a.row) for a in assessed)])
+
+
+def own_data_deviations(p: dict, method: str) -> list[str]:
+    """In place of deviations from a paper: what ran on the own images, under which profile."""
+    name = Path(str(p.get("dataset", "")).removeprefix("folder:")).name
+    return [f"own images {name!r} (folder:): {method} with the settings of profile {p['profile']}; not compared "
+            "with the paper (its numbers come from other images)"]
+
+
+def without_paper(table: pd.DataFrame, prepared: Prepared) -> pd.DataFrame:
+    """``table`` without its paper columns (``paper...`` and ``difference``) when ``prepared`` holds own images."""
+    if not prepared.dataset.own:
+        return table
+    return table.drop(columns=[c for c in table.columns if str(c).lower().startswith("paper") or c == "difference"])
+
+
 def verdict(model: str, row: record.ModelRow, target: float, synthetic: bool = False) -> str:
     """One Markdown paragraph: seed-mean accuracy, CI, and the gap to the target."""
-    sd = f"{row.sd:.2%}" if row.sd is not None else "n/a"
-    text = (f"**{model}**: test accuracy {row.mean:.2%} +/- {sd} (mean +/- sd over {len(row.seeds)} seeds; "
-            f"bootstrap 95% CI of the mean {row.ci_low:.2%} to {row.ci_high:.2%}, n = {row.n_test}). ")
+    text = accuracy_sentence(model, row) + " "
     gap = row.mean - target
     text += (f"Target {target:.2%} reached (+{gap:.2%})." if gap >= 0 else
              f"Target {target:.2%} missed by {-gap:.2%}.")

@@ -6,6 +6,7 @@ Handles grayscale, palette, RGBA, 16-bit and CMYK files; every failure becomes a
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,23 @@ from PIL import Image, UnidentifiedImageError
 from .errors import ImageReadError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
+DECODE_ERRORS = (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError)
+OBJECT_REPR = re.compile(r"\s*<[^<>]*\bat 0x[0-9a-fA-F]+>")  # "<_io.BytesIO object at 0x7f...>": differs every run
+
+
+def describe_error(error: Exception) -> str:
+    """An exception as a message that is the same on every run: object addresses removed."""
+    text = OBJECT_REPR.sub("", str(error)).strip()
+    return text or type(error).__name__
+
+
+def too_many_pixels(width: int, height: int) -> str | None:
+    """Why an image of ``width`` x ``height`` is refused as a possible decompression bomb, or None."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and width * height > limit:
+        return (f"decompression bomb: {width}x{height} = {width * height:,} pixels, more than the limit of "
+                f"{limit:,} (PIL.Image.MAX_IMAGE_PIXELS)")
+    return None
 
 
 def is_image_file(path: Path) -> bool:
@@ -47,10 +65,15 @@ def open_checked(path) -> Image.Image:
         raise ImageReadError(path, "empty file (0 bytes)")
     try:
         with Image.open(path) as image:
+            bomb = too_many_pixels(image.width, image.height)
+            if bomb:
+                raise ImageReadError(path, bomb)
             image.load()
             return image.copy()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise ImageReadError(path, f"not a decodable image ({error})") from error
+    except Image.DecompressionBombError as error:
+        raise ImageReadError(path, f"decompression bomb: {describe_error(error)}") from error
+    except DECODE_ERRORS as error:
+        raise ImageReadError(path, f"not a decodable image ({describe_error(error)})") from error
 
 
 def read_rgb(path, size: int | tuple[int, int] | None = None) -> np.ndarray:

@@ -128,14 +128,16 @@ def reliability_diagram(table: pd.DataFrame, ece: float, title: str):
 def paper_vs_reproduced(table: pd.DataFrame, title: str):
     """Dot plot per model: reproduced mean with CI bar, and the paper's value where reported.
 
-    ``table`` has columns model, paper, mean, ci_low, ci_high (NaN where unknown).
+    ``table`` has columns model, mean, ci_low, ci_high and, where a paper reports them, paper
+    (NaN where unknown).
     """
     fig, ax = plt.subplots(figsize=(6.5, 1.2 + 0.45 * len(table)))
     y = np.arange(len(table))
     low = (table["mean"] - table["ci_low"]).fillna(0).clip(lower=0)
     high = (table["ci_high"] - table["mean"]).fillna(0).clip(lower=0)
     ax.errorbar(table["mean"], y, xerr=[low, high], fmt="o", color="tab:blue", capsize=3, label="this run (CI)")
-    ax.scatter(table["paper"], y, marker="D", color="tab:red", zorder=3, label="paper")
+    if "paper" in table and table["paper"].notna().any():
+        ax.scatter(table["paper"], y, marker="D", color="tab:red", zorder=3, label="paper")
     ax.set_yticks(y, table["model"])
     ax.invert_yaxis()
     ax.margins(x=0.15, y=0.3)

@@ -7,14 +7,27 @@ import numpy as np
 import pandas as pd
 
 from . import augment
+from .errors import ImageReadError
+from .imageio import open_checked
 
 
 def pick_examples(dataset, n: int, seed: int) -> pd.DataFrame:
-    """``n`` rows of ``dataset.frame``, taking the classes in turn, drawn at random per ``seed``."""
+    """``n`` readable rows of ``dataset.frame``, taking the classes in turn, drawn at random per ``seed``
+    (unreadable files are passed over)."""
     shuffled = dataset.frame.sample(frac=1, random_state=seed)
     rank = shuffled.groupby("label").cumcount()
     order = shuffled.assign(rank=rank, cls=shuffled["label"].map(dataset.classes.index))
-    return order.sort_values(["rank", "cls"]).head(n).drop(columns=["rank", "cls"]).reset_index(drop=True)
+    order = order.sort_values(["rank", "cls"]).drop(columns=["rank", "cls"])
+    chosen = []
+    for index, path in zip(order.index, order["path"]):
+        try:
+            open_checked(path)
+        except ImageReadError:
+            continue
+        chosen.append(index)
+        if len(chosen) == n:
+            break
+    return order.loc[chosen].reset_index(drop=True)
 
 
 def family_examples(images: np.ndarray, seed: int, draws: int = 2) -> dict[str, dict[str, np.ndarray]]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import json
 import math
 import os
@@ -38,9 +39,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 
-from . import training
 from .config import repo_root
 from .errors import SuiteError
 
@@ -105,6 +104,7 @@ class Split:
     fractions: list[float] | None = None
     folds: int | None = None
     manifest: str | None = None
+    manifest_sha256: str | None = None
     duplicates_merged: int = 0
     same_field_pairs: int | None = None
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -236,13 +236,19 @@ class Leakage:
 
 @dataclass
 class Environment:
-    """Where and with what a result was computed."""
+    """Where and with what a result was computed.
+
+    ``commit`` ends in ``+dirty`` when tracked files outside ``reports/`` differ from it;
+    ``diff_sha256`` is then the SHA-256 of that difference (``git diff HEAD``), so two
+    results from the same uncommitted code can be told apart from others.
+    """
 
     python: str
     packages: dict[str, str | None]
     device: dict[str, Any]
     commit: str | None
     precision: dict[str, Any] | None = None
+    diff_sha256: str | None = None
 
 
 @dataclass
@@ -397,6 +403,8 @@ def package_versions() -> dict:
 
 def device_description() -> dict:
     """CPU / GPU the run used, as TensorFlow sees them."""
+    import tensorflow as tf  # here, so that reading and writing records (the runner, the tools) needs no TensorFlow
+
     gpus = tf.config.list_physical_devices("GPU")
     details = [tf.config.experimental.get_device_details(g).get("device_name", g.name) for g in gpus]
     return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
@@ -405,20 +413,43 @@ def device_description() -> dict:
 
 def environment() -> Environment:
     """Everything needed to say where and with what a result was computed (device, precision policy, versions)."""
+    from . import training
+
     return Environment(platform.python_version(), package_versions(), device_description(), git_commit(),
-                       training.precision_record())
+                       training.precision_record(), git_diff_sha256())
+
+
+OUTSIDE_REPORTS = (".", ":(exclude)reports")  # results written by runs do not make the code dirty
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=repo_root(), capture_output=True, text=True, check=True).stdout
+
+
+def dirty_files() -> list[str] | None:
+    """Tracked files outside ``reports/`` that differ from the commit (None without git)."""
+    try:
+        status = _git("status", "--porcelain", "--untracked-files=no", "--", *OUTSIDE_REPORTS)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return [line[3:] for line in status.splitlines() if line.strip()]
 
 
 def git_commit() -> str | None:
-    """The checkout's commit (with ``+dirty`` when it has uncommitted changes), if git is there."""
+    """The checkout's commit (with ``+dirty`` when code outside ``reports/`` has uncommitted changes), if git is
+    there."""
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo_root(), capture_output=True,
-                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo_root(),
-                               capture_output=True, text=True, check=True).stdout.strip()
-        return head + ("+dirty" if dirty else "")
+        head = _git("rev-parse", "--short", "HEAD").strip()
     except (OSError, subprocess.CalledProcessError):
         return None
+    return head + ("+dirty" if dirty_files() else "")
+
+
+def git_diff_sha256() -> str | None:
+    """SHA-256 of ``git diff HEAD`` outside ``reports/`` when the tree is dirty, else None."""
+    if not dirty_files():
+        return None
+    return hashlib.sha256(_git("diff", "--binary", "HEAD", "--", *OUTSIDE_REPORTS).encode()).hexdigest()
 
 
 def to_jsonable(value):
@@ -479,6 +510,7 @@ class Run:
         self._t0 = time.perf_counter()
         self.figures: dict[str, str] = {}
         self.tables: dict[str, str] = {}
+        self.own_data: str | None = None  # display name of the user's own images, when the run used them
 
     def path(self, name: str) -> Path:
         """A file in this run's folder (sub-folders created)."""
@@ -507,8 +539,18 @@ class Run:
 
     def finish(self, protocol: Protocol | None = None, models: list[ModelRow] = (), leakage: Leakage | None = None,
                verdict: str | None = None, details: dict | None = None, ladder: list[Rung] = ()) -> Results:
-        """Write ``results.json`` (validated) with everything saved, the environment and the wall time."""
-        results = Results(notebook=self.notebook, paper=self.paper, profile=self.params.get("profile"),
+        """Write ``results.json`` (validated) with everything saved, the environment and the wall time.
+
+        A run on own images (``own_data``) is judged against no paper: its rows carry no
+        paper model or value, ``paper`` is empty, and the verdict names the images.
+        """
+        paper = self.paper
+        if self.own_data:
+            paper = None
+            models = [dataclasses.replace(m, paper_model=None, paper_value=None) for m in models]
+            if verdict is not None and self.own_data not in verdict:
+                verdict = f"Own images {self.own_data}. {verdict}"
+        results = Results(notebook=self.notebook, paper=paper, profile=self.params.get("profile"),
                           parameters=to_jsonable(self.params),
                           started_utc=self.started.isoformat(timespec="seconds"),
                           wall_time_s=round(time.perf_counter() - self._t0, 2), environment=environment(),

@@ -20,7 +20,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from scipy import sparse
 from scipy.fft import dctn
 from scipy.sparse.csgraph import connected_components
@@ -28,10 +28,9 @@ from scipy.sparse.csgraph import connected_components
 from . import config
 from . import same_field as fields
 from .errors import ParameterError
-from .imageio import is_image_file, to_rgb
+from .imageio import DECODE_ERRORS, describe_error, is_image_file, to_rgb, too_many_pixels
 
 PROBLEM_COLUMNS = ["kind", "path", "detail"]
-DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError)
 # pHash bits: on Taleqani ALL, pairs within 10 bits are the same smear field re-shot or shifted, pairs at
 # 12+ bits mostly distinct fields (distances are even: every hash has 32 bits set).
 NEAR_THRESHOLD = 10
@@ -157,17 +156,22 @@ def inspect_file(path) -> dict:
     try:
         data = Path(path).read_bytes()
     except OSError as error:
-        return {**record, "error": f"cannot read file ({error})"}
+        return {**record, "error": f"cannot read file ({describe_error(error)})"}
     record.update(sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
     if not data:
         return {**record, "error": "empty file (0 bytes)"}
     try:
         with Image.open(io.BytesIO(data)) as image:
+            bomb = too_many_pixels(image.width, image.height)
+            if bomb:
+                return {**record, "width": image.width, "height": image.height, "error": bomb}
             image.load()
             record.update(width=image.width, height=image.height, mode=image.mode, bands=len(image.getbands()),
                           format=image.format, phash=perceptual_hash(image))
+    except Image.DecompressionBombError as error:
+        return {**record, "error": f"decompression bomb: {describe_error(error)}"}
     except DECODE_ERRORS as error:
-        return {**record, "error": f"not a decodable image ({error})"}
+        return {**record, "error": f"not a decodable image ({describe_error(error)})"}
     if not (record["width"] and record["height"]):
         return {**record, "error": "image has zero width or height"}
     return record
@@ -346,6 +350,14 @@ def _duplicate_problems(groups: list[list[str]], files: pd.DataFrame, kind: str)
     return rows
 
 
+def conflicting_label_groups(report: "ValidationReport") -> list[list[str]]:
+    """Exact and confirmed near-duplicate groups whose files carry more than one label (the same image in two
+    classes): their label is unknown, so they are left out of training and testing."""
+    label = dict(zip(report.files["path"], report.files["label"]))
+    return [group for group in report.duplicate_groups + report.near_duplicate_groups
+            if len({label[p] for p in group}) > 1]
+
+
 def _scope_counts(groups: list[list[str]], files: pd.DataFrame) -> dict:
     label = dict(zip(files["path"], files["label"]))
     across = sum(len({label[p] for p in group}) > 1 for group in groups)
@@ -495,7 +507,9 @@ def validate(dataset, manifest=None, near_threshold: int = NEAR_THRESHOLD, same_
              same_field_threshold: float = fields.THRESHOLD) -> ValidationReport:
     """Validate a :class:`~hemasuite.datasets.Dataset`.
 
-    Checks readability, empty classes / class folders, class counts, size and mode
+    Starts from the problems the loader recorded (``dataset.problems``: files it did not
+    use, for your own folders). Checks readability (decompression bombs included), empty
+    classes / class folders, class counts, size and mode
     consistency (files that differ from the majority), exact duplicates (SHA-256), near
     duplicates (pHash within ``near_threshold`` bits, confirmed by registration), and
     with ``manifest`` (a ``MANIFEST.sha256`` path) completeness and integrity against it.
@@ -504,11 +518,13 @@ def validate(dataset, manifest=None, near_threshold: int = NEAR_THRESHOLD, same_
     """
     start = time.perf_counter()
     files = inspect_files(dataset.frame)
-    problems = [{"kind": "unreadable", "path": r.path, "detail": r.error}
-                for r in files[files["error"].notna()].itertuples()]
+    problems = list(dataset.problems)
+    problems += [{"kind": "decompression_bomb" if r.error.startswith("decompression bomb") else "unreadable",
+                  "path": r.path, "detail": r.error} for r in files[files["error"].notna()].itertuples()]
 
     counts = class_counts(files, dataset.classes)
-    problems += empty_class_problems(dataset.root, counts)
+    reported = {p["path"] for p in problems if p["kind"] == "empty_class"}
+    problems += [p for p in empty_class_problems(dataset.root, counts) if p["path"] not in reported]
     problems += consistency_problems(files)
     sizes = size_table(files)
 
@@ -533,3 +549,12 @@ def validate(dataset, manifest=None, near_threshold: int = NEAR_THRESHOLD, same_
     return ValidationReport(dataset.name, files, counts, sizes, _problems(problems), exact, near, near_threshold,
                             check, time.perf_counter() - start, near_pairs, candidates, same_field_threshold, twins,
                             seconds)
+
+
+def data_root_manifest(dataset, data_dir=None) -> Path | None:
+    """The data root's ``MANIFEST.sha256`` for a dataset of the registry, None when absent, for synthetic data and
+    for own images (which have no data root)."""
+    if dataset.synthetic or dataset.own:
+        return None
+    manifest = config.resolve_data_dir(data_dir) / "MANIFEST.sha256"
+    return manifest if manifest.is_file() else None

@@ -2,12 +2,14 @@
 
 Importing this package registers every loader: the Taleqani ALL, IICBU lymphoma, C-NMC
 2019, ALL-IDB2 and bone-marrow subtype layouts, a generic class-per-folder set and the
-synthetic generator.
+synthetic generator. ``folder:/path/to/root`` names your own images (one sub-folder per
+class) anywhere a dataset name is accepted.
 """
 
 from . import all_idb, cnmc, folders, synthetic  # noqa: F401  (registration side effect)
-from .folders import load_folder
-from .registry import REGISTRY, Dataset, available, load_dataset, spec
+from .folders import load_folder, load_own_folder
+from .registry import FOLDER_PREFIX, REGISTRY, Dataset, available, is_folder_name, load_dataset, spec
 from .stand_in import binary_stand_in, relabel_stand_in
 
-__all__ = ["REGISTRY", "Dataset", "available", "binary_stand_in", "load_dataset", "relabel_stand_in", "load_folder", "spec"]
+__all__ = ["FOLDER_PREFIX", "REGISTRY", "Dataset", "available", "binary_stand_in", "is_folder_name", "load_dataset",
+           "load_folder", "load_own_folder", "relabel_stand_in", "spec"]

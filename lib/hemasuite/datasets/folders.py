@@ -8,8 +8,12 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import DataError
-from ..imageio import is_image_file
-from .registry import Dataset, frame_from_rows, register
+from ..imageio import IMAGE_SUFFIXES, is_image_file
+from .registry import FOLDER_PREFIX, Dataset, frame_from_rows, register, register_folder_loader
+
+# image formats the suite does not read: reported as ``unsupported_format``, never silently skipped
+OTHER_IMAGE_SUFFIXES = (".gif", ".webp", ".jp2", ".j2k", ".heic", ".heif", ".avif", ".jxl", ".svg", ".ico", ".ppm",
+                        ".pgm", ".pbm", ".tga", ".psd", ".dcm", ".raw", ".eps")
 
 
 def scan_class_folders(root: Path, classes: list[str] | None, name: str, layout: str,
@@ -133,6 +137,86 @@ def load_bone_marrow(root: Path) -> Dataset:
 
 
 FOLDER_LAYOUT = "<root>/<class name>/<images>, one sub-folder per class"
+
+
+def _file_problem(path: Path, label: str, nested: bool) -> dict | None:
+    """The problem row of one entry below a class folder, None for an image the loader uses."""
+    suffix = path.suffix.lower()
+    if path.is_symlink() and not path.exists():
+        return {"kind": "broken_link", "path": str(path), "detail": f"symbolic link to {path.readlink()}, "
+                "which does not exist"}
+    if nested and suffix in IMAGE_SUFFIXES:
+        return {"kind": "nested_image", "path": str(path),
+                "detail": f"in a sub-folder of class {label!r}; only images directly in {label}/ are used"}
+    if suffix in IMAGE_SUFFIXES:
+        return None
+    if suffix in OTHER_IMAGE_SUFFIXES:
+        return {"kind": "unsupported_format", "path": str(path),
+                "detail": f"{suffix} images are not read; convert to one of {', '.join(IMAGE_SUFFIXES)}"}
+    return {"kind": "not_an_image", "path": str(path),
+            "detail": f"not an image file (suffix {suffix or 'none'!r}; read: {', '.join(IMAGE_SUFFIXES)})"}
+
+
+def scan_own_folder(root: Path) -> tuple[list[str], list[dict], list[dict]]:
+    """Classes, image rows and problem rows of ``root/<class>/<image>``; nothing found is fatal but an empty root.
+
+    Every entry the loader does not use becomes a problem row ``{kind, path, detail}``:
+    ``empty_class`` (a class folder without images; the class is left out),
+    ``outside_class_folder``, ``nested_image``, ``unsupported_format``, ``not_an_image``,
+    ``broken_link``. Hidden files (``.name``) are ignored.
+    """
+    rows, problems, classes = [], [], []
+    for entry in sorted(root.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if not entry.is_dir():
+            kind = "broken_link" if entry.is_symlink() and not entry.exists() else "outside_class_folder"
+            problems.append({"kind": kind, "path": str(entry),
+                             "detail": "not in a class folder; put images in <root>/<class>/"})
+            continue
+        label, found = entry.name, 0
+        for path in sorted(entry.rglob("*")):
+            relative = path.relative_to(entry)
+            if any(part.startswith(".") for part in relative.parts) or (path.is_dir() and not path.is_symlink()):
+                continue
+            problem = _file_problem(path, label, nested=len(relative.parts) > 1)
+            if problem:
+                problems.append(problem)
+            elif path.is_file():
+                rows.append({"path": str(path.resolve()), "label": label, "group": f"{label}/{path.name}"})
+                found += 1
+        if found:
+            classes.append(label)
+        else:
+            problems.append({"kind": "empty_class", "path": str(entry),
+                             "detail": f"class folder {label!r} holds no readable image files; class left out"})
+    return classes, rows, problems
+
+
+@register_folder_loader
+def load_own_folder(path: str) -> Dataset:
+    """``folder:<path>``: your own images, one sub-folder per class; marked ``own`` (never judged against a paper).
+
+    The dataset's name is the folder's name. What the loader does not use (empty class
+    folders, other files, nested images, broken links) is kept in ``Dataset.problems``
+    for validation's problems table; only a root without any image is an error.
+    """
+    if not path:
+        raise DataError(f"dataset {FOLDER_PREFIX!r} needs a folder: {FOLDER_PREFIX}/path/to/root "
+                        f"({FOLDER_LAYOUT})")
+    root = Path(path).expanduser().resolve()
+    if not root.is_dir():
+        raise DataError(f"dataset {FOLDER_PREFIX}{path}: folder {root} does not exist.\nExpected layout: "
+                        f"{FOLDER_LAYOUT}")
+    classes, rows, problems = scan_own_folder(root)
+    if len(classes) < 2:
+        raise DataError(f"dataset {FOLDER_PREFIX}{path}: {len(classes)} class folder(s) with images ({classes}); "
+                        f"at least two are needed.\nExpected layout: {FOLDER_LAYOUT}\nFound: "
+                        + "; ".join(f"{p['kind']}: {p['path']}" for p in problems[:10]))
+    name = root.name or "folder"
+    return Dataset(name, classes, frame_from_rows(rows, root, name, FOLDER_LAYOUT), root,
+                   f"own class-per-folder images ({name}/)", info={"subject_ids": False, "source": "folder"},
+                   own=True, problems=problems)
 
 
 def load_folder(root, classes: list[str] | None = None, name: str = "folder") -> Dataset:

@@ -22,6 +22,10 @@ class Dataset:
     name), ``group`` (the unit that must never straddle a split: subject id where the
     dataset publishes one, otherwise the file itself) and, for some sets, ``subset``
     (a published split such as C-NMC's preliminary test set).
+
+    ``own`` marks a user's own class-per-folder images (``folder:/path``): no paper is
+    judged on them. ``problems`` holds what the loader found but did not load (rows
+    ``{kind, path, detail}``, reported by :func:`hemasuite.validation.validate`).
     """
 
     name: str
@@ -32,6 +36,8 @@ class Dataset:
     synthetic: bool = False
     stand_in: str | None = None
     info: dict = field(default_factory=dict)
+    own: bool = False
+    problems: list[dict] = field(default_factory=list)
 
     @property
     def label_ids(self):
@@ -47,6 +53,8 @@ class Dataset:
             name += " [SYNTHETIC]"
         if self.stand_in:
             name += f" [stand-in for {self.stand_in}]"
+        if self.own:
+            name += " [own images]"
         return name
 
     def counts(self) -> pd.Series:
@@ -58,7 +66,7 @@ class Dataset:
         return {"name": self.name, "display_name": self.display_name,
                 "root": str(self.root) if self.root else None, "classes": self.classes,
                 "images": int(len(self.frame)), "per_class": {k: int(v) for k, v in self.counts().items()},
-                "synthetic": self.synthetic, "stand_in": self.stand_in,
+                "synthetic": self.synthetic, "stand_in": self.stand_in, "own": self.own,
                 "description": self.description, **self.info}
 
 
@@ -74,6 +82,8 @@ class DatasetSpec:
 
 
 REGISTRY: dict[str, DatasetSpec] = {}
+FOLDER_PREFIX = "folder:"  # ``folder:/path/to/root``: a user's own class-per-folder images
+_FOLDER_LOADER: list[Callable[..., Dataset]] = []
 
 
 def register(name: str, folder: str, layout: str, source: str):
@@ -86,6 +96,17 @@ def register(name: str, folder: str, layout: str, source: str):
     return decorate
 
 
+def register_folder_loader(loader):
+    """Decorator: the loader of ``folder:<path>`` names, ``f(path: str, **options) -> Dataset``."""
+    _FOLDER_LOADER[:] = [loader]
+    return loader
+
+
+def is_folder_name(name) -> bool:
+    """True for a dataset name of the form ``folder:/path/to/root`` (a user's own images)."""
+    return isinstance(name, str) and name.startswith(FOLDER_PREFIX)
+
+
 def available() -> list[str]:
     """Names of every registered dataset."""
     return sorted(REGISTRY)
@@ -94,7 +115,8 @@ def available() -> list[str]:
 def spec(name: str) -> DatasetSpec:
     """The registry entry of ``name``; a clear error for unknown names."""
     if name not in REGISTRY:
-        raise ParameterError(f"unknown dataset {name!r}; known datasets: {', '.join(available())}")
+        raise ParameterError(f"unknown dataset {name!r}; known datasets: {', '.join(available())}, "
+                             f"or {FOLDER_PREFIX}/path/to/root for your own images (one sub-folder per class)")
     return REGISTRY[name]
 
 
@@ -103,8 +125,11 @@ def load_dataset(name: str, data_dir=None, **options) -> Dataset:
 
     The data root is ``data_dir`` or, when that is None, the environment variable
     ``LEUKEMIA_DATA_DIR`` (see :func:`hemasuite.config.resolve_data_dir`). The
-    ``synthetic`` dataset needs no data root.
+    ``synthetic`` dataset needs no data root, nor does ``folder:/path/to/root`` (your own
+    images, one sub-folder per class; :func:`hemasuite.datasets.folders.load_own_folder`).
     """
+    if is_folder_name(name):
+        return _FOLDER_LOADER[0](name[len(FOLDER_PREFIX):], **options)
     entry = spec(name)
     if entry.folder is None:
         return entry.loader(None, **options)

@@ -20,5 +20,6 @@ def binary_stand_in(dataset: Dataset, negative: str, positive_name: str, negativ
 
 
 def relabel_stand_in(dataset: Dataset, stands_in_for: str) -> Dataset:
-    """The same images and classes, marked as a stand-in for another paper's dataset."""
-    return replace(dataset, stand_in=stands_in_for)
+    """The same images and classes, marked as a stand-in for another paper's dataset (own images stay unmarked:
+    they stand in for nothing)."""
+    return dataset if dataset.own else replace(dataset, stand_in=stands_in_for)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .. import augment, experiment, models, preprocess, record, training
+from ..datasets import is_folder_name
 from ..experiment import Assessed, Prepared
 
 ID = "P1"
@@ -55,14 +56,14 @@ def table2_summary(cnn: Assessed) -> pd.DataFrame:
     specificity: the paper's and this run's."""
     table2 = experiment.pooled_per_class_table(cnn.prepared, cnn.trained)
     over, reported = cnn.evaluation["over_seeds"], REPORTED["deep CNN"]
-    return pd.DataFrame([
+    return experiment.without_paper(pd.DataFrame([
         {"metric": "accuracy (overall)", "paper": 312 / 324, "this run": over["accuracy"]["mean"]},
         {"metric": "mean of per-class ACC (the paper's '98%')", "paper": reported["accuracy"],
          "this run": float(table2.loc[table2["class"] == "macro avg", "ACC"].iloc[0])},
         {"metric": "sensitivity (macro)", "paper": reported["sensitivity"],
          "this run": over["sensitivity_macro"]["mean"]},
         {"metric": "specificity (macro)", "paper": reported["specificity"],
-         "this run": over["specificity_macro"]["mean"]}])
+         "this run": over["specificity_macro"]["mean"]}]), cnn.prepared)
 
 
 def architecture(p: dict) -> str:
@@ -74,6 +75,8 @@ def architecture(p: dict) -> str:
 
 def deviations(p: dict) -> list[str]:
     """This notebook's differences from the paper, from its parameters ``p``."""
+    if is_folder_name(p["dataset"]):
+        return experiment.own_data_deviations(p, f"P1's deep CNN ({architecture(p)})")
     return experiment.deviations(p["profile"], {
         "dataset": "Taleqani ALL 4-class, as in P1's Table 2 (its text names ALL-IDB1)",
         "input size": f"{p['image_size']}x{p['image_size']} (paper: resized, size not stated)",
@@ -89,6 +92,9 @@ def deviations(p: dict) -> list[str]:
 
 def verdict(cnn: Assessed, synthetic: bool) -> str:
     """The CNN against the paper's 98% and the suite's 99.5% target, with what its training curves show."""
+    if cnn.prepared.dataset.own:
+        return experiment.own_data_verdict([cnn], "P1's deep CNN") + "\n\nWhat the training curves show:\n\n" \
+            + experiment.learning_evidence(cnn.trained)
     return "\n\n".join([
         experiment.verdict("P1 deep CNN", cnn.row, REPORTED["deep CNN"]["accuracy"], synthetic),
         experiment.verdict(f"P1 deep CNN against the suite's {SUITE_TARGET:.1%} target", cnn.row, SUITE_TARGET,

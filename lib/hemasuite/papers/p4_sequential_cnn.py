@@ -11,6 +11,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .. import augment, baselines, config, experiment, metrics, models, record, training
+from ..datasets import is_folder_name
 from ..experiment import Assessed, Prepared, TrainedSeed
 from ..models import weights_kind
 
@@ -43,11 +44,11 @@ def per_class_correct(prepared: Prepared, trained: TrainedSeed) -> pd.DataFrame:
     _, y_test = prepared.arrays("test")
     hit = trained.probabilities.argmax(axis=1) == y_test
     classes = prepared.dataset.classes
-    return pd.DataFrame({"class": classes,
-                         "correct": [int(hit[y_test == c].sum()) for c in range(len(classes))],
-                         "total": [int((y_test == c).sum()) for c in range(len(classes))],
-                         "paper": ["/".join(map(str, PER_CLASS_CORRECT[c])) if c in PER_CLASS_CORRECT else None
-                                   for c in classes]})
+    return experiment.without_paper(pd.DataFrame({
+        "class": classes, "correct": [int(hit[y_test == c].sum()) for c in range(len(classes))],
+        "total": [int((y_test == c).sum()) for c in range(len(classes))],
+        "paper": ["/".join(map(str, PER_CLASS_CORRECT[c])) if c in PER_CLASS_CORRECT else None for c in classes]}),
+        prepared)
 
 
 def train_baselines(run, prepared: Prepared, names, size: int, epochs: int, batch_size: int,
@@ -77,13 +78,15 @@ def train_baselines(run, prepared: Prepared, names, size: int, epochs: int, batc
 def precision_recall_table(cnn: Assessed) -> pd.DataFrame:
     """The paper's accuracy, precision, recall and F1 of the CNN beside this run's (macro, mean over seeds)."""
     over = cnn.evaluation["over_seeds"]
-    return metrics.paper_vs_run_table(REPORTED["Sequential CNN"], {
+    return experiment.without_paper(metrics.paper_vs_run_table(REPORTED["Sequential CNN"], {
         "accuracy": over["accuracy"]["mean"], "precision": over["precision_macro"]["mean"],
-        "recall": over["recall_macro"]["mean"], "f1": over["f1_macro"]["mean"]})
+        "recall": over["recall_macro"]["mean"], "f1": over["f1_macro"]["mean"]}), cnn.prepared)
 
 
 def deviations(p: dict) -> list[str]:
     """This notebook's differences from the paper, from its parameters ``p``."""
+    if is_folder_name(p["dataset"]):
+        return experiment.own_data_deviations(p, "P4's Sequential CNN and baselines " + ", ".join(p["baselines"]))
     return experiment.deviations(p["profile"], {
         "input size": f"{p['image_size']}x{p['image_size']} (paper: resized, size not stated)",
         "epochs": f"{p['epochs']} (paper: not stated)" + (
@@ -101,6 +104,9 @@ def deviations(p: dict) -> list[str]:
 
 def verdict(cnn: Assessed, synthetic: bool) -> str:
     """The CNN against the paper's 92.16%, with what its training curves show."""
+    if cnn.prepared.dataset.own:
+        return (experiment.own_data_verdict([cnn], "P4's Sequential CNN") + "\n\nWhat the training curves show:\n\n"
+                + experiment.learning_evidence(cnn.trained))
     return (experiment.verdict("P4 Sequential CNN", cnn.row, REPORTED["Sequential CNN"]["accuracy"], synthetic)
             + "\n\nWhat the training curves show:\n\n" + experiment.learning_evidence(cnn.trained))
 

@@ -270,11 +270,15 @@ def paper_tables(feature_results: dict[str, Assessed], tuning_results: dict[str,
                          "seeds": len(result.row.seeds), "paper precision (T4)": precision,
                          "precision": over["precision_macro"]["mean"], "paper recall (T4)": recall,
                          "recall": over["recall_macro"]["mean"]})
-    return pd.DataFrame(rows)
+    first = next(iter({**feature_results, **tuning_results}.values()), None)
+    return experiment.without_paper(pd.DataFrame(rows), first.prepared) if first else pd.DataFrame(rows)
 
 
 def deviations(p: dict, data: Dataset, extraction: dict[str, Assessed]) -> list[str]:
     """This notebook's differences from the paper, from its parameters ``p``."""
+    if data.own:
+        return experiment.own_data_deviations(p, "P5's feature extraction + SVM and fine-tuning of "
+                                              + ", ".join(p["backbones"]) + ", and its small CNN")
     substitutes = [r.details["substitute"] for r in extraction.values() if r.details.get("substitute")]
     return experiment.deviations(p["profile"], {
         "dataset": data.display_name + ("" if data.name == "bone_marrow_subtypes" else
@@ -292,6 +296,9 @@ def deviations(p: dict, data: Dataset, extraction: dict[str, Assessed]) -> list[
 
 def verdict(candidates: list[Assessed], data: Dataset) -> str:
     """The best technique x network against the paper's value for it, and the paper's best."""
+    if data.own:
+        return experiment.own_data_verdict(sorted(candidates, key=lambda a: -a.row.mean),
+                                           "P5's feature extraction + SVM and fine-tuning (best first)")
     best = max(candidates, key=lambda a: a.row.mean)
     text = experiment.verdict(f"{best.row.model} ({data.display_name})", best.row, best.row.paper_value,
                               data.synthetic)

@@ -24,8 +24,8 @@ import pandas as pd
 
 from .. import comparison
 from ..config import repo_root
-from ..papers import COMPARISON
 from ..record import RecordError, read
+from .site import COMPARISON
 
 README_START, README_END = "<!-- comparison:start -->", "<!-- comparison:end -->"
 LADDER_START, LADDER_END = "<!-- ladder:start -->", "<!-- ladder:end -->"

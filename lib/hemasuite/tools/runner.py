@@ -2,22 +2,35 @@
 
 ``python -m hemasuite.tools.runner --profile cpu [--notebooks 00 10] [-p epochs=3]``
 
-Each notebook executes in a staging folder. Only when it succeeds do its executed
-notebook, HTML rendering and results replace the ones under ``reports/<profile>/``; a
-failure is recorded with its error in ``reports/<profile>/runs.json``, the last good
-report stays, and the command exits non-zero. A notebook that declares a ``results_dir``
-parameter (the comparison) is given the published results folder of the profile.
+Before any notebook starts, every parameter is checked (:mod:`hemasuite.parameters`), an
+explicit ``--data-dir`` must exist, and a ``cpu`` or ``paper`` run refuses a working tree
+with uncommitted changes outside ``reports/`` (``--allow-dirty`` lets it run; results.json
+then records the diff's SHA-256). One run of a profile at a time holds a lock.
+
+Each notebook executes in its own staging folder, emptied first. Only when it succeeds do
+its executed notebook, HTML rendering and results replace the ones under
+``reports/<profile>/``; a failure is recorded with its error in ``reports/<profile>/runs.json``
+(a killed run is found and recorded as ``killed`` by the next one), the last good report
+stays, and the command exits non-zero. A notebook that declares a ``results_dir`` parameter
+(the comparison) is given the published results folder of the profile. ``--dataset
+folder:/path`` runs the notebooks on your own images (``--reports`` must then name a folder
+outside the checkout's ``reports/``). Progress (cell, step, epochs with ETA) is printed as
+the notebook runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import fcntl
 import json
+import logging
+import os
 import re
 import shutil
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import nbformat
@@ -26,15 +39,23 @@ import yaml
 from jupyter_client.kernelspec import KernelSpecManager
 from nbconvert import HTMLExporter
 
-from .. import config
-from ..errors import ParameterError
-from ..papers import COMPARISON
-from ..record import write_json_atomic
+from jupyter_client.manager import AsyncKernelManager
+
+from .. import config, parameters
+from ..errors import ParameterError, SuiteError
+from ..record import dirty_files, write_json_atomic
+from .progress import ANSI, Progress
 from .readme import update_readme
-from .site import STARTUP_NOISE, build_site
+from .site import COMPARISON, STARTUP_NOISE, build_site
 
 KERNEL = "hemasuite"
 SCRIPT = re.compile(r"<script\b[^>]*>.*?</script>", re.IGNORECASE | re.DOTALL)
+CLEAN_TREE_PROFILES = ("cpu", "paper")  # their results are committed: they must come from committed code
+RUNNER_PARAMETERS = {"output_dir", "data_dir", "results_dir"}
+
+
+class RunnerError(SuiteError):
+    """The runner cannot start: another run holds the profile's lock, or the working tree is dirty."""
 
 
 def notebooks_dir() -> Path:
@@ -126,28 +147,46 @@ def replace_tree(source: Path, target: Path) -> None:
         shutil.rmtree(old)
 
 
+def error_text(error: Exception) -> str:
+    """A failed notebook's error for runs.json: the end of the traceback, then ``Exception: message`` as the last
+    line (what the report index shows)."""
+    name = getattr(error, "ename", None) or type(error).__name__
+    message = getattr(error, "evalue", None) if getattr(error, "ename", None) else str(error)
+    summary = f"{name}: {ANSI.sub('', str(message or '')).strip()}"
+    tail = ANSI.sub("", str(error)).strip()[-2000:]
+    return f"{tail}\n{summary}" if tail and not tail.endswith(summary) else summary
+
+
 def run_one(path: Path, profile: str, overrides: dict, reports: Path, data_dir: str | None) -> dict:
-    """Execute one notebook in staging; publish it only on success. Returns its status record."""
+    """Execute one notebook in its own (emptied) staging folder; publish it only on success. Returns its record."""
     stem = path.stem
-    staging = reports / ".staging" / profile
+    staging = reports / ".staging" / profile / stem
+    if staging.exists():
+        shutil.rmtree(staging)  # a failed or killed run's files are never published by a later one
     staging_results = staging / "results"
-    staging.mkdir(parents=True, exist_ok=True)
-    params = config.notebook_parameters(profile, stem, overrides)
+    staging.mkdir(parents=True)
+    params = notebook_run_parameters(path, profile, overrides, reports, data_dir)
     params["output_dir"] = str(staging_results)
-    if "results_dir" in notebook_parameter_names(path):
-        params["results_dir"] = str((reports / profile / "results").resolve())
-    if data_dir:
-        params["data_dir"] = data_dir
     executed = staging / f"{stem}.ipynb"
-    record = {"notebook": stem, "profile": profile, "parameters": params,
+    record = {"notebook": stem, "profile": profile, "parameters": params, "pid": os.getpid(),
               "started_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    update_status(reports, profile, [{**record, "status": "running"}])
     start = time.perf_counter()
     try:
-        papermill.execute_notebook(str(path), str(executed), parameters=params, kernel_name=kernel_name(),
-                                   cwd=str(path.parent), progress_bar=False, log_output=False)
+        with progress_printer(path, f"[{profile}] {stem}") as progress, \
+                open(staging / "kernel_stderr.log", "ab") as kernel_log:
+            papermill.execute_notebook(str(path), str(executed), parameters=params, kernel_name=kernel_name(),
+                                       cwd=str(path.parent), progress_bar=False, log_output=True,
+                                       stdout_file=progress, stderr_file=progress,
+                                       kernel_manager_class=quiet_kernel_manager(kernel_log))
+    except KeyboardInterrupt:
+        record.update(status="killed", seconds=round(time.perf_counter() - start, 1),
+                      error="KeyboardInterrupt: the run was interrupted")
+        update_status(reports, profile, [record])
+        raise
     except Exception as error:  # papermill raises PapermillExecutionError with the cell's traceback
-        record.update(status="failed", seconds=round(time.perf_counter() - start, 1),
-                      error=f"{type(error).__name__}: {str(error).strip()[-2000:]}", failed_notebook=str(executed))
+        record.update(status="failed", seconds=round(time.perf_counter() - start, 1), error=error_text(error),
+                      failed_notebook=str(executed))
         return record
     published = reports / profile
     published.mkdir(parents=True, exist_ok=True)
@@ -157,13 +196,42 @@ def run_one(path: Path, profile: str, overrides: dict, reports: Path, data_dir: 
         replace_tree(staging_results / stem, published / "results" / stem)
     for suffix in (".ipynb", ".html"):
         shutil.move(str(staging / f"{stem}{suffix}"), str(published / f"{stem}{suffix}"))
+    shutil.rmtree(staging, ignore_errors=True)
     record.update(status="ok", seconds=round(time.perf_counter() - start, 1),
                   html=f"{profile}/{stem}.html", notebook_file=f"{profile}/{stem}.ipynb")
     return record
 
 
+def quiet_kernel_manager(log):
+    """A kernel manager class whose kernels write their process stderr (TensorFlow's C++ start-up lines, the kernel
+    app's own messages) to the file ``log`` instead of the terminal; cell outputs reach the notebook as always."""
+    class QuietKernelManager(AsyncKernelManager):
+        async def _async_launch_kernel(self, kernel_cmd, **kw):
+            kw["stderr"] = log
+            return await super()._async_launch_kernel(kernel_cmd, **kw)
+
+    return QuietKernelManager
+
+
+@contextmanager
+def progress_printer(path: Path, label: str):
+    """A :class:`Progress` attached to papermill's logger (cell markers) for the duration of one notebook."""
+    logger = logging.getLogger("papermill")
+    progress = Progress(path, label)
+    saved = logger.level, logger.propagate
+    logger.setLevel(logging.INFO)
+    logger.propagate = False  # papermill logs the kernel's stderr as warnings: printed once, filtered, by Progress
+    logger.addHandler(progress)
+    try:
+        yield progress
+    finally:
+        logger.removeHandler(progress)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
+
+
 def update_status(reports: Path, profile: str, records: list[dict]) -> Path:
-    """Merge this run's records into ``reports/<profile>/runs.json``, keeping the last good run of each."""
+    """Merge records into ``reports/<profile>/runs.json``, keeping the last good run of each notebook."""
     path = reports / profile / "runs.json"
     status = json.loads(path.read_text()) if path.exists() else {}
     for record in records:
@@ -176,50 +244,154 @@ def update_status(reports: Path, profile: str, records: list[dict]) -> Path:
     return path
 
 
+def record_killed(reports: Path, profile: str) -> list[str]:
+    """Attempts still marked ``running`` in runs.json (their run was killed: the lock is ours now) become ``killed``."""
+    path = reports / profile / "runs.json"
+    if not path.exists():
+        return []
+    stale = [entry["last_attempt"] for entry in json.loads(path.read_text()).values()
+             if entry.get("last_attempt", {}).get("status") == "running"]
+    update_status(reports, profile, [{**attempt, "status": "killed",
+                                      "error": "Killed: the run ended without recording a result (killed, or the "
+                                               "machine stopped)"} for attempt in stale])
+    return [attempt["notebook"] for attempt in stale]
+
+
+@contextmanager
+def profile_lock(reports: Path, profile: str):
+    """Hold ``reports/.staging/<profile>.lock`` so that two runs of one profile cannot mix their files."""
+    path = reports / ".staging" / f"{profile}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown process"
+            raise RunnerError(f"another run of profile {profile!r} is in progress ({holder}; lock {path}); wait "
+                              "for it to finish or stop that process") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}, started {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}")
+        handle.flush()
+        try:
+            yield path
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def notebook_run_parameters(path: Path, profile: str, overrides: dict, reports: Path, data_dir: str | None) -> dict:
+    """The parameters the runner gives one notebook: the profile's, the overrides, the data and results folders."""
+    params = config.notebook_parameters(profile, path.stem, overrides)
+    declared = notebook_parameter_names(path)
+    if "results_dir" in declared:
+        params["results_dir"] = str((reports / profile / "results").resolve())
+    if data_dir:
+        params["data_dir"] = data_dir
+    return params
+
+
+def own_dataset_overrides(path: Path, dataset: str | None) -> dict:
+    """``--dataset``'s value as the notebook's ``dataset`` or ``datasets`` parameter (whichever it declares)."""
+    if not dataset:
+        return {}
+    declared = notebook_parameter_names(path)
+    if "dataset" in declared:
+        return {"dataset": dataset}
+    return {"datasets": [dataset]} if "datasets" in declared else {}
+
+
+def check_before_running(paths: list[Path], profile: str, overrides: dict, reports: Path, data_dir: str | None,
+                         dataset: str | None, allow_dirty: bool) -> dict[Path, dict]:
+    """Every check that needs no work, for every notebook, before the first starts; returns each one's overrides.
+
+    Unknown parameters, values outside :data:`hemasuite.parameters.SCHEMA`, a ``--data-dir``
+    that does not exist, own images written into the checkout's ``reports/``, and (``cpu``,
+    ``paper``) a dirty working tree are errors.
+    """
+    if data_dir and not Path(data_dir).expanduser().is_dir():
+        raise ParameterError(f"--data-dir {data_dir} does not exist (given explicitly, so ${config.DATA_ENV} is not "
+                             "used)")
+    per_notebook = {}
+    for path in paths:
+        chosen = {**(overrides or {}), **own_dataset_overrides(path, dataset)}
+        params = notebook_run_parameters(path, profile, chosen, reports, data_dir)
+        config.check_known(params, notebook_parameter_names(path) | RUNNER_PARAMETERS, f"notebook {path.stem}")
+        parameters.check(params, parameters.notebook_defaults(path), f"notebook {path.stem}")
+        if parameters.own_image_names(params) and Path(reports).resolve().is_relative_to(
+                (config.repo_root() / "reports").resolve()):
+            raise ParameterError(f"notebook {path.stem} runs on your own images: give --reports DIR, a folder "
+                                 "outside the checkout's reports/ (which holds the committed results)")
+        per_notebook[path] = chosen
+    if profile in CLEAN_TREE_PROFILES and not allow_dirty:
+        dirty = dirty_files()
+        if dirty:
+            raise RunnerError(f"profile {profile!r} needs a clean working tree (its results are committed) but "
+                              f"{len(dirty)} tracked file(s) outside reports/ have uncommitted changes: "
+                              f"{', '.join(dirty[:8])}. Commit them, or pass --allow-dirty (results.json then "
+                              "records the diff's SHA-256).")
+    return per_notebook
+
+
 def run_notebooks(profile: str, selection: list[str] | None = None, overrides: dict | None = None,
                   reports: Path | None = None, data_dir: str | None = None,
-                  notebook_dir: Path | None = None) -> list[dict]:
-    """Run the selected notebooks under ``profile``; returns one status record per notebook."""
+                  notebook_dir: Path | None = None, dataset: str | None = None,
+                  allow_dirty: bool = False) -> list[dict]:
+    """Run the selected notebooks under ``profile``; returns one status record per notebook.
+
+    ``dataset`` (a dataset name or ``folder:/path/to/root``) becomes each notebook's
+    ``dataset`` or ``datasets`` parameter.
+    """
     config.profile(profile)
-    reports = Path(reports or config.repo_root() / "reports")
+    default_reports = config.repo_root() / "reports"
+    reports = Path(reports or default_reports)
     paths = discover(selection, notebook_dir)
-    for path in paths:  # fail on unknown parameters before spending time on any notebook
-        params = config.notebook_parameters(profile, path.stem, overrides)
-        config.check_known(params, notebook_parameter_names(path) | {"output_dir", "data_dir", "results_dir"},
-                           f"notebook {path.stem}")
+    per_notebook = check_before_running(paths, profile, overrides or {}, reports, data_dir, dataset, allow_dirty)
     records = []
-    for path in paths:
-        print(f"[{profile}] {path.stem} ...", flush=True)
-        record = run_one(path, profile, overrides or {}, reports, data_dir)
-        print(f"[{profile}] {path.stem}: {record['status']} in {record['seconds']} s", flush=True)
-        if record["status"] != "ok":
-            print(f"  error: {record['error'][-800:]}\n  executed notebook kept at {record['failed_notebook']}",
-                  file=sys.stderr)
-        records.append(record)
-        update_status(reports, profile, [record])
-    print(f"report site: {build_site(reports, (profile,))}", flush=True)
-    if profile == "cpu" and any(r["notebook"] == COMPARISON and r["status"] == "ok" for r in records):
+    with profile_lock(reports, profile):
+        killed = record_killed(reports, profile)
+        if killed:
+            print(f"[{profile}] recorded as killed (their run ended without a result): {', '.join(killed)}",
+                  flush=True)
+        for path in paths:
+            print(f"[{profile}] {path.stem} ...", flush=True)
+            record = run_one(path, profile, per_notebook[path], reports, data_dir)
+            print(f"[{profile}] {path.stem}: {record['status']} in {record['seconds']} s", flush=True)
+            if record["status"] != "ok":
+                print(f"  error: {record['error'][-800:]}\n  executed notebook kept at {record['failed_notebook']}",
+                      file=sys.stderr)
+            records.append(record)
+            update_status(reports, profile, [record])
+        print(f"report site: {build_site(reports, (profile,))}", flush=True)
+    if (profile == "cpu" and reports.resolve() == default_reports.resolve()
+            and any(r["notebook"] == COMPARISON and r["status"] == "ok" for r in records)):
         print(f"README comparison section updated: {update_readme(reports)}", flush=True)
     return records
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
-    """Command line: ``--profile``, ``--notebooks``, ``-p key=value [key=value ...]`` (repeatable)."""
+    """Command line: ``--profile``, ``--notebooks``, ``-p key=value [key=value ...]`` (repeatable), ``--dataset``,
+    ``--data-dir``, ``--reports``, ``--allow-dirty``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="smoke", help="profile name from notebooks/profiles.yaml")
     parser.add_argument("--notebooks", nargs="*", help="notebook stems or number prefixes (default: all)")
     parser.add_argument("-p", "--param", nargs="+", action="extend", default=[],
                         help="override parameters: key=value [key=value ...]")
-    parser.add_argument("--data-dir", help="data root (default: $LEUKEMIA_DATA_DIR)")
-    parser.add_argument("--reports", help="reports folder (default: <repo>/reports)")
+    parser.add_argument("--dataset", help="dataset of every selected notebook, e.g. folder:/path/to/images "
+                                          "(one sub-folder per class); sets 'dataset' or 'datasets'")
+    parser.add_argument("--data-dir", help="data root (default: $LEUKEMIA_DATA_DIR); must exist")
+    parser.add_argument("--reports", help="reports folder (default: <repo>/reports; own images need their own)")
+    parser.add_argument("--allow-dirty", action="store_true",
+                        help="run the cpu / paper profile on uncommitted code (results.json records the diff's hash)")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_arguments(argv)
     try:
-        records = run_notebooks(args.profile, args.notebooks, parse_overrides(args.param), args.reports, args.data_dir)
-    except ParameterError as error:
+        records = run_notebooks(args.profile, args.notebooks, parse_overrides(args.param), args.reports,
+                                args.data_dir, dataset=args.dataset, allow_dirty=args.allow_dirty)
+    except SuiteError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     failed = [r["notebook"] for r in records if r["status"] != "ok"]
