@@ -172,14 +172,15 @@ def pretraining_table(results: dict[str, Assessed], n_boot: int = 1000) -> pd.Da
                          for a in pretrained for b in scratch])
 
 
-def vgg16_models(run, prepared: Prepared, size: int, vgg_weights, seeds, epochs: int, batch_size: int,
-                 learning_rate: float, momentum: float, dropout: float, select_best_epoch: bool,
+def vgg16_models(run, prepared: Prepared, size: int, vgg_weights, random_init: bool, seeds, epochs: int,
+                 batch_size: int, learning_rate: float, momentum: float, dropout: float, select_best_epoch: bool,
                  finetune_epochs: int, finetune_learning_rate: float, finetune_seeds,
                  n_boot: int) -> dict[str, Assessed]:
-    """Every VGG-16 row at ``size`` px: frozen, from each of ``vgg_weights``; from ImageNet also with block 5
-    fine-tuned (``finetune_epochs`` 0: not run). Block 1-4 features are computed once per weights (cached)."""
+    """Every VGG-16 row at ``size`` px: frozen, from ``vgg_weights`` (the paper's: ImageNet) and, with
+    ``random_init``, from random initialisation beside it; from ImageNet also with block 5 fine-tuned
+    (``finetune_epochs`` 0: not run). Block 1-4 features are computed once per starting point (cached)."""
     results = {}
-    for weights in vgg_weights:
+    for weights in dict.fromkeys([*([None] if random_init else []), vgg_weights]):
         block4 = vgg16_block4(prepared, size, weights, seeds[0], batch_size)
         results[f"VGG-16 ({weights_kind(weights)})"] = frozen_vgg16(
             run, prepared, block4, weights, seeds, epochs, batch_size, learning_rate, momentum, dropout,
@@ -193,7 +194,8 @@ def vgg16_models(run, prepared: Prepared, size: int, vgg_weights, seeds, epochs:
 
 def deviations(p: dict, data: Dataset) -> list[str]:
     """This notebook's differences from the paper, from its parameters ``p``."""
-    sources = "; ".join(models.weights_source("vgg16", w) for w in p["vgg_weights"])
+    starts = list(dict.fromkeys([*([None] if p["vgg_random_init"] else []), p["vgg_weights"]]))
+    sources = "; ".join(models.weights_source("vgg16", w) for w in starts)
     items = {
         "dataset": data.display_name + ("" if data.name == "cnmc2019" else
                                         f" ({data.description}; C-NMC 2019 is not available here)"),
@@ -206,7 +208,7 @@ def deviations(p: dict, data: Dataset) -> list[str]:
         "AlexNet": f"random init (Keras ships no ImageNet AlexNet), FC6/FC7 {p['alexnet_fc_units']} units, batch norm "
                    "for local response normalisation (paper: transfer learning, layer sizes not given; AlexNet's are "
                    "4,096)",
-        "VGG-16 weights": f"{', '.join(weights_kind(w) for w in p['vgg_weights'])}, each a row (paper: ImageNet); "
+        "VGG-16 weights": f"{', '.join(weights_kind(w) for w in starts)}, each a row (paper: ImageNet); "
                           f"sources: {sources}",
         "VGG-16 head": "dropout + softmax on globally pooled block-5 features, standardised (paper: not detailed)",
         "split": f"{p['fractions']} stratified, duplicate-aware, by subject on C-NMC (paper: not stated)",

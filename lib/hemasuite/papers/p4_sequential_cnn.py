@@ -98,15 +98,14 @@ def knn_baseline(run, splits: list[Prepared], seed: int, n_boot: int) -> Assesse
     return _pooled(run, "baseline_knn", "knn", runs, n_boot, record.Weights("none (no training)"), "KNN")
 
 
-def pretrained_head(prepared: Prepared, x, seeds, epochs: int, batch_size: int, learning_rate: float, dropout: float,
-                    ) -> list[TrainedSeed]:
-    """A dropout + softmax layer on frozen features ``x`` (frame order, z-scored on the training rows), Adam,
-    the weights of the best validation epoch kept."""
-    source = features.as_prepared(prepared, x)
-    return experiment.train_seeds(source, lambda: features.softmax_head(x.shape[1], len(prepared.dataset.classes),
-                                                                        dropout),
-                                  seeds, epochs, batch_size, training.adam(learning_rate, epochs, "constant"),
-                                  rescale=1.0, restore_best=True, verbose=0)
+def pretrained_head(source: Prepared, seeds, epochs: int, batch_size: int, learning_rate: float,
+                    dropout: float) -> list[TrainedSeed]:
+    """A dropout + softmax layer on the frozen features of ``source`` (:func:`hemasuite.features.as_prepared`),
+    Adam, the weights of the best validation epoch kept."""
+    n_features, n_classes = source.images.shape[1], len(source.dataset.classes)
+    return experiment.train_seeds(source, lambda: features.softmax_head(n_features, n_classes, dropout), seeds,
+                                  epochs, batch_size, training.adam(learning_rate, epochs, "constant"), rescale=1.0,
+                                  restore_best=True, verbose=0)
 
 
 def pretrained_baseline(run, splits: list[Prepared], backbone: str, sizes, seeds, epochs: int, batch_size: int,
@@ -123,16 +122,15 @@ def pretrained_baseline(run, splits: list[Prepared], backbone: str, sizes, seeds
              for size in sizes}
     runs, chosen, tried = [], [], []
     for prepared in splits:
+        sources = {size: features.as_prepared(prepared, x) for size, (x, _) in found.items()}
+
         def score(setting):
-            [head] = pretrained_head(prepared, found[setting["size"]][0], seeds[:1], epochs, batch_size,
-                                     learning_rate, dropout)
+            [head] = pretrained_head(sources[setting["size"]], seeds[:1], epochs, batch_size, learning_rate, dropout)
             return max(head.history["val_accuracy"])
 
         best, table = crossval.select_on_validation({f"{size} px": {"size": size} for size in sizes}, score)
-        size = int(table.loc[table["candidate"] == best, "size"].iloc[0])
-        source = features.as_prepared(prepared, found[size][0])
-        runs.append((source, pretrained_head(prepared, found[size][0], seeds, epochs, batch_size, learning_rate,
-                                             dropout)))
+        source = sources[int(table.loc[table["candidate"] == best, "size"].iloc[0])]
+        runs.append((source, pretrained_head(source, seeds, epochs, batch_size, learning_rate, dropout)))
         chosen.append(f"split {prepared.split.seed}: {best}")
         tried += [record.Tried(f"split {prepared.split.seed}: {r.candidate}", r.validation_score)
                   for r in table.itertuples()]
@@ -148,7 +146,7 @@ def pretrained_baseline(run, splits: list[Prepared], backbone: str, sizes, seeds
 
 
 def network_baselines(run, splits: list[Prepared], names, size: int, epochs: int, batch_size: int,
-                          learning_rate: float, weights, seed: int, n_boot: int) -> dict[str, Assessed]:
+                      learning_rate: float, weights, seed: int, n_boot: int) -> dict[str, Assessed]:
     """P4's ResNet50 / DenseNet-121 baselines, trained end to end with a softmax head on every split."""
     config.check_known(dict.fromkeys(names), {"resnet50", "densenet121"}, "network baselines")
     results = {}
@@ -227,11 +225,11 @@ def _percent(value) -> str:
     return "n/a" if value is None else f"{value:.2%}"
 
 
-def details(p: dict) -> dict:
-    """Protocol details of results.json: model, optimiser, batch size, epochs, weights, splits."""
+def details(p: dict, splits: list[Prepared]) -> dict:
+    """Protocol details of results.json: model, optimiser, batch size, epochs, weights, every split."""
     return {"model": "P4 Sequential CNN", "optimizer": f"Adam lr {p['learning_rate']}, cosine decay",
-            "batch_size": p["batch_size"], "epochs": p["epochs"], "split_seeds": list(p["split_seeds"]),
-            "training_seeds": list(p["seeds"]),
+            "batch_size": p["batch_size"], "epochs": p["epochs"],
+            "splits": [record.to_dict(prepared.split) for prepared in splits], "training_seeds": list(p["seeds"]),
             "model_selection": experiment.model_selection(p["select_best_epoch"]),
             "weights": "random init (trained from scratch, as in the paper)",
             "rows": "pooled over split seeds (seeds[].fold is the split seed); sd is across splits"}
