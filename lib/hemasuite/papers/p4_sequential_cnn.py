@@ -213,7 +213,7 @@ def verdict(cnn: Assessed, models_: list[Assessed], synthetic: bool) -> str:
     """The CNN against the paper's 92.16%, its spread over splits, the baselines, and what its training curves show."""
     spread = cnn.evaluation["repeated_splits"]
     text = experiment.verdict("P4 Sequential CNN", cnn.row, REPORTED["Sequential CNN"]["accuracy"], synthetic)
-    text += (f" Over {spread['splits']} field-level splits the sd across splits is "
+    text += (f" Over {spread['splits']} {cnn.prepared.split.level}-level splits the sd across splits is "
              f"{_percent(spread['sd_across_splits'])} and across training seeds "
              f"{_percent(spread['sd_across_training_seeds'])}.")
     text += " Baselines on the same splits: " + "; ".join(
