@@ -214,9 +214,8 @@ def test_rotated_training_set(marrow):
 def test_feature_layers_and_vgg_substitute():
     assert p5.feature_layer("alexnet", "imagenet", 80) == ("fc6", None)
     assert p5.feature_layer("vgg16", None, 80) == ("fc6", None)
-    assert p5.feature_layer("vgg16", "imagenet", 224) == ("fc6", None)
     layer, note = p5.feature_layer("vgg16", "imagenet", 80)
-    assert layer == "avgpool" and "224" in note
+    assert layer == "avgpool" and "224" in note  # at 224 it depends on the Keras file: tests/test_transfer.py
     assert p5.feature_layer("resnet101", None, 80) == ("avgpool", None)
     assert [p5.frozen_layer(b) for b in ("alexnet", "vgg16")] == ["fc7", "avgpool"]
     with pytest.raises(ParameterError, match="224x224"):
@@ -240,6 +239,7 @@ def test_svm_separates_separable_features_with_grouped_cv(marrow):
     features_set = rotated.__class__(rotated.dataset, rotated.frame, x.astype(np.float32), 4, {})
     [result] = p5.svm(features_set, [0.1, 1.0])
     assert result.training["C"] in (0.1, 1.0) and result.training["cv_accuracy"] == 1.0
+    assert result.training["train_accuracy"] == 1.0
     y_test = rotated.arrays("test")[1]
     assert (result.probabilities.argmax(axis=1) == y_test).all() and np.allclose(result.probabilities.sum(1), 1)
 

@@ -23,7 +23,8 @@ def knn(train: tuple, val: tuple, test: tuple, k_values=(1, 3, 5, 7, 9, 15), sid
     """KNN on standardised pixel thumbnails; ``k`` chosen on the validation split.
 
     Each argument is ``(images, labels)``. Returns the chosen k with the validation
-    accuracy of every k tried (``selection``), the test-set class probabilities, and the
+    accuracy of every k tried (``selection``), its accuracy on the training images, the
+    test-set class probabilities, and the
     speed of the chosen model: training
     images/s (thumbnails + scaler + index of the training set) and inference images/s
     (thumbnails + neighbour search of the test set).
@@ -44,6 +45,7 @@ def knn(train: tuple, val: tuple, test: tuple, k_values=(1, 3, 5, 7, 9, 15), sid
     probabilities = model.predict_proba(thumbnails(test[0], side))
     predict_seconds = time.perf_counter() - start
     return {"k": best, "features": f"{side}x{side} RGB pixels, standardised",
+            "train_accuracy": float(model.score(x_train, train[1])),
             "selection": {"what": "k", "on": "validation split: accuracy", "chosen": f"k={best}",
                           "tried": {f"k={k}": score for k, score in scores.items()}},
             "wall_time_s": round(fit_seconds, 3),

@@ -14,9 +14,10 @@ them once. :class:`FeatureCache` stores them as ``features_<name>_<key>.npy`` un
 - a variant for any transformation of the images (e.g. P5's rotations).
 
 :func:`layer_features` names the layers the papers read (``fc6`` / ``fc7`` of AlexNet and
-VGG-16, ``avgpool`` of the ``keras.applications`` backbones; ``a+b`` concatenates the
-features of two backbones). :func:`as_prepared` and :func:`softmax_head` train a softmax
-classifier on them through the usual :func:`hemasuite.experiment.train_seeds`.
+VGG-16, ``avgpool`` of the ``keras.applications`` backbones, VGG-16's ``block4_pool`` below
+the block 5 that P2 fine-tunes; ``a+b`` concatenates the features of two backbones).
+:func:`as_prepared` and :func:`softmax_head` train a softmax classifier on them through the
+usual :func:`hemasuite.experiment.train_seeds`.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import numpy as np
 from . import config, models, pipeline, training
 from .record import write_json_atomic
 
-LAYERS = ("fc6", "fc7", "avgpool")
+LAYERS = ("fc6", "fc7", "avgpool", "block4_pool")
 
 
 class FeatureCache:
@@ -120,13 +121,15 @@ def feature_model(backbone: str, layer: str, input_shape, weights=None):
         return keras.Model(network.inputs, network.get_layer(layer).output, name=f"alexnet_{layer}")
     if backbone == "vgg16" and layer == "fc6":
         return models.vgg16_fc6(input_shape, weights)
+    if backbone == "vgg16" and layer == "block4_pool":
+        return models.vgg16_block4(input_shape, weights)
     config.check_choice(f"{backbone} layer", layer, ("avgpool",))
     return models.backbone_features(backbone, input_shape, weights, pooling="avg")
 
 
 def layer_features(images: np.ndarray, paths, backbone: str, layer: str, weights=None, seed: int = 0,
                    variant="", batch_size: int = 32, cache_dir=None) -> tuple[np.ndarray, dict]:
-    """Cached ``layer`` features of ``images``; ``backbone`` ``"a+b"`` concatenates those of a and b.
+    """Cached ``layer`` features of ``images``, flattened per image; ``backbone`` ``"a+b"`` concatenates a's and b's.
 
     Returns the features and a record (extractor, weights, feature size, computed or loaded,
     seconds, and the extraction speed in images/s: of the backbones in turn for ``a+b``).

@@ -18,6 +18,14 @@ __all__ = ["BACKBONES", "alexnet", "backbone_features", "build_backbone", "image
            "weights_kind", "weights_label", "weights_source"]
 
 from .patch import patch_cnn
-from .pretrained import concatenated_backbones, concatenated_classifier, resolve_top_weights, vgg16_fc6
+from .pretrained import (
+                         concatenated_backbones,
+                         concatenated_classifier,
+                         resolve_top_weights,
+                         vgg16_block4,
+                         vgg16_block5,
+                         vgg16_fc6,
+)
 
-__all__ += ["concatenated_backbones", "concatenated_classifier", "patch_cnn", "resolve_top_weights", "vgg16_fc6"]
+__all__ += ["concatenated_backbones", "concatenated_classifier", "patch_cnn", "resolve_top_weights", "vgg16_block4",
+            "vgg16_block5", "vgg16_fc6"]

@@ -290,6 +290,42 @@ def vgg16_fc6(input_shape, weights=None) -> keras.Model:
     return keras.Model(inputs, features, name="vgg16_fc6")
 
 
+VGG16_BLOCK5 = ("block5_conv1", "block5_conv2", "block5_conv3", "block5_pool")
+
+
+def vgg16_block4(input_shape, weights=None) -> keras.Model:
+    """VGG-16 up to ``block4_pool`` (the part below block 5), input in [0, 255], preprocessing inside."""
+    base = build_backbone("vgg16", input_shape, weights)
+    lower = keras.Model(base.inputs, base.get_layer("block4_pool").output)
+    inputs = keras.Input(shape=input_shape)
+    return keras.Model(inputs, lower(backbone("vgg16").preprocess(inputs)), name="vgg16_block4")
+
+
+def vgg16_block5(feature_shape, n_classes: int | None = None, weights=None, trainable: bool = True,
+                 dropout: float = 0.5) -> keras.Model:
+    """VGG-16's block 5 on flattened ``block4_pool`` features (``feature_shape`` = its height, width, 512).
+
+    Block 5 starts from ``weights`` and is globally average-pooled: with ``n_classes`` None
+    the output is VGG-16's pooled features (those of :func:`backbone_features`); otherwise a
+    dropout + softmax layer follows. ``trainable`` False freezes block 5. Training on cached
+    block-4 features fine-tunes block 5 at a fraction of the cost of the whole network.
+    """
+    height, width, channels = feature_shape
+    base = build_backbone("vgg16", (max(32, 16 * height), max(32, 16 * width), 3), weights)
+    inputs = keras.Input(shape=(height * width * channels,))
+    x = layers.Reshape(tuple(feature_shape))(inputs)
+    for name in VGG16_BLOCK5:
+        layer = base.get_layer(name)
+        layer.trainable = trainable
+        x = layer(x)
+    x = layers.GlobalAveragePooling2D(name="avgpool")(x)
+    if n_classes is None:
+        return keras.Model(inputs, x, name="vgg16_block5_features")
+    x = layers.Dropout(dropout)(x)
+    outputs = layers.Dense(n_classes, activation="softmax", dtype="float32", name="predictions")(x)
+    return keras.Model(inputs, outputs, name="vgg16_block5_classifier")
+
+
 def _pooled_backbone(name: str, input_shape, weights, trainable_layers) -> keras.Model:
     """The globally average-pooled backbone of :func:`transfer_classifier` (same freezing), without its head."""
     classifier = transfer_classifier(name, input_shape, 1, weights=weights, dropout=0.0,

@@ -10,6 +10,9 @@
   softmax layer trained. With ``trainable_layers=0`` (the paper froze 822 of 825 layers:
   only the new fully connected, softmax and output layers learn) the frozen part gives the
   same output every epoch, so the new layer is trained on its cached features.
+- :func:`pretrained_rows`: both techniques for backbones run with ImageNet weights beside
+  the others, each at its own input size (VGG-16 as in the paper; EfficientNet-Lite0 as a
+  sixth backbone, beyond the paper).
 - :func:`paper_tables`: the paper's Tables 3 and 4 (technique x model) beside this run.
 - :func:`deviations`, :func:`verdict`, :func:`details`: the rest of results.json.
 """
@@ -26,8 +29,9 @@ from sklearn.model_selection import GridSearchCV, GroupKFold
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.svm import SVC
 
-from .. import augment, config, experiment, features, models, record, training
+from .. import augment, config, experiment, features, models, record, rows, training
 from ..datasets import Dataset
+from ..errors import WeightsError
 from ..experiment import Assessed, Prepared, TrainedSeed
 
 ID = "P5"
@@ -54,7 +58,8 @@ PAPER_TABLE4 = {
                     "ResNet-101": (0.66, 0.72, 0.69), "Inception V3 + ResNet-101": (0.77, 0.84, 0.761)},
 }
 PAPER_NAMES = {"alexnet": "AlexNet", "vgg16": "VGG-16", "inception_v3": "Inception V3", "resnet101": "ResNet-101",
-               "inception_v3+resnet101": "Inception V3 + ResNet-101"}
+               "inception_v3+resnet101": "Inception V3 + ResNet-101", "efficientnet_lite0": "EfficientNet-Lite0"}
+BEYOND_THE_PAPER = "beyond the paper"
 
 
 def stratified_subset(dataset: Dataset, n: int | None, seed: int) -> Dataset:
@@ -90,14 +95,23 @@ def rotated_training_set(prepared: Prepared) -> Prepared:
 def feature_layer(backbone: str, weights, size: int) -> tuple[str, str | None]:
     """The layer feature extraction reads, and a note when it is a substitute.
 
-    FC6 for AlexNet and VGG-16 (the paper); VGG-16's ImageNet FC6 needs 224x224 inputs, so
-    at another size its globally pooled last convolution block stands in.
+    FC6 for AlexNet and VGG-16 (the paper). VGG-16's ImageNet FC6 needs 224x224 inputs and
+    the Keras file with the fully connected top (the offline source has the convolutions
+    only): otherwise its globally pooled last convolution block stands in.
     """
     if backbone == "alexnet":
         return "fc6", None
     if backbone == "vgg16":
-        if features.effective_weights(backbone, weights) is not None and size != 224:
-            return "avgpool", "VGG-16 ImageNet FC6 needs 224x224 input: globally pooled block 5 used instead"
+        if features.effective_weights(backbone, weights) is None:
+            return "fc6", None
+        if size != 224:
+            return "avgpool", (f"VGG-16 ImageNet FC6 needs 224x224 input, not {size}x{size}: globally pooled block 5 "
+                               "used instead")
+        try:
+            models.resolve_top_weights(backbone, weights)
+        except WeightsError:
+            return "avgpool", ("VGG-16 ImageNet FC6 needs the Keras file with the fully connected top, not found: "
+                               f"globally pooled block 5 ({models.weights_source(backbone, weights)}) used instead")
         return "fc6", None
     return "avgpool", None
 
@@ -147,8 +161,10 @@ def svm(prepared: Prepared, c_grid, seed: int = 0, folds: int = 3,
     search = GridSearchCV(OneVsRestClassifier(SVC(kernel="precomputed")), {"estimator__C": list(c_grid)},
                           cv=GroupKFold(n_splits=folds), scoring="accuracy")
     start = time.perf_counter()
-    search.fit(train @ train.T, y_train, groups=groups)
+    gram = train @ train.T
+    search.fit(gram, y_train, groups=groups)
     fit_seconds = time.perf_counter() - start
+    train_accuracy = float(np.mean(search.predict(gram) == y_train))
     start = time.perf_counter()
     decision = search.decision_function(test @ train.T)
     predict_seconds = time.perf_counter() - start
@@ -157,6 +173,7 @@ def svm(prepared: Prepared, c_grid, seed: int = 0, folds: int = 3,
     scores = softmax(decision, axis=1)
     record = {"classifier": "linear SVM, one-vs-rest (features centred, unit mean norm)",
               "C": search.best_params_["estimator__C"], "cv_accuracy": round(float(search.best_score_), 4),
+              "train_accuracy": train_accuracy,
               "cv": f"{folds}-fold, rotations of an image together", "c_grid": list(c_grid),
               "wall_time_s": round(fit_seconds, 3),
               "svm_fit_rows_per_s": training.per_second(len(train), fit_seconds),
@@ -192,15 +209,24 @@ def feature_svm(rotated: Prepared, backbone: str, weights, seed: int, c_grid, ba
 
 def _assess(run, technique: str, backbone: str, prepared: Prepared, trained, n_boot: int, weights,
             built: dict) -> Assessed:
-    """Assess one technique x backbone as a row named ``<network>, <technique>``."""
-    model = f"{PAPER_NAMES.get(backbone, backbone)}, {technique}"
+    """Assess one technique x backbone as a row named ``<network>, <technique>`` (key suffix ``_imagenet`` for
+    ImageNet weights; a network the paper does not use is marked :data:`BEYOND_THE_PAPER`)."""
+    name = PAPER_NAMES.get(backbone, backbone)
+    model = f"{name}, {technique}"
     prefix = "fe" if technique == TECHNIQUES[0] else "ft"
-    assessed = experiment.assess(run, f"{prefix}_{backbone}", model, prepared, trained, n_boot,
-                                 experiment.weights_record(features.effective_weights(backbone, weights),
-                                                           backbone), model,
-                                 REPORTED.get(model, {}).get("accuracy"))
-    assessed.details = built
-    return assessed
+    start = features.effective_weights(backbone, weights)
+    key = f"{prefix}_{backbone}" + ("_imagenet" if start == "imagenet" else "")
+    paper_model = model if model in REPORTED else None
+    assessed = experiment.assess(run, key, model, prepared, trained, n_boot, experiment.weights_record(start, backbone),
+                                 paper_model, REPORTED.get(model, {}).get("accuracy"),
+                                 None if paper_model else BEYOND_THE_PAPER)
+    assessed.details = {**built, "backbone": backbone}
+    return rows.complete(assessed, name)
+
+
+def result_name(backbone: str, weights) -> str:
+    """The key of a backbone's result: its name, with `` (ImageNet)`` when it starts from ImageNet."""
+    return backbone + (" (ImageNet)" if features.effective_weights(backbone, weights) == "imagenet" else "")
 
 
 def feature_extraction(run, rotated: Prepared, backbones, weights, seed: int, c_grid, n_boot: int,
@@ -209,7 +235,8 @@ def feature_extraction(run, rotated: Prepared, backbones, weights, seed: int, c_
     results = {}
     for backbone in backbones:
         feature_set, trained, extracted = feature_svm(rotated, backbone, weights, seed, c_grid, batch_size)
-        results[backbone] = _assess(run, TECHNIQUES[0], backbone, feature_set, trained, n_boot, weights, extracted)
+        results[result_name(backbone, weights)] = _assess(run, TECHNIQUES[0], backbone, feature_set, trained, n_boot,
+                                                          weights, {**extracted, "input_size": rotated.size})
     return results
 
 
@@ -238,7 +265,8 @@ def fine_tuning(run, rotated: Prepared, backbones, weights, seed: int, seeds, ep
                 rotated, lambda: fine_tune_model(backbone, shape, n_classes, weights, trainable_layers), seeds,
                 epochs, batch_size, optimizer, rescale=features.input_rescale(backbone))
             built = {"trained": f"last {trainable_layers} backbone layers + new softmax layer"}
-        results[backbone] = _assess(run, TECHNIQUES[1], backbone, source, trained, n_boot, weights, built)
+        results[result_name(backbone, weights)] = _assess(run, TECHNIQUES[1], backbone, source, trained, n_boot,
+                                                          weights, {**built, "input_size": rotated.size})
     return results
 
 
@@ -248,7 +276,8 @@ def train_small_cnn(run, rotated: Prepared, seeds, epochs: int, batch_size: int,
     shape = (rotated.size, rotated.size, 3)
     trained = experiment.train_seeds(rotated, lambda: models.p5_small_cnn(shape, len(rotated.dataset.classes)), seeds,
                                      epochs, batch_size, training.sgd(learning_rate, momentum))
-    return experiment.assess(run, "small_cnn", "small CNN", rotated, trained, n_boot, record.Weights("random init"))
+    return rows.complete(experiment.assess(run, "small_cnn", "small CNN", rotated, trained, n_boot,
+                                           record.Weights("random init")), "P5 small CNN")
 
 
 def paper_tables(feature_results: dict[str, Assessed], tuning_results: dict[str, Assessed]) -> pd.DataFrame:
@@ -258,20 +287,37 @@ def paper_tables(feature_results: dict[str, Assessed], tuning_results: dict[str,
     say which average it prints); accuracy is the mean over seeds with the bootstrap CI
     of that mean.
     """
-    rows = []
+    lines = []
     for technique, results in zip(TECHNIQUES, (feature_results, tuning_results)):
-        for backbone, result in results.items():
-            model = PAPER_NAMES.get(backbone, backbone)
+        for name, result in results.items():
+            model = PAPER_NAMES.get(result.details.get("backbone", name), name)
             over = result.evaluation["over_seeds"]
             precision, recall, accuracy4 = PAPER_TABLE4[technique].get(model, (None, None, None))
-            rows.append({"technique": technique, "model": model, "weights": result.row.weights.label,
-                         "paper accuracy (T3)": TABLE3[technique].get(model), "paper accuracy (T4)": accuracy4,
-                         "accuracy": result.row.mean, "ci_low": result.row.ci_low, "ci_high": result.row.ci_high,
-                         "seeds": len(result.row.seeds), "paper precision (T4)": precision,
-                         "precision": over["precision_macro"]["mean"], "paper recall (T4)": recall,
-                         "recall": over["recall_macro"]["mean"]})
+            lines.append({"technique": technique, "model": model, "weights": result.row.weights.label,
+                          "input size": result.details.get("input_size"),
+                          "train accuracy": result.row.train_accuracy,
+                          "paper accuracy (T3)": TABLE3[technique].get(model), "paper accuracy (T4)": accuracy4,
+                          "accuracy": result.row.mean, "ci_low": result.row.ci_low, "ci_high": result.row.ci_high,
+                          "seeds": len(result.row.seeds), "paper precision (T4)": precision,
+                          "precision": over["precision_macro"]["mean"], "paper recall (T4)": recall,
+                          "recall": over["recall_macro"]["mean"]})
     first = next(iter({**feature_results, **tuning_results}.values()), None)
-    return experiment.without_paper(pd.DataFrame(rows), first.prepared) if first else pd.DataFrame(rows)
+    table = pd.DataFrame(lines)
+    return experiment.without_paper(table, first.prepared) if first else table
+
+
+def pretrained_rows(run, prepared: Prepared, pretrained: dict, seed: int, seeds, c_grid, epochs: int,
+                    batch_size: int, learning_rate: float, momentum: float,
+                    n_boot: int) -> tuple[dict[str, Assessed], dict[str, Assessed]]:
+    """Both techniques for every backbone of ``pretrained`` (backbone -> input size) from ImageNet weights, on the
+    same split, its training images rotated at that size; the new layer of fine-tuning on the cached features."""
+    extraction, tuning = {}, {}
+    for backbone, size in pretrained.items():
+        rotated = rotated_training_set(experiment.with_size(prepared, size))
+        extraction |= feature_extraction(run, rotated, [backbone], "imagenet", seed, c_grid, n_boot, batch_size)
+        tuning |= fine_tuning(run, rotated, [backbone], "imagenet", seed, seeds, epochs, batch_size, learning_rate,
+                              momentum, 0, n_boot)
+    return extraction, tuning
 
 
 def deviations(p: dict, data: Dataset, extraction: dict[str, Assessed]) -> list[str]:
@@ -279,30 +325,46 @@ def deviations(p: dict, data: Dataset, extraction: dict[str, Assessed]) -> list[
     if data.own:
         return experiment.own_data_deviations(p, "P5's feature extraction + SVM and fine-tuning of "
                                               + ", ".join(p["backbones"]) + ", and its small CNN")
-    substitutes = [r.details["substitute"] for r in extraction.values() if r.details.get("substitute")]
-    return experiment.deviations(p["profile"], {
+    substitutes = list(dict.fromkeys(r.details["substitute"] for r in extraction.values()
+                                     if r.details.get("substitute")))
+    pretrained = p["pretrained"] or {}
+    items = {
         "dataset": data.display_name + ("" if data.name == "bone_marrow_subtypes" else
                                         f" ({len(data.classes)} classes; the paper has five subtypes)"),
-        "input size": f"{p['image_size']}x{p['image_size']} (paper: the networks' own, 224-299)",
+        "input size": f"{p['image_size']}x{p['image_size']} (paper: the networks' own, 224-299)" + "".join(
+            f"; {PAPER_NAMES[b]} from ImageNet at {size}x{size}" for b, size in pretrained.items()),
         "weights": f"{p['weights'] or 'random init'} (paper: ImageNet); AlexNet random init in every profile",
         "augmentation": "rot90 x4 of the training images only (paper: unclear whether before or after the split)",
         "fine-tuning": f"last {p['fine_tune_layers']} backbone layers + new softmax layer trainable (paper: 822 of "
                        "the mixed network's 825 layers frozen)",
         "epochs": f"{p['epochs']} for the new layers, {p['cnn_epochs']} for the small CNN (paper: 20)",
-        "SVM": f"linear, one-vs-rest, C in {p['c_grid']} by grouped 3-fold CV (paper: kernel, C, multi-class scheme "
-               "not stated)",
-        **({"VGG-16 FC6": "; ".join(substitutes)} if substitutes else {})})
+        "SVM": f"linear, one-vs-rest, C in {p['c_grid']} by grouped 3-fold CV on the training images (paper: kernel, "
+               "C, multi-class scheme not stated)"}
+    if pretrained:
+        items["ImageNet rows"] = "; ".join(
+            f"{PAPER_NAMES[b]} beside the random-init rows, {models.weights_source(b, 'imagenet')}, both techniques"
+            + (" (a sixth backbone, beyond the paper)" if b not in ("vgg16", "inception_v3", "resnet101") else "")
+            for b in pretrained)
+    if substitutes:
+        items["VGG-16 FC6"] = "; ".join(substitutes)
+    return experiment.deviations(p["profile"], items)
 
 
 def verdict(candidates: list[Assessed], data: Dataset) -> str:
-    """The best technique x network against the paper's value for it, and the paper's best."""
+    """The best of the paper's technique x network against the paper's value for it, the paper's best, and the rows
+    beyond the paper."""
     if data.own:
         return experiment.own_data_verdict(sorted(candidates, key=lambda a: -a.row.mean),
                                            "P5's feature extraction + SVM and fine-tuning (best first)")
-    best = max(candidates, key=lambda a: a.row.mean)
-    text = experiment.verdict(f"{best.row.model} ({data.display_name})", best.row, best.row.paper_value,
-                              data.synthetic)
+    best = max((a for a in candidates if a.row.paper_model), key=lambda a: a.row.mean)
+    text = experiment.verdict(f"{best.row.model} [{best.row.weights.label}] ({data.display_name})", best.row,
+                              best.row.paper_value, data.synthetic)
     text += f" Paper's best: Inception V3 features + SVM, {TABLE3[TECHNIQUES[0]]['Inception V3']:.2%}."
+    imagenet = [a for a in candidates if a.row.weights.label == "ImageNet"]
+    if imagenet:
+        text += " From ImageNet weights: " + "; ".join(
+            f"{a.row.model}{' (' + a.row.variant + ')' if a.row.variant else ''} {a.row.mean:.2%} "
+            f"[{a.row.ci_low:.2%}, {a.row.ci_high:.2%}]" for a in imagenet) + "."
     if data.stand_in:
         text += (" STAND-IN task with a different number of classes: the comparison is of the method, not of the "
                  "numbers.")
@@ -311,7 +373,7 @@ def verdict(candidates: list[Assessed], data: Dataset) -> str:
 
 def details(p: dict, extraction: dict[str, Assessed], tuning: dict[str, Assessed]) -> dict:
     """Protocol details of results.json: backbones, SVM grid, optimiser, what each model was built from."""
-    return {"backbones": p["backbones"], "weights": p["weights"], "c_grid": p["c_grid"],
+    return {"backbones": p["backbones"], "weights": p["weights"], "pretrained": p["pretrained"], "c_grid": p["c_grid"],
             "fine_tune_layers": p["fine_tune_layers"], "optimizer": f"SGD lr {p['learning_rate']} momentum "
                                                                      f"{p['momentum']}",
             "batch_size": p["batch_size"], "epochs": p["epochs"], "cnn_epochs": p["cnn_epochs"],
