@@ -61,3 +61,12 @@ def test_a_parameter_without_a_rule_keeps_the_type_of_its_default():
     parameters.check({"new_option": 3.5}, {"new_option": 2})
     with pytest.raises(ParameterError, match="new_option='x' must have the type of its default 2"):
         parameters.check({"new_option": "x"}, {"new_option": 2})
+
+
+def test_colour_variants_are_the_stain_modules():
+    from hemasuite import stain
+
+    for variant in stain.VARIANTS:
+        parameters.SCHEMA["variants"].check("variants", [variant])
+    with pytest.raises(ParameterError):
+        parameters.SCHEMA["variants"].check("variants", ["sepia"])

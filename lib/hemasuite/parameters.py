@@ -167,6 +167,7 @@ SEEDS = list_of(integer(0))
 IMAGE_SIZE = integer(8, 4096)
 LEARNING_RATE = number(0, 10, low_open=True)
 WEIGHTS = optional(choice("imagenet"))
+COLOUR_VARIANT = choice("none", "hed_jitter", "reinhard", "greyscale", "haematoxylin")  # stain.VARIANTS
 
 SCHEMA: dict[str, Rule] = {
     # every notebook
@@ -225,6 +226,26 @@ SCHEMA: dict[str, Rule] = {
     "backbone_seeds": SEEDS,
     "tile_seeds": SEEDS,
     # evaluation
+    "split_seeds": SEEDS,
+    "pretrained": optional(either(text(), mapping())),
+    "pretrained_epochs": POSITIVE_INT,
+    "pretrained_learning_rate": LEARNING_RATE,
+    "pretrained_sizes": list_of(IMAGE_SIZE),
+    "vgg_image_size": IMAGE_SIZE,
+    "vgg_random_init": boolean(),
+    "finetune_epochs": POSITIVE_INT,
+    "finetune_learning_rate": LEARNING_RATE,
+    "finetune_batch_size": POSITIVE_INT,
+    "finetune_seeds": SEEDS,
+    "n_folds": integer(2, 50),
+    "inner_folds": integer(2, 50),
+    "variants": list_of(COLOUR_VARIANT),
+    "vgg_variants": list_of(COLOUR_VARIANT, min_items=0),
+    "image_level_variants": list_of(COLOUR_VARIANT, min_items=0),
+    "finetune_variants": list_of(COLOUR_VARIANT, min_items=0),
+    "jitter_copies": POSITIVE_INT,
+    "gradcam_cases": integer(0, 29),
+    "synthetic_per_case": POSITIVE_INT,
     "n_boot": integer(10),
     "target": fraction(open_low=False, open_high=False),
 }
