@@ -53,11 +53,11 @@ def test_resized_and_nearest_neighbour_probe(lymph):
     copies = p3.paper_protocol(lymph, identity, 20, 0.2, 0)  # every copy is its source image again
     found = p3.leakage(copies)
     assert found["test_images_identical_to_a_training_image"] == found["test_images_with_source_in_train"] > 0
-    [probe] = p3.nearest_neighbour(copies)
-    _, y_test = copies.arrays("test")
-    test = copies.frame[copies.frame["split"] == "test"]
-    leaked = test["source"].isin(copies.frame.loc[copies.frame["split"] == "train", "source"]).to_numpy()
-    assert (probe.probabilities.argmax(axis=1) == y_test)[leaked].all()
+    train, test = (np.flatnonzero(copies.frame["split"] == side) for side in ("train", "test"))
+    labels = copies.dataset.label_ids
+    probe = p3.nearest_neighbour(copies.images[train], labels[train], copies.images[test])
+    leaked = copies.frame.loc[test, "source"].isin(copies.frame.loc[train, "source"]).to_numpy()
+    assert (probe.argmax(axis=1) == labels[test])[leaked].all()
 
 
 def test_leakage_gap_is_the_accuracy_difference(lymph):
@@ -68,30 +68,6 @@ def test_leakage_gap_is_the_accuracy_difference(lymph):
     wrong = [experiment.TrainedSeed(0, np.eye(3)[(y_clean + 1) % 3], {}, {})]
     gap = p3.leakage_gap(leaky, perfect, clean, wrong, n_boot=100)
     assert gap["difference"] == 1.0 and gap["difference_ci_low"] == gap["difference_ci_high"] == 1.0
-
-
-def test_tiles_keep_their_image_split_and_average_back(lymph):
-    native = lymph.images
-    tiles = p3.tile_set(lymph, native, 16, 8)
-    assert tiles.size == 16 and tiles.protocol["tiles"]["per_image"] == {"train": 9, "test": 9}
-    sides = tiles.frame.groupby("source")["split"].nunique()
-    assert (sides == 1).all() and len(tiles.frame) == 9 * len(lymph.frame)
-    assert np.array_equal(tiles.images[0], native[tiles.frame["source"][0], :16, :16])
-    test_tiles = tiles.frame[tiles.frame["split"] == "test"]
-    tile_labels = tiles.dataset.label_ids[test_tiles.index]
-    tile_labels[::9] = (tile_labels[::9] + 1) % 3  # the first tile of every test image votes wrong
-    [image_run] = p3.image_predictions(lymph, tiles, [experiment.TrainedSeed(0, np.eye(3)[tile_labels], {}, {})])
-    _, y_test = lymph.arrays("test")
-    assert image_run.probabilities.shape == (len(y_test), 3)
-    assert np.allclose(image_run.probabilities[np.arange(len(y_test)), y_test], 8 / 9)
-    assert image_run.training["tile_accuracy"] == pytest.approx(8 / 9, abs=1e-4)
-
-
-def test_test_images_can_be_tiled_more_densely(lymph):
-    tiles = p3.tile_set(lymph, lymph.images, 16, 16, test_stride=8)
-    per_image = tiles.frame.groupby("source")["split"].agg(["first", "size"]).groupby("first")["size"].unique()
-    assert list(per_image["train"]) == [4] and list(per_image["test"]) == [9]
-    assert tiles.protocol["tiles"]["per_image"] == {"train": 4, "test": 9}
 
 
 def test_dihedral_gives_one_of_the_eight_symmetries():
@@ -116,18 +92,6 @@ def test_cell_augmentation_choices():
 def test_model_selection_text():
     assert "ties: lowest validation loss" in experiment.model_selection(True)
     assert experiment.model_selection(False) == "last epoch"
-
-
-def test_colour_jitter_stays_in_range_and_keeps_zero_as_plain_dihedral():
-    import tensorflow as tf
-
-    images = tf.constant(np.random.default_rng(1).random((32, 6, 6, 3)).astype(np.float32))
-    jittered = p3.tile_augmentation(0.2)(0)(images).numpy()
-    assert jittered.min() >= 0 and jittered.max() <= 1 and not np.allclose(jittered, images.numpy())
-    plain = p3.tile_augmentation(0.0)(0)(images).numpy()
-    assert np.allclose(np.sort(plain.ravel()), np.sort(images.numpy().ravel()))  # only moved, never recoloured
-    assert "colour_jitter" in p3.describe_tile_augmentation(0.2)
-    assert "colour_jitter" not in p3.describe_tile_augmentation()
 
 
 def test_table1_layout(lymph):
