@@ -1,5 +1,6 @@
 """P3's protocols and tile model, P2's task and Table 2, P5's rotations, SVM, fine-tuning and tables."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -7,7 +8,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from hemasuite import augment, experiment, models, papers, record
+from hemasuite import augment, crossval, experiment, models, papers, record, tiles
 from hemasuite.datasets import Dataset, load_dataset
 from hemasuite.errors import ParameterError, WeightsError
 from hemasuite.papers import p2_cnmc_transfer as p2
@@ -105,6 +106,56 @@ def test_table1_layout(lymph):
         "leakage-free": assessed(clean, np.full((len(clean.arrays("test")[1]), 3), 1 / 3))})
     assert table["class"].tolist() == ["CLL", "FL", "MCL"] and table["paper protocol recall"].tolist() == [1, 1, 1]
     assert table["paper support"].sum() == 900
+
+
+@pytest.fixture(scope="module")
+def cases_study(tmp_path_factory):
+    """A 3-class synthetic set whose images come in cases of 4 (one class each), with both levels' folds."""
+    folder = tmp_path_factory.mktemp("cases")
+    data = load_dataset("synthetic", cache_dir=folder, n_classes=3, per_class=16, size=32)
+    frame = data.frame.assign(group=[f"{label}/case{i % 16 // 4}" for i, label in enumerate(data.frame["label"])])
+    data = replace(data, frame=frame)
+    return p3.study(Run("t", folder / "out", {}), data, 4, 0)
+
+
+def test_study_folds_keep_cases_together_at_case_level_only(cases_study):
+    frame = cases_study.frame
+    assert (frame.groupby("case_group")["fold_case"].nunique() == 1).all()
+    assert (frame.groupby("case_group")["fold_image"].nunique() > 1).any()
+    assert cases_study.splits["case"].level == "case" and cases_study.splits["case"].folds == 4
+    assert cases_study.images.shape == (48, 32, 32, 3) and cases_study.groups("image") is None
+    for train, test in cases_study.folds("case"):
+        assert not set(frame["case_group"].iloc[train]) & set(frame["case_group"].iloc[test])
+    assert (cases_study.frame.pipe(lambda f: f.groupby("fold_case")["label"].nunique()) == 3).all()
+    counts = p3.fold_counts(cases_study)
+    assert counts.groupby("level")["images"].sum().tolist() == [48, 48]
+    assert p3.case_overlap(cases_study, "case")["test_images_with_case_in_train"] == 0
+    assert p3.case_overlap(cases_study, "image")["share_with_case_in_train"] > 0.5
+
+
+def test_features_cv_probe_ladder_and_verdict(cases_study):
+    labels = cases_study.labels
+    features = np.eye(3)[labels] + np.random.default_rng(0).normal(0, 0.1, (48, 3))
+    feature_cv = {level: p3.imagenet_cross_validation(cases_study, level, features, [0.1, 1.0], 0)
+                  for level in p3.LEVELS}
+    assert feature_cv["case"].predictions["index"].tolist() == list(range(48))
+    assert crossval.pooled_summary(feature_cv["case"].predictions)["accuracy"] == 1.0
+    assert len(feature_cv["case"].selection("lr").tried) == 4 * 2
+    probes = {level: p3.probe_cross_validation(cases_study, level) for level in p3.LEVELS}
+    correct = (feature_cv["case"].predictions["true"] == feature_cv["case"].predictions["predicted"]).to_numpy()
+    perfect = tiles.TileCV(feature_cv["case"].predictions, [])
+    paper = p3.PaperRung(None, tiles.TileCV(probes["image"], []), probes["image"], {"test_images": 48})
+    rungs = p3.ladder("set", paper, {"case": perfect, "image": perfect}, probes, feature_cv, "efficientnet_lite0")
+    assert [r.order for r in rungs] == [0, 0, 1, 1, 1, 2, 2, 2] and rungs[0].level == "augmented"
+    text = p3.verdict(rungs, "efficientnet_lite0", synthetic=True)
+    assert "99.56%" in text and "case-level CV 100.0%" in text and "SYNTHETIC" in text
+    difference = p3.accuracy_difference(correct, np.zeros(10), n_boot=50)
+    assert difference["difference"] == 1.0 and difference["difference_ci_low"] == 1.0
+
+
+def test_paper_network_runs_only_with_a_backbone():
+    assert p3.paper_network(None, None, {"backbone": None}) is None
+    assert "63% training accuracy" in p3.paper_network_summary(None)
 
 
 # ------------------------------------------------------------------ P2

@@ -231,9 +231,9 @@ class TileCV:
     folds: list[FoldRecord]
 
     @property
-    def train_accuracy(self) -> float:
-        """Mean over folds of the chosen model's accuracy on its training images."""
-        return float(np.mean([f.train_accuracy for f in self.folds]))
+    def train_accuracy(self) -> float | None:
+        """Mean over folds of the chosen model's accuracy on its training images (None without folds)."""
+        return float(np.mean([f.train_accuracy for f in self.folds])) if self.folds else None
 
     def selection(self, model: str, on: str) -> record.Selection:
         """Every fold's candidates x epochs with their validation accuracy, and each fold's choice."""
