@@ -70,8 +70,8 @@ def test_table_from_the_smoke_results(results):
     assert p4.loc["Sequential CNN", "leakage"] == \
         comparison.SPLIT_LEVELS["duplicate"]
     p3 = rows_of(table, "P3")
-    leaky = p3[p3["model"].str.endswith("[paper protocol]")]
-    assert len(leaky) == 2 and (leaky["leakage"] == comparison.AUGMENT_BEFORE_SPLIT).all()
+    leaky = p3[p3["model"].str.endswith("[P3's protocol: augment, then split]")]
+    assert len(leaky) == 1 and (leaky["leakage"] == comparison.AUGMENT_BEFORE_SPLIT).all()
     assert (p3.loc[~p3.index.isin(leaky.index), "leakage"] != comparison.AUGMENT_BEFORE_SPLIT).all()
     assert "stand-in for C-NMC 2019" in rows_of(table, "P2").loc[0, "dataset"]
 
@@ -82,11 +82,13 @@ def test_sources_and_leakage_entries(results):
     assert (sources["status"] == "found").all() and (sources["profile"] == "smoke").all()
     entries = comparison.leakage_entries(found)
     p3 = found["20_p3_densenet201_lymphoma"]
-    assert len(entries) == len(p3.leakage.measurements) == 4
-    assert list(entries["leaky"]) == [True, False, True, False]
-    assert set(entries["protocol"]) == {"paper protocol", "leakage-free"}
+    assert len(entries) == len(p3.leakage.measurements) == len(p3.ladder) == 8  # 3 rungs x 2 models + 2 rungs
+    assert list(entries["leaky"]) == [True] * 5 + [False] * 3  # only case-level CV keeps a case on one side
+    assert set(entries["protocol"]) == {"P3's protocol: augment, then split", "image-level CV",
+                                        "case-level CV"}
     assert p3.leakage.difference.ci_low <= p3.leakage.difference.value <= p3.leakage.difference.ci_high
-    assert p3.leakage.counts["leakage-free"]["test_images_with_source_in_train"] == 0
+    assert p3.leakage.counts["case-level CV"]["test_images_with_case_in_train"] == 0
+    assert p3.leakage.counts["P3's protocol: augment, then split"]["test_images_with_source_in_train"] > 0
 
 
 def test_figures_with_and_without_data(results, tmp_path):

@@ -238,7 +238,7 @@ def leakage_ladder(table: pd.DataFrame, title: str, chance: float | None = None)
     (:func:`hemasuite.crossval.rungs_table`).
     """
     protocols = table.sort_values("order")["protocol"].drop_duplicates().tolist()
-    fig, ax = plt.subplots(figsize=(7, 3.6))
+    fig, ax = plt.subplots(figsize=(10, 3.8))
     offsets = np.linspace(-0.12, 0.12, table["model"].nunique())
     for (model, part), offset, colour in zip(table.groupby("model", sort=False), offsets, sns.color_palette()):
         x = np.array([protocols.index(p) for p in part["protocol"]]) + offset
@@ -249,7 +249,7 @@ def leakage_ladder(table: pd.DataFrame, title: str, chance: float | None = None)
         ax.axhline(chance, color="grey", lw=0.8, ls=":", label="majority class")
     ax.set_xticks(range(len(protocols)), [p.replace(", ", ",\n") for p in protocols], fontsize=8)
     ax.set(title=title, ylabel="accuracy", ylim=(0, 1.02))
-    ax.legend(fontsize=7, loc="lower left")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
     return fig
 

@@ -59,8 +59,8 @@ REPORTED = {"DenseNet-201": {"accuracy": 0.9956}}
 PROTOCOL_NAMES = {"paper protocol": "paper_protocol", "case-level split": "case_split"}  # name -> file-name slug
 LEVELS = ("case", "image")
 ARCHITECTURES = {"efficientnet_lite0": "EfficientNet-Lite0", "vgg16": "VGG-16"}  # ImageNet-feature backbones
-RUNGS = {"augmented": "P3's protocol: augment, then split", "image": "image-level 5-fold CV",
-         "case": "case-level 5-fold CV"}
+RUNGS = {"augmented": "P3's protocol: augment, then split", "image": "image-level CV",
+         "case": "case-level CV"}
 # Table I as printed (its FL row is labelled "LLF"). Support 300 per class is 900 test images,
 # 25% of 3,600 rather than the 20% the text states; 896 / 900 = 99.56% matches "only 4
 # misclassifications", 20% (720 images) cannot give 99.56%.
