@@ -153,9 +153,17 @@ def test_features_cv_probe_ladder_and_verdict(cases_study):
     assert difference["difference"] == 1.0 and difference["difference_ci_low"] == 1.0
 
 
-def test_paper_network_runs_only_with_a_backbone():
+def test_paper_network_runs_only_with_a_backbone(tmp_path):
     assert p3.paper_network(None, None, {"backbone": None}) is None
     assert "63% training accuracy" in p3.paper_network_summary(None)
+    data = load_dataset("synthetic", cache_dir=tmp_path, n_classes=3, per_class=8, size=32)
+    params = {"backbone": "vgg16", "weights": None, "seed": 0, "test_fraction": 0.25, "augment_size": 32,
+              "image_size": 32, "per_class": 12, "backbone_seeds": [0], "epochs": 1, "batch_size": 8,
+              "learning_rate": 1e-4, "n_boot": 20}
+    found = p3.paper_network(Run("t", tmp_path / "out", params), data, params)
+    assert set(found["network"]) == {"paper protocol", "case-level split"}
+    assert found["network"]["paper protocol"].row.leaky and not found["network"]["case-level split"].row.leaky
+    assert "paper protocol minus case-level split" in p3.paper_network_summary(found)
 
 
 # ------------------------------------------------------------------ P2
