@@ -70,8 +70,8 @@ def test_table_from_the_smoke_results(results):
     assert p4.loc["Sequential CNN", "leakage"] == \
         comparison.SPLIT_LEVELS["duplicate"]
     p3 = rows_of(table, "P3")
-    leaky = p3[p3["model"].str.endswith("[paper protocol]")]
-    assert len(leaky) == 2 and (leaky["leakage"] == comparison.AUGMENT_BEFORE_SPLIT).all()
+    leaky = p3[p3["model"].str.endswith("[P3's protocol: augment, then split]")]
+    assert len(leaky) == 1 and (leaky["leakage"] == comparison.AUGMENT_BEFORE_SPLIT).all()
     assert (p3.loc[~p3.index.isin(leaky.index), "leakage"] != comparison.AUGMENT_BEFORE_SPLIT).all()
     assert "stand-in for C-NMC 2019" in rows_of(table, "P2").loc[0, "dataset"]
 
@@ -93,6 +93,11 @@ def test_sources_and_the_views_over_the_smoke_results(results):
     imagenet = [row for result in found.values() for row in result.models
                 if row.architecture and comparison.weights_kind(row.weights.label) == "ImageNet"]
     assert (pretraining["imagenet_model"] != comparison.MISSING).sum() == len(imagenet)
+    p3 = found["20_p3_densenet201_lymphoma"]
+    assert len(p3.leakage.measurements) == len(p3.ladder) == 8  # 3 rungs x 2 models + 2 rungs
+    assert p3.leakage.difference.ci_low <= p3.leakage.difference.value <= p3.leakage.difference.ci_high
+    assert p3.leakage.counts["case-level CV"]["test_images_with_case_in_train"] == 0
+    assert p3.leakage.counts["P3's protocol: augment, then split"]["test_images_with_source_in_train"] > 0
 
 
 def test_figures_with_and_without_data(results, tmp_path):

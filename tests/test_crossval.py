@@ -75,3 +75,31 @@ def test_repeated_split_summary_separates_split_and_seed_spread():
     assert summary["sd_across_training_seeds"] == pytest.approx(np.std([0.90, 0.92], ddof=1))
     with pytest.raises(ParameterError, match="split_seed"):
         crossval.repeated_split_summary(table.drop(columns="split_seed"))
+
+
+def test_model_row_and_rung_pool_every_fold_with_an_exact_ci(tmp_path):
+    from hemasuite import record
+
+    labels, groups, folds = grouped_problem()
+    truth = np.eye(3)[labels]
+    predictions = crossval.cross_validate(labels, folds, CLASSES, lambda f, tr, te: np.roll(truth[te], int(f == 0),
+                                                                                            axis=1))
+    run = record.Run("nb", tmp_path, {})
+    paths = [f"/data/{i}.png" for i in range(60)]
+    row = crossval.model_row(run, "m", "model", predictions, paths, CLASSES, record.Weights("random init"), "case",
+                             "tile CNN", 0.97, [f"fold {k}: a" for k in range(4)])
+    wrong = len(folds[0][1])
+    assert row.mean == pytest.approx(1 - wrong / 60) and row.n_test == 60 and row.split_level == "case"
+    assert row.ci_low < row.mean < row.ci_high and row.ci_method == "Clopper-Pearson, pooled over 4 folds"
+    assert [s.fold for s in row.seeds] == [0, 1, 2, 3] and row.seeds[0].value == 0 and row.seeds[1].value == 1
+    assert row.seeds[2].chosen == "fold 2: a" and row.train_accuracy == 0.97 and row.sd > 0
+    saved = pd.read_csv(run.dir / row.predictions)
+    assert saved.columns.tolist() == ["path", "split", "fold", "true", "predicted", "p_CLL", "p_FL", "p_MCL"]
+    assert saved["path"].tolist() == paths and (saved["true"] != saved["predicted"]).sum() == wrong
+    rung = crossval.rung("IICBU", 2, "case-level CV", "case", "model", predictions, 0.97)
+    assert rung.test_accuracy == row.mean and rung.splits == 4 and rung.sd == row.sd and rung.ci_high == row.ci_high
+    one = crossval.prediction_frame(labels, folds[0][1], truth[folds[0][1]], CLASSES)
+    single = crossval.rung("IICBU", 0, "augment, then split", "augmented", "model", one)
+    assert single.test_accuracy == 1.0 and single.ci_high == 1.0 and single.ci_low < 1 and single.sd is None
+    table = crossval.rungs_table([single, rung])
+    assert table["order"].tolist() == [0, 2] and np.isnan(table["train_accuracy"][0])

@@ -174,3 +174,24 @@ def test_clopper_pearson_ci():
     assert metrics.clopper_pearson_ci(10, 10)["ci_low"] == pytest.approx(0.025 ** 0.1)
     with pytest.raises(ParameterError):
         metrics.clopper_pearson_ci(11, 10)
+
+
+def test_logistic_regression_chooses_c_by_grouped_inner_cv():
+    from hemasuite import baselines
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1, 2], 20)
+    features = rng.normal(0, 1, (60, 5)) + 5 * np.eye(3, 5)[labels]
+    groups = np.repeat(np.arange(12), 5)  # 4 groups per class
+    train, test = groups % 4 != 3, groups % 4 == 3  # 3 training groups per class, 1 test group
+    fitted = baselines.logistic_regression(features[train], labels[train], features[test], groups[train],
+                                           [0.001, 1.0])
+    assert fitted["probabilities"].shape == (15, 3) and fitted["train_accuracy"] > 0.9
+    assert set(fitted["selection"]["tried"]) == {"C=0.001", "C=1"} and fitted["C"] in (0.001, 1.0)
+    assert fitted["selection"]["chosen"] == f"C={fitted['C']:g}"
+    assert fitted["selection"]["tried"][fitted["selection"]["chosen"]] == max(fitted["selection"]["tried"].values())
+    assert "5-fold" in fitted["selection"]["on"]  # 9 groups in the training part: 5 inner folds
+    assert (fitted["probabilities"].argmax(axis=1) == labels[test]).mean() > 0.9
+    three = np.isin(groups, [0, 4, 8])  # one group per class
+    few = baselines.logistic_regression(features[three], labels[three], features[test], groups[three], [1.0])
+    assert "3-fold" in few["selection"]["on"]  # only 3 groups: 3 inner folds

@@ -58,8 +58,11 @@ def test_workloads_of_the_paper_run(tmp_path, monkeypatch, no_weight_files):
     assert p1.input_shape == (224, 224, 3) and p1.train_batch == 32
     assert p1.workload.trained == 3 * 50 * counts["train"]
     assert p1.workload.inferred == 3 * (50 * counts["val"] + 8 * counts["test"])  # validation every epoch, TTA x 8
-    tile = next(s for s in stages if s.model.startswith("tile CNN"))
-    assert tile.input_shape == (128, 128, 3) and "x 8 views" in tile.workload.detail
+    tile = [s for s in stages if s.model.startswith("tile CNN")]
+    assert [s.input_shape for s in tile] == [(96, 96, 3), (128, 128, 3), (128, 128, 3)]  # one per candidate
+    assert tile[1].workload.trained == 11 * 30 * 8192 and "11 fits" in tile[1].workload.detail  # 2 x 5 folds + P3's
+    lite0 = next(s for s in stages if s.model.startswith("efficientnet_lite0 avgpool features"))
+    assert lite0.train_batch is None and lite0.workload.inferred == 374 * 18  # 18 tiles of 224 px per image
     p5 = [s for s in stages if s.notebook == "22_p5_bone_marrow"]
     frozen = [s.model for s in p5 if s.train_batch is None]
     # a+b reuses its parts; without the Keras file of VGG-16's top, pooled block 5 stands in for FC6 (read once)

@@ -1,5 +1,6 @@
 """P3's protocols and tile model, P2's task and Table 2, P5's rotations, SVM, fine-tuning and tables."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -7,7 +8,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from hemasuite import augment, experiment, models, papers, record
+from hemasuite import augment, crossval, experiment, models, papers, record, tiles
 from hemasuite.datasets import Dataset, load_dataset
 from hemasuite.errors import ParameterError, WeightsError
 from hemasuite.papers import p2_cnmc_transfer as p2
@@ -53,11 +54,11 @@ def test_resized_and_nearest_neighbour_probe(lymph):
     copies = p3.paper_protocol(lymph, identity, 20, 0.2, 0)  # every copy is its source image again
     found = p3.leakage(copies)
     assert found["test_images_identical_to_a_training_image"] == found["test_images_with_source_in_train"] > 0
-    [probe] = p3.nearest_neighbour(copies)
-    _, y_test = copies.arrays("test")
-    test = copies.frame[copies.frame["split"] == "test"]
-    leaked = test["source"].isin(copies.frame.loc[copies.frame["split"] == "train", "source"]).to_numpy()
-    assert (probe.probabilities.argmax(axis=1) == y_test)[leaked].all()
+    train, test = (np.flatnonzero(copies.frame["split"] == side) for side in ("train", "test"))
+    labels = copies.dataset.label_ids
+    probe = p3.nearest_neighbour(copies.images[train], labels[train], copies.images[test])
+    leaked = copies.frame.loc[test, "source"].isin(copies.frame.loc[train, "source"]).to_numpy()
+    assert (probe.argmax(axis=1) == labels[test])[leaked].all()
 
 
 def test_leakage_gap_is_the_accuracy_difference(lymph):
@@ -68,30 +69,6 @@ def test_leakage_gap_is_the_accuracy_difference(lymph):
     wrong = [experiment.TrainedSeed(0, np.eye(3)[(y_clean + 1) % 3], {}, {})]
     gap = p3.leakage_gap(leaky, perfect, clean, wrong, n_boot=100)
     assert gap["difference"] == 1.0 and gap["difference_ci_low"] == gap["difference_ci_high"] == 1.0
-
-
-def test_tiles_keep_their_image_split_and_average_back(lymph):
-    native = lymph.images
-    tiles = p3.tile_set(lymph, native, 16, 8)
-    assert tiles.size == 16 and tiles.protocol["tiles"]["per_image"] == {"train": 9, "test": 9}
-    sides = tiles.frame.groupby("source")["split"].nunique()
-    assert (sides == 1).all() and len(tiles.frame) == 9 * len(lymph.frame)
-    assert np.array_equal(tiles.images[0], native[tiles.frame["source"][0], :16, :16])
-    test_tiles = tiles.frame[tiles.frame["split"] == "test"]
-    tile_labels = tiles.dataset.label_ids[test_tiles.index]
-    tile_labels[::9] = (tile_labels[::9] + 1) % 3  # the first tile of every test image votes wrong
-    [image_run] = p3.image_predictions(lymph, tiles, [experiment.TrainedSeed(0, np.eye(3)[tile_labels], {}, {})])
-    _, y_test = lymph.arrays("test")
-    assert image_run.probabilities.shape == (len(y_test), 3)
-    assert np.allclose(image_run.probabilities[np.arange(len(y_test)), y_test], 8 / 9)
-    assert image_run.training["tile_accuracy"] == pytest.approx(8 / 9, abs=1e-4)
-
-
-def test_test_images_can_be_tiled_more_densely(lymph):
-    tiles = p3.tile_set(lymph, lymph.images, 16, 16, test_stride=8)
-    per_image = tiles.frame.groupby("source")["split"].agg(["first", "size"]).groupby("first")["size"].unique()
-    assert list(per_image["train"]) == [4] and list(per_image["test"]) == [9]
-    assert tiles.protocol["tiles"]["per_image"] == {"train": 4, "test": 9}
 
 
 def test_dihedral_gives_one_of_the_eight_symmetries():
@@ -118,18 +95,6 @@ def test_model_selection_text():
     assert experiment.model_selection(False) == "last epoch"
 
 
-def test_colour_jitter_stays_in_range_and_keeps_zero_as_plain_dihedral():
-    import tensorflow as tf
-
-    images = tf.constant(np.random.default_rng(1).random((32, 6, 6, 3)).astype(np.float32))
-    jittered = p3.tile_augmentation(0.2)(0)(images).numpy()
-    assert jittered.min() >= 0 and jittered.max() <= 1 and not np.allclose(jittered, images.numpy())
-    plain = p3.tile_augmentation(0.0)(0)(images).numpy()
-    assert np.allclose(np.sort(plain.ravel()), np.sort(images.numpy().ravel()))  # only moved, never recoloured
-    assert "colour_jitter" in p3.describe_tile_augmentation(0.2)
-    assert "colour_jitter" not in p3.describe_tile_augmentation()
-
-
 def test_table1_layout(lymph):
     leaky, clean = protocols(lymph)
     def assessed(prepared, probabilities):
@@ -141,6 +106,64 @@ def test_table1_layout(lymph):
         "leakage-free": assessed(clean, np.full((len(clean.arrays("test")[1]), 3), 1 / 3))})
     assert table["class"].tolist() == ["CLL", "FL", "MCL"] and table["paper protocol recall"].tolist() == [1, 1, 1]
     assert table["paper support"].sum() == 900
+
+
+@pytest.fixture(scope="module")
+def cases_study(tmp_path_factory):
+    """A 3-class synthetic set whose images come in cases of 4 (one class each), with both levels' folds."""
+    folder = tmp_path_factory.mktemp("cases")
+    data = load_dataset("synthetic", cache_dir=folder, n_classes=3, per_class=16, size=32)
+    frame = data.frame.assign(group=[f"{label}/case{i % 16 // 4}" for i, label in enumerate(data.frame["label"])])
+    data = replace(data, frame=frame)
+    return p3.study(Run("t", folder / "out", {}), data, 4, 0)
+
+
+def test_study_folds_keep_cases_together_at_case_level_only(cases_study):
+    frame = cases_study.frame
+    assert (frame.groupby("case_group")["fold_case"].nunique() == 1).all()
+    assert (frame.groupby("case_group")["fold_image"].nunique() > 1).any()
+    assert cases_study.splits["case"].level == "case" and cases_study.splits["case"].folds == 4
+    assert cases_study.images.shape == (48, 32, 32, 3) and cases_study.groups("image") is None
+    for train, test in cases_study.folds("case"):
+        assert not set(frame["case_group"].iloc[train]) & set(frame["case_group"].iloc[test])
+    assert (cases_study.frame.pipe(lambda f: f.groupby("fold_case")["label"].nunique()) == 3).all()
+    counts = p3.fold_counts(cases_study)
+    assert counts.groupby("level")["images"].sum().tolist() == [48, 48]
+    assert p3.case_overlap(cases_study, "case")["test_images_with_case_in_train"] == 0
+    assert p3.case_overlap(cases_study, "image")["share_with_case_in_train"] > 0.5
+
+
+def test_features_cv_probe_ladder_and_verdict(cases_study):
+    labels = cases_study.labels
+    features = np.eye(3)[labels] + np.random.default_rng(0).normal(0, 0.1, (48, 3))
+    feature_cv = {level: p3.imagenet_cross_validation(cases_study, level, features, [0.1, 1.0], 0)
+                  for level in p3.LEVELS}
+    assert feature_cv["case"].predictions["index"].tolist() == list(range(48))
+    assert crossval.pooled_summary(feature_cv["case"].predictions)["accuracy"] == 1.0
+    assert len(feature_cv["case"].selection("lr").tried) == 4 * 2
+    probes = {level: p3.probe_cross_validation(cases_study, level) for level in p3.LEVELS}
+    correct = (feature_cv["case"].predictions["true"] == feature_cv["case"].predictions["predicted"]).to_numpy()
+    perfect = tiles.TileCV(feature_cv["case"].predictions, [])
+    paper = p3.PaperRung(None, tiles.TileCV(probes["image"], []), probes["image"], {"test_images": 48})
+    rungs = p3.ladder("set", paper, {"case": perfect, "image": perfect}, probes, feature_cv, "efficientnet_lite0")
+    assert [r.order for r in rungs] == [0, 0, 1, 1, 1, 2, 2, 2] and rungs[0].level == "augmented"
+    text = p3.verdict(rungs, "efficientnet_lite0", synthetic=True)
+    assert "99.56%" in text and "case-level CV 100.0%" in text and "SYNTHETIC" in text
+    difference = p3.accuracy_difference(correct, np.zeros(10), n_boot=50)
+    assert difference["difference"] == 1.0 and difference["difference_ci_low"] == 1.0
+
+
+def test_paper_network_runs_only_with_a_backbone(tmp_path):
+    assert p3.paper_network(None, None, {"backbone": None}) is None
+    assert "63% training accuracy" in p3.paper_network_summary(None)
+    data = load_dataset("synthetic", cache_dir=tmp_path, n_classes=3, per_class=8, size=32)
+    params = {"backbone": "vgg16", "weights": None, "seed": 0, "test_fraction": 0.25, "augment_size": 32,
+              "image_size": 32, "per_class": 12, "backbone_seeds": [0], "epochs": 1, "batch_size": 8,
+              "learning_rate": 1e-4, "n_boot": 20}
+    found = p3.paper_network(Run("t", tmp_path / "out", params), data, params)
+    assert set(found["network"]) == {"paper protocol", "case-level split"}
+    assert found["network"]["paper protocol"].row.leaky and not found["network"]["case-level split"].row.leaky
+    assert "paper protocol minus case-level split" in p3.paper_network_summary(found)
 
 
 # ------------------------------------------------------------------ P2

@@ -83,3 +83,18 @@ def test_same_field_figures(tmp_path):
     fig = plots.same_field_examples(pairs, "t", n=6)
     assert isinstance(fig, Figure) and len(fig.axes) == 4
     assert isinstance(plots.same_field_examples(pairs.iloc[:0], "t"), Figure)
+
+
+def test_leakage_ladder_and_group_accuracy_figures():
+    ladder = pd.DataFrame({"order": [0, 1, 2, 0, 1, 2], "protocol": ["augment", "image", "case"] * 2,
+                           "model": ["cnn"] * 3 + ["probe"] * 3, "test_accuracy": [0.99, 0.9, 0.5, 0.98, 0.7, 0.3],
+                           "ci_low": [0.95, 0.85, 0.4, 0.9, 0.6, 0.2], "ci_high": [1.0, 0.95, 0.6, 1.0, 0.8, 0.4],
+                           "train_accuracy": [1.0, 0.99, 0.98, None, None, None]})
+    figure = plots.leakage_ladder(ladder, "ladder", chance=0.37)
+    ax = figure.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["augment", "image", "case"]
+    assert len(ax.get_legend().get_texts()) == 5  # test and training of both models, and the majority class
+    cases = pd.DataFrame({"protocol": ["a", "a", "b", "b"], "group": ["c1", "c2", "c1", "c2"],
+                          "class": ["CLL", "FL", "CLL", "FL"], "fraction_correct": [1.0, 0.5, 0.2, 0.0]})
+    figure = plots.group_accuracy(cases, "per case")
+    assert len(figure.axes) == 2 and [p.get_height() for p in figure.axes[1].patches] == [0.2, 0.0]

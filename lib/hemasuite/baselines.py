@@ -1,4 +1,4 @@
-"""Classical baselines (P4's KNN)."""
+"""Classical baselines: P4's KNN, and a logistic regression on frozen features with C chosen by inner CV."""
 
 from __future__ import annotations
 
@@ -6,9 +6,12 @@ import time
 
 import numpy as np
 from PIL import Image
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from .training import per_second
 
@@ -52,3 +55,34 @@ def knn(train: tuple, val: tuple, test: tuple, k_values=(1, 3, 5, 7, 9, 15), sid
             "train_images_per_s": per_second(len(train[0]), fit_seconds),
             "inference_images_per_s": per_second(len(test[0]), predict_seconds),
             "probabilities": probabilities}
+
+
+def logistic_regression(x_train: np.ndarray, y_train, x_test: np.ndarray, groups=None, c_grid=(0.01, 0.1, 1.0),
+                        folds: int = 5, seed: int = 0) -> dict:
+    """Standardised features + multinomial logistic regression, C chosen by inner cross-validation.
+
+    The inner folds (``StratifiedGroupKFold``) keep ``groups`` (e.g. cases; None: each row
+    on its own) together, so C is chosen on groups the fit has not seen. Returns the test
+    probabilities, the chosen C, the accuracy on the training rows, and the mean inner-CV
+    accuracy of every C (``selection``). BLAS runs on one thread: on these small problems
+    (hundreds of rows) a thread pool beside TensorFlow's costs 30-100x in wall time.
+    """
+    y_train = np.asarray(y_train)
+    groups = np.arange(len(y_train)) if groups is None else np.asarray(groups)
+    folds = min(folds, len(np.unique(groups)), int(np.bincount(y_train).min()))
+    search = GridSearchCV(make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000)),
+                          {"logisticregression__C": list(c_grid)}, scoring="accuracy",
+                          cv=StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed))
+    start = time.perf_counter()
+    with threadpool_limits(1):
+        search.fit(x_train, y_train, groups=groups)
+        train_accuracy, probabilities = float(search.score(x_train, y_train)), search.predict_proba(x_test)
+    fit_seconds = time.perf_counter() - start
+    best = search.best_params_["logisticregression__C"]
+    return {"C": best, "train_accuracy": train_accuracy, "probabilities": probabilities,
+            "wall_time_s": round(fit_seconds, 3),
+            "selection": {"what": "C", "on": f"{folds}-fold inner cross-validation of the training part "
+                                             "(groups kept together): accuracy",
+                          "chosen": f"C={best:g}",
+                          "tried": {f"C={c:g}": float(v) for c, v in zip(c_grid,
+                                                                          search.cv_results_["mean_test_score"])}}}

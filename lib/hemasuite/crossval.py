@@ -8,6 +8,8 @@
   all images (exact binomial CI), and per group (e.g. the fraction correct per case).
 - :func:`repeated_split_summary`: accuracy over several split seeds, each with several
   training seeds, with the sd across splits and across training seeds kept apart.
+- :func:`save_predictions`, :func:`model_row`, :func:`rung`: the per-image predictions
+  CSV, the results row and the leakage-ladder rung of a cross-validated model.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Callable, Iterable
 import numpy as np
 import pandas as pd
 
-from . import metrics
+from . import metrics, record
 from .errors import ParameterError
 
 
@@ -58,15 +60,21 @@ def cross_validate(labels, folds: Iterable[tuple[np.ndarray, np.ndarray]], class
             raise ParameterError(f"fold {fold}: fit_predict returned shape {probabilities.shape}, "
                                  f"expected {(len(test_index), len(classes))}")
         seen[test_index] += 1
-        part = pd.DataFrame({"index": test_index, "fold": fold, "true": labels[test_index],
-                             "predicted": probabilities.argmax(axis=1)})
-        for k, name in enumerate(classes):
-            part[f"p_{name}"] = probabilities[:, k]
-        parts.append(part)
+        parts.append(prediction_frame(labels, test_index, probabilities, classes, fold))
     if not np.all(seen == 1):
         raise ParameterError(f"the folds' test parts must cover every image once: {int((seen == 0).sum())} never "
                              f"tested, {int((seen > 1).sum())} tested more than once")
     return pd.concat(parts).sort_values("index").reset_index(drop=True)
+
+
+def prediction_frame(labels, index, probabilities, classes, fold: int = 0) -> pd.DataFrame:
+    """Per-image predictions of the images ``index`` (columns as :func:`cross_validate`'s), e.g. of one split."""
+    labels, index = metrics.as_indices(labels, classes), np.asarray(index)
+    part = pd.DataFrame({"index": index, "fold": fold, "true": labels[index],
+                         "predicted": np.asarray(probabilities).argmax(axis=1)})
+    for k, name in enumerate(classes):
+        part[f"p_{name}"] = np.asarray(probabilities)[:, k]
+    return part
 
 
 def fold_table(predictions: pd.DataFrame) -> pd.DataFrame:
@@ -116,3 +124,56 @@ def repeated_split_summary(table: pd.DataFrame, value: str = "accuracy") -> dict
             "sd_across_splits": float(means.std(ddof=1)) if means.size > 1 else None,
             "sd_across_training_seeds": float(within.mean()) if within.size else None,
             "per_split_mean": {int(k): float(v) for k, v in means.items()}}
+
+
+def save_predictions(run, name: str, predictions: pd.DataFrame, paths, classes) -> str:
+    """``predictions/<name>.csv``: path, split, fold, true and predicted class, class probabilities, per image."""
+    table = pd.DataFrame({"path": np.asarray(paths, dtype=str)[predictions["index"].to_numpy()], "split": "test",
+                          "fold": predictions["fold"].to_numpy(),
+                          "true": [classes[i] for i in predictions["true"]],
+                          "predicted": [classes[i] for i in predictions["predicted"]]})
+    probabilities = predictions[[f"p_{c}" for c in classes]].round(5).reset_index(drop=True)
+    target = run.path(f"predictions/{name}.csv")
+    pd.concat([table, probabilities], axis=1).to_csv(target, index=False)
+    return run.relative(target)
+
+
+def model_row(run, key: str, model: str, predictions: pd.DataFrame, paths, classes, weights: record.Weights,
+              split_level: str, architecture: str | None = None, train_accuracy: float | None = None,
+              chosen: list[str] | None = None, seed: int = 0, **extra) -> record.ModelRow:
+    """The results row of a cross-validated model, its predictions saved (:func:`save_predictions`).
+
+    ``mean`` is the accuracy pooled over all images with its exact (Clopper-Pearson) CI;
+    ``sd`` is across folds; each fold is one entry of ``seeds`` (with what was ``chosen``
+    in it). ``extra`` goes to :class:`hemasuite.record.ModelRow` (paper_model, variant, ...).
+    """
+    summary = pooled_summary(predictions)
+    folds = fold_table(predictions)
+    chosen = chosen or [None] * len(folds)
+    return record.ModelRow(
+        key=key, model=model, weights=weights, mean=summary["accuracy"], sd=summary["fold_sd"],
+        seeds=[record.SeedValue(seed=seed, value=float(r.accuracy), fold=int(r.fold), chosen=c)
+               for r, c in zip(folds.itertuples(), chosen)],
+        ci_low=summary["ci"]["ci_low"], ci_high=summary["ci"]["ci_high"], n_test=summary["images"],
+        predictions=save_predictions(run, key, predictions, paths, classes), architecture=architecture,
+        split_level=split_level,
+        ci_method="Clopper-Pearson" + (f", pooled over {summary['folds']} folds" if summary["folds"] > 1 else ""),
+        train_accuracy=train_accuracy, **extra)
+
+
+def rung(dataset: str, order: int, protocol: str, level: str, model: str, predictions: pd.DataFrame,
+         train_accuracy: float | None = None) -> record.Rung:
+    """A leakage-ladder rung from per-image test predictions (one split or several folds): pooled accuracy, exact CI."""
+    summary = pooled_summary(predictions)
+    return record.Rung(dataset=dataset, order=order, protocol=protocol, level=level, model=model,
+                       test_accuracy=summary["accuracy"], ci_low=summary["ci"]["ci_low"],
+                       ci_high=summary["ci"]["ci_high"], n_test=summary["images"], splits=summary["folds"],
+                       sd=summary["fold_sd"], train_accuracy=train_accuracy)
+
+
+def rungs_table(rungs: list[record.Rung]) -> pd.DataFrame:
+    """The ladder as a table: protocol, level, model, training and test accuracy, exact CI, splits / folds, sd."""
+    return pd.DataFrame([{"order": r.order, "protocol": r.protocol, "level": r.level, "model": r.model,
+                          "train_accuracy": r.train_accuracy, "test_accuracy": r.test_accuracy, "ci_low": r.ci_low,
+                          "ci_high": r.ci_high, "n_test": r.n_test, "splits": r.splits, "sd": r.sd}
+                         for r in rungs]).astype({"train_accuracy": float, "sd": float})

@@ -5,7 +5,8 @@
 - :func:`make_dataset` turns arrays into batches of rescaled float32 images and one-hot
   labels; only training datasets are shuffled and augmented.
 - :func:`path_dataset` decodes inside tf.data instead (cold first epoch, cached after).
-- :func:`extract_patches` / :func:`patches_from_images` tile images at native resolution.
+- :func:`extract_patches` / :func:`patches_from_images` tile images at native resolution;
+  :func:`random_tiles` feeds training with new random crops of them every epoch.
 """
 
 from __future__ import annotations
@@ -182,3 +183,39 @@ def patches_from_images(images, labels, patch_size, stride):
     tiles = [extract_patches(np.asarray(image), patch_size, stride) for image in images]
     source_index = np.repeat(np.arange(len(tiles)), [len(t) for t in tiles])
     return np.concatenate(tiles), np.asarray(labels)[source_index], source_index
+
+
+def random_tiles(images, labels, n_classes: int, tile: int, tiles_per_epoch: int, batch_size: int, seed: int = 0,
+                 augment=None, rescale: float = 1 / 255):
+    """Training batches of random ``tile`` x ``tile`` crops of native-resolution images, new crops every epoch.
+
+    Every epoch draws ``tiles_per_epoch`` crops: each image ``ceil(tiles_per_epoch / N)``
+    times in a fresh (seeded) order, cut to ``tiles_per_epoch``, each crop at a uniformly
+    random position. Crop positions come from stateless seeds, so a run is reproducible.
+    ``augment`` and ``rescale`` as in :func:`make_dataset`.
+    """
+    import tensorflow as tf
+
+    images, labels = np.asarray(images), np.asarray(labels, dtype=np.int32)
+    if len(images) != len(labels) or not len(images):
+        raise ParameterError(f"random_tiles needs as many labels as images (at least one): {len(images)} images, "
+                             f"{len(labels)} labels")
+    if tile > min(images.shape[1:3]):
+        raise ParameterError(f"tile {tile} is larger than the images ({images.shape[1]}x{images.shape[2]})")
+    if tiles_per_epoch < 1:
+        raise ParameterError(f"tiles_per_epoch must be at least 1, not {tiles_per_epoch}")
+    pixels, classes = tf.constant(images), tf.constant(labels)
+    repeats = int(np.ceil(tiles_per_epoch / len(images)))
+    order = tf.data.Dataset.from_tensor_slices(np.tile(np.arange(len(images), dtype=np.int32), repeats))
+    order = order.shuffle(len(images) * repeats, seed=seed, reshuffle_each_iteration=True).take(tiles_per_epoch)
+    crop_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+
+    def crop(index, crop_seed):
+        return (tf.image.stateless_random_crop(tf.gather(pixels, index), [tile, tile, images.shape[3]], crop_seed),
+                tf.gather(classes, index))
+
+    ds = tf.data.Dataset.zip((order, crop_seeds)).map(crop, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.batch(batch_size).map(_prepare(rescale, n_classes), num_parallel_calls=tf.data.AUTOTUNE)
+    if augment is not None:
+        ds = ds.map(lambda batch, onehot: (augment(batch), onehot))
+    return ds.prefetch(tf.data.AUTOTUNE)

@@ -231,3 +231,47 @@ def same_field_examples(pairs: pd.DataFrame, title: str, n: int = 6):
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def leakage_ladder(table: pd.DataFrame, title: str, chance: float | None = None):
+    """Test accuracy (exact CI bar) and training accuracy per protocol, one line per model, leakiest first.
+
+    ``table`` has columns order, protocol, model, test_accuracy, ci_low, ci_high, train_accuracy
+    (:func:`hemasuite.crossval.rungs_table`).
+    """
+    protocols = table.sort_values("order")["protocol"].drop_duplicates().tolist()
+    fig, ax = plt.subplots(figsize=(10, 3.8))
+    offsets = np.linspace(-0.12, 0.12, table["model"].nunique())
+    for (model, part), offset, colour in zip(table.groupby("model", sort=False), offsets, sns.color_palette()):
+        x = np.array([protocols.index(p) for p in part["protocol"]]) + offset
+        errors = [part["test_accuracy"] - part["ci_low"], part["ci_high"] - part["test_accuracy"]]
+        ax.errorbar(x, part["test_accuracy"], yerr=errors, fmt="o-", color=colour, capsize=3, label=f"{model}: test")
+        ax.plot(x, part["train_accuracy"], "x--", color=colour, alpha=0.7, label=f"{model}: training")
+    if chance is not None:
+        ax.axhline(chance, color="grey", lw=0.8, ls=":", label="majority class")
+    ax.set_xticks(range(len(protocols)), [p.replace(", ", ",\n") for p in protocols], fontsize=8)
+    ax.set(title=title, ylabel="accuracy", ylim=(0, 1.02))
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.tight_layout()
+    return fig
+
+
+def group_accuracy(table: pd.DataFrame, title: str, value: str = "fraction_correct"):
+    """Bar per group (e.g. case), coloured by class, one panel per column ``protocol``.
+
+    ``table`` has columns protocol, group, class and ``value`` (:func:`hemasuite.crossval.group_table`).
+    """
+    panels = table["protocol"].drop_duplicates().tolist()
+    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 1.2 + 2.2 * len(panels)), squeeze=False, sharey=True)
+    classes = sorted(table["class"].unique())
+    colours = dict(zip(classes, sns.color_palette(n_colors=len(classes))))
+    for ax, panel in zip(axes[:, 0], panels):
+        part = table[table["protocol"] == panel].reset_index(drop=True)
+        ax.bar(range(len(part)), part[value], color=[colours[c] for c in part["class"]])
+        ax.set_xticks(range(len(part)), part["group"], rotation=90, fontsize=6)
+        ax.set(title=panel, ylabel=value.replace("_", " "), ylim=(0, 1.05))
+    axes[0, 0].legend([plt.Rectangle((0, 0), 1, 1, color=colours[c]) for c in classes], classes, fontsize=7,
+                      loc="upper right", ncols=len(classes))
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -132,17 +132,26 @@ class BestValidationEpoch(keras.callbacks.Callback):
 
     Among epochs of equal validation accuracy (common on a small validation split), the
     one with the lowest validation loss wins, not simply the earliest. ``best_epoch`` is
-    0-based.
+    0-based. By default the scores are Keras' ``val_accuracy`` / ``val_loss``; with
+    ``evaluate(model) -> (accuracy, loss)`` they are computed by it after every epoch
+    instead (e.g. per image from tile predictions) and kept in ``scores``.
     """
 
-    def __init__(self):
+    def __init__(self, evaluate: Callable[[keras.Model], tuple[float, float]] | None = None):
         super().__init__()
+        self.evaluate = evaluate
         self.best_epoch: int | None = None
+        self.scores: list[tuple[float, float]] = []
         self._best: tuple | None = None
         self._weights = None
 
     def on_epoch_end(self, epoch, logs=None):
-        key = (logs["val_accuracy"], -logs["val_loss"])
+        if self.evaluate is None:
+            accuracy, loss = logs["val_accuracy"], logs["val_loss"]
+        else:
+            accuracy, loss = (float(v) for v in self.evaluate(self.model))
+        self.scores.append((accuracy, loss))
+        key = (accuracy, -loss)
         if self._best is None or key > self._best:
             self._best, self.best_epoch, self._weights = key, epoch, self.model.get_weights()
 

@@ -1,40 +1,51 @@
-"""P3 (Hasan et al., DenseNet-201 on IICBU lymphoma): the paper's protocol, a leakage-free one, a tile model.
+"""P3 (Hasan et al., DenseNet-201 on IICBU lymphoma): case-level cross-validation, the leakage ladder, P3's protocol.
 
-- :data:`REPORTED` and :data:`TABLE1`: the paper's numbers.
-
+- :data:`REPORTED` and :data:`PAPER_TABLE1`: the paper's numbers.
+- :func:`study`: the images at native resolution with their case-level and image-level
+  folds (stratified, grouped 5-fold), checked for leakage and saved as manifests.
+- :func:`tile_cross_validation`: the tile CNN (:mod:`hemasuite.tiles`) under one level's
+  folds, settings chosen inside every training part; :func:`imagenet_cross_validation`:
+  EfficientNet-Lite0 ImageNet features of tiles + logistic regression, the same way;
+  :func:`probe_cross_validation`: a 1-nearest-neighbour pixel probe that learns nothing
+  about lymphoma.
 - :func:`paper_protocol`: Augmentor copies of the whole set until every class has
   ``per_class`` images, then a random split of the augmented images, as the paper did:
-  copies of one source image land on both sides of the split.
-- :func:`leakage_free_protocol`: the originals are split first (group-aware, stratified:
-  :func:`hemasuite.experiment.prepare`), only the training originals are augmented, and
-  the test set is the untouched held-out originals.
-- :func:`resized`: a protocol's images at the network's input size (augmentation runs at
-  the paper's 224x224).
-- :func:`leakage` counts the test images whose source image is in the training set;
-  :func:`leakage_gap` is the accuracy difference of the two protocols with a bootstrap CI.
-- :func:`tile_set` / :func:`image_predictions`: native-resolution tiles of the split's images;
-  an image's prediction is the mean of its tiles' class probabilities.
-- :func:`train_backbone`, :func:`train_tile_cnn`, :func:`nearest_neighbour_probe`: the
-  notebook's three models, assessed (:func:`hemasuite.experiment.assess`).
-- :func:`leakage_record`, :func:`deviations`, :func:`verdict`: the rest of results.json.
-- :func:`tile_augmentation`: random flips and transposes of training tiles
-  (:func:`hemasuite.augment.dihedral`: no interpolation, so the nuclear texture is not
-  blurred), optionally with a per-tile colour jitter for the staining differences
-  between slides.
+  copies of one source image land on both sides of the split. :func:`leakage` counts them;
+  :func:`paper_protocol_rung` runs the tile CNN and the probe on it.
+- :func:`ladder`: the same models under P3's protocol, image-level and case-level CV
+  (:class:`hemasuite.record.Rung`), and :func:`ladder_leakage`, the same as a
+  :class:`hemasuite.record.Leakage` with the leakiest-minus-strictest difference.
+- :func:`paper_network` (paper profile): the paper's DenseNet-201 under its protocol and
+  a case-level split (:func:`leakage_free_protocol`: split first, augment training only).
+- :func:`deviations`, :func:`verdict`, :func:`details`: the rest of results.json.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import replace
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 from PIL import Image
 
-from .. import augment, baselines, config, experiment, models, pipeline, record, splits, training
+from .. import (
+    baselines,
+    config,
+    crossval,
+    experiment,
+    models,
+    pipeline,
+    plots,
+    record,
+    same_field,
+    splits,
+    tiles,
+    training,
+    validation,
+)
 from ..augment import AugmentorPipeline
+from ..datasets import Dataset
 from ..experiment import Assessed, Prepared, TrainedSeed, pooled_per_class_table
 from ..models import weights_kind
 
@@ -45,7 +56,11 @@ DATASET = "IICBU 2008 lymphoma (CLL/FL/MCL)"
 PROTOCOL = ("Augmentor to 1,200 per class, THEN random 80/20 split of the augmented set; 224x224, 25 epochs, batch 24, "
             "Adam 1e-4, ImageNet")
 REPORTED = {"DenseNet-201": {"accuracy": 0.9956}}
-PROTOCOL_NAMES = {"paper protocol": "paper_protocol", "leakage-free": "leakage_free"}  # name -> file-name slug
+PROTOCOL_NAMES = {"paper protocol": "paper_protocol", "case-level split": "case_split"}  # name -> file-name slug
+LEVELS = ("case", "image")
+ARCHITECTURES = {"efficientnet_lite0": "EfficientNet-Lite0", "vgg16": "VGG-16"}  # ImageNet-feature backbones
+RUNGS = {"augmented": "P3's protocol: augment, then split", "image": "image-level CV",
+         "case": "case-level CV"}
 # Table I as printed (its FL row is labelled "LLF"). Support 300 per class is 900 test images,
 # 25% of 3,600 rather than the 20% the text states; 896 / 900 = 99.56% matches "only 4
 # misclassifications", 20% (720 images) cannot give 99.56%.
@@ -129,109 +144,28 @@ def leakage(protocol: Prepared) -> dict:
             "sources_on_both_sides": int(len(set(train["source"]) & set(test["source"])))}
 
 
-def leakage_gap(leaky: Prepared, leaky_trained: list[TrainedSeed], clean: Prepared, clean_trained: list[TrainedSeed],
-                n_boot: int = 1000, seed: int = 0) -> dict:
-    """Seed-mean accuracy of both protocols and their difference, with a bootstrap 95% CI of the difference.
+def accuracy_difference(a_correct, b_correct, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Accuracy of ``a`` minus that of ``b`` (0/1 or fractional correctness per test image), bootstrap 95% CI.
 
-    The two test sets are different images, so each is resampled independently.
+    The two test sets may be different images, so each is resampled independently.
     """
     rng = np.random.default_rng(seed)
+    a, b = np.asarray(a_correct, dtype=float), np.asarray(b_correct, dtype=float)
+    boot = (a[rng.integers(0, len(a), (n_boot, len(a)))].mean(axis=1)
+            - b[rng.integers(0, len(b), (n_boot, len(b)))].mean(axis=1))
+    low, high = np.quantile(boot, [0.025, 0.975])
+    return {"a": float(a.mean()), "b": float(b.mean()), "difference": float(a.mean() - b.mean()),
+            "difference_ci_low": float(low), "difference_ci_high": float(high), "n_boot": n_boot}
 
+
+def leakage_gap(leaky: Prepared, leaky_trained: list[TrainedSeed], clean: Prepared, clean_trained: list[TrainedSeed],
+                n_boot: int = 1000, seed: int = 0) -> dict:
+    """Seed-mean accuracy of both protocols and their difference (:func:`accuracy_difference`)."""
     def correct(prepared, trained):
         _, y = prepared.arrays("test")
         return np.mean([r.probabilities.argmax(axis=1) == y for r in trained], axis=0)
 
-    a, b = correct(leaky, leaky_trained), correct(clean, clean_trained)
-    boot = (a[rng.integers(0, len(a), (n_boot, len(a)))].mean(axis=1)
-            - b[rng.integers(0, len(b), (n_boot, len(b)))].mean(axis=1))
-    low, high = np.quantile(boot, [0.025, 0.975])
-    return {"paper_protocol_accuracy": float(a.mean()), "leakage_free_accuracy": float(b.mean()),
-            "difference": float(a.mean() - b.mean()), "difference_ci_low": float(low),
-            "difference_ci_high": float(high), "n_boot": n_boot}
-
-
-def tile_set(prepared: Prepared, native: np.ndarray, tile: int, stride: int,
-             test_stride: int | None = None) -> Prepared:
-    """Tiles (:func:`hemasuite.pipeline.patches_from_images`) of each split's images at native resolution.
-
-    ``native`` holds the images of ``prepared.frame`` in frame order; a tile keeps its
-    image's split, so no image contributes tiles to both sides. Test images may be tiled
-    more densely (``test_stride``, default ``stride``): more tiles to average per image
-    cost only inference, while training cost grows with every training tile.
-    """
-    test_stride = stride if test_stride is None else test_stride
-    parts = []
-    for split, step in (("train", stride), ("test", test_stride)):
-        rows = np.flatnonzero(prepared.frame["split"] == split)
-        tiles, _, local = pipeline.patches_from_images(native[rows], prepared.dataset.label_ids[rows], tile, step)
-        parts.append((tiles, rows[local], np.full(len(local), split)))
-    images, sources, split = (np.concatenate(column) for column in zip(*parts))
-    per_image = {name: int(np.bincount(sources[split == name]).max()) for name in ("train", "test")}
-    return _derived(prepared, images, sources, split, {
-        "tiles": {"size": tile, "stride": stride, "test_stride": test_stride, "image_size": list(native.shape[1:3]),
-                  "per_image": per_image, "train": int((split == "train").sum()),
-                  "test": int((split == "test").sum())}})
-
-
-def image_predictions(prepared: Prepared, tiles: Prepared, trained: list[TrainedSeed]) -> list[TrainedSeed]:
-    """Per-image probabilities (mean over the image's test tiles), in the order of ``prepared``'s test rows."""
-    test_tiles = tiles.frame["split"] == "test"
-    sources = tiles.frame.loc[test_tiles, "source"].to_numpy()
-    tile_labels = tiles.dataset.label_ids[test_tiles.to_numpy()]
-    order = np.flatnonzero(prepared.frame["split"] == "test")
-    result = []
-    for r in trained:
-        probabilities = pd.DataFrame(r.probabilities).groupby(sources).mean().reindex(order).to_numpy()
-        tile_accuracy = float((r.probabilities.argmax(axis=1) == tile_labels).mean())
-        training = {**r.training, "tile_accuracy": round(tile_accuracy, 4)}
-        result.append(TrainedSeed(r.seed, probabilities, r.history, training, r.model))
-    return result
-
-
-def nearest_neighbour(protocol: Prepared, side: int = 32) -> list[TrainedSeed]:
-    """A probe that learns nothing about lymphoma: 1-nearest neighbour on pixel thumbnails of the training images.
-
-    Under a leaky protocol it finds each test image's sibling copies in the training set.
-    """
-    train, test = protocol.arrays("train"), protocol.arrays("test")
-    fitted = baselines.knn(train, test, test, k_values=(1,), side=side)  # k fixed: the test set chooses nothing
-    fitted.pop("selection")
-    return [TrainedSeed(0, fitted.pop("probabilities"), {}, fitted)]
-
-
-def tile_augmentation(colour_jitter: float = 0.0):
-    """Augmentation factory ``f(seed)`` for training tiles: :func:`~hemasuite.augment.dihedral`, then colour jitter.
-
-    With ``colour_jitter`` = j > 0, every tile's RGB channels are multiplied by gains drawn
-    from [1 - j, 1 + j] (one per channel) and shifted by one offset from [-j/2, j/2], then
-    clipped to [0, 1] (inputs are rescaled to [0, 1] first): a simple stand-in for the
-    stain differences between slides, so that the network cannot lean on a slide's tint.
-    """
-    def make(seed: int):
-        flip = augment.dihedral(seed)
-        if colour_jitter <= 0:
-            return flip
-
-        def apply(images):
-            images = flip(images)
-            n = tf.shape(images)[0]
-            gain = tf.random.uniform([n, 1, 1, 3], 1 - colour_jitter, 1 + colour_jitter, seed=seed + 2)
-            offset = tf.random.uniform([n, 1, 1, 1], -colour_jitter / 2, colour_jitter / 2, seed=seed + 3)
-            return tf.clip_by_value(images * gain + offset, 0.0, 1.0)
-
-        return apply
-
-    return make
-
-
-def describe_tile_augmentation(colour_jitter: float = 0.0) -> dict:
-    """results.json entry of :func:`tile_augmentation`."""
-    entry = {**augment.describe_dihedral(), "applies_to": "training tiles only"}
-    if colour_jitter > 0:
-        entry |= {"name": "dihedral + colour jitter",
-                  "colour_jitter": f"per-tile RGB gains in [{1 - colour_jitter:g}, {1 + colour_jitter:g}], offset in "
-                                   f"[{-colour_jitter / 2:g}, {colour_jitter / 2:g}], clipped to [0, 1]"}
-    return entry
+    return accuracy_difference(correct(leaky, leaky_trained), correct(clean, clean_trained), n_boot, seed)
 
 
 def per_class_beside_paper(protocols: dict) -> pd.DataFrame:
@@ -249,22 +183,6 @@ def per_class_beside_paper(protocols: dict) -> pd.DataFrame:
         table[f"{label} f1"] = ours["F1"].to_numpy(float)
         table[f"{label} support"] = ours["support"].to_numpy(int)
     return table
-
-
-def protocols(prepared: Prepared, per_class: int, test_fraction: float, seed: int, size: int) -> dict[str, Prepared]:
-    """The paper's and the leakage-free protocol with the paper's Augmentor settings, resized to ``size``."""
-    augmentor = AugmentorPipeline(seed=seed)
-    built = {"paper protocol": paper_protocol(prepared, augmentor, per_class, test_fraction, seed),
-             "leakage-free": leakage_free_protocol(prepared, augmentor, per_class, test_fraction, seed)}
-    return {name: resized(protocol, size) for name, protocol in built.items()}
-
-
-def nearest_neighbour_probe(run, protocols: dict[str, Prepared], n_boot: int) -> dict[str, Assessed]:
-    """:func:`nearest_neighbour` under each protocol, assessed."""
-    return {name: experiment.assess(run, f"nn_probe_{PROTOCOL_NAMES[name]}", "1-NN pixel probe", protocol,
-                                    nearest_neighbour(protocol), n_boot, record.Weights("none (no training)"),
-                                    variant=name, leaky=name == "paper protocol")
-            for name, protocol in protocols.items()}
 
 
 def train_backbone(run, protocols: dict[str, Prepared], backbone: str, weights, seeds, epochs: int, batch_size: int,
@@ -290,78 +208,408 @@ def network_name(backbone: str) -> str:
     return "DenseNet-201" if backbone == "densenet201" else f"{backbone} (in place of DenseNet-201)"
 
 
-def train_tile_cnn(run, prepared: Prepared, tile_size: int, stride: int, test_stride: int, stem_stride: int,
-                   colour_jitter: float, filters, seeds, epochs: int, batch_size: int, learning_rate: float,
-                   tta: bool, n_boot: int) -> tuple[Assessed, Prepared]:
-    """The tile CNN at native resolution on the leakage-free split; an image's prediction is the mean of its tiles'.
 
-    Returns the assessed image-level model and the tile set.
+
+# ---------------------------------------------------------------------------- case-level and image-level CV
+
+@dataclass
+class Study:
+    """The images at native resolution (frame order) with duplicate groups, case groups and both levels' folds.
+
+    ``frame`` gains ``duplicate_group``, ``<level>_group`` and ``fold_<level>`` for every level
+    of :data:`LEVELS`; ``splits`` describes each level's folds for results.json.
     """
-    native = pipeline.load_images(prepared.frame, None, cache_dir=config.cache_dir())
-    tiles = tile_set(prepared, native, tile_size, stride, test_stride)
-    trained = experiment.train_seeds(
-        tiles, lambda: models.patch_cnn((tile_size, tile_size, 3), len(prepared.dataset.classes), filters=filters,
-                                        stem_stride=stem_stride),
-        seeds, epochs, batch_size, training.adam(learning_rate, epochs, "cosine"),
-        augment=tile_augmentation(colour_jitter), tta=tta)
-    images = image_predictions(prepared, tiles, trained)
-    assessed = experiment.assess(run, "tile_cnn", "tile CNN (native resolution)", prepared, images, n_boot,
-                                 record.Weights("random init"), "DenseNet-201", REPORTED["DenseNet-201"]["accuracy"],
-                                 variant="leakage-free")
-    return assessed, tiles
+
+    data: Dataset
+    frame: pd.DataFrame
+    images: np.ndarray
+    splits: dict[str, record.Split]
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.data.label_ids
+
+    def groups(self, level: str) -> np.ndarray | None:
+        """What an inner validation split keeps together at ``level``: cases, or None (each image on its own)."""
+        return None if level == "image" else self.frame[f"{level}_group"].to_numpy()
+
+    def folds(self, level: str) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``(train_index, test_index)`` of every fold at ``level``."""
+        fold = self.frame[f"fold_{level}"].to_numpy()
+        return [(np.flatnonzero(fold != k), np.flatnonzero(fold == k)) for k in np.unique(fold)]
 
 
-def leakage_record(backbone: dict[str, Assessed], probe: dict[str, Assessed], gap: dict,
-                   counts: dict) -> record.Leakage:
-    """The paper's network and the 1-NN probe under both protocols, the network's accuracy gap, the leak counts."""
-    measurements = [record.LeakageMeasurement(name, assessed.row.model, assessed.row.leaky, assessed.row.mean,
-                                              assessed.row.ci_low, assessed.row.ci_high)
-                    for group in (backbone, probe) for name, assessed in group.items()]
-    difference = record.Difference(gap["difference"], gap["difference_ci_low"], gap["difference_ci_high"],
-                                   gap["n_boot"])
-    return record.Leakage(measurements, difference, counts)
+def study(run, data: Dataset, n_folds: int, seed: int) -> Study:
+    """Validate ``data``, make stratified grouped folds at case and at image level, check and save them.
 
+    Case-level folds keep a case (with its duplicates and same-field twins) in one fold;
+    for field images they are also checked for look-alike images across folds by phase
+    correlation (:func:`hemasuite.splits.assert_no_leakage`). Manifests:
+    ``folds_<level>.csv``.
+    """
+    report = validation.validate(data)
+    frame = data.frame.copy()
+    frame["duplicate_group"] = validation.duplicate_group_ids(frame, report)
+    thumbs = same_field.thumbnails(frame["path"]) if data.info.get("image_kind") == "field" else None
+    described = {}
+    for level in LEVELS:
+        groups = validation.level_groups(frame, report, level)
+        frame[f"{level}_group"] = groups
+        frame[f"fold_{level}"] = splits.grouped_folds(frame, n_folds, seed, groups=groups)
+        splits.assert_no_leakage(frame, groups, f"fold_{level}", images=thumbs if level == "case" else None)
+        manifest = splits.save_manifest(frame.assign(group=groups, split="test", fold=frame[f"fold_{level}"]),
+                                        run.path(f"folds_{level}.csv"))
+        counts = pd.crosstab(frame[f"fold_{level}"], frame["label"])
+        described[level] = record.Split(
+            level=level, method=f"stratified grouped {n_folds}-fold cross-validation (StratifiedGroupKFold): "
+                                + validation.SPLIT_LEVELS[level], seed=seed, folds=n_folds,
+            manifest=run.relative(manifest), duplicates_merged=int(len(frame) - groups.nunique()),
+            same_field_pairs=int(len(report.same_field_pairs)),
+            counts={f"fold {k}": {str(c): int(v) for c, v in row.items()} for k, row in counts.iterrows()})
+    images = pipeline.load_images(frame, None, cache_dir=config.cache_dir())
+    return Study(data, frame, images, described)
+
+
+def fold_counts(study: Study) -> pd.DataFrame:
+    """Images per class and cases per fold, at each level."""
+    rows = []
+    for level in LEVELS:
+        for fold, part in study.frame.groupby(f"fold_{level}"):
+            rows.append({"level": level, "fold": fold, **part["label"].value_counts().sort_index().to_dict(),
+                         "images": len(part), "cases": part["case_group"].nunique()})
+    return pd.DataFrame(rows)
+
+
+def tile_cross_validation(study: Study, level: str, options: dict[str, tiles.TileSettings], seed: int,
+                          val_fraction: float) -> tiles.TileCV:
+    """The tile CNN under ``level``'s folds, each fold's setting and epoch chosen on an inner ``level`` split."""
+    fold = study.frame[f"fold_{level}"].to_numpy()
+    return tiles.cross_validate(study.frame, study.images, study.data.classes, fold, study.groups(level), options,
+                                seed, val_fraction)
+
+
+@dataclass
+class FeatureCV:
+    """Per-image test predictions of features + logistic regression, and every fold's fit (C, selection)."""
+
+    predictions: pd.DataFrame
+    folds: list[dict]
+
+    @property
+    def train_accuracy(self) -> float:
+        return float(np.mean([f["train_accuracy"] for f in self.folds]))
+
+    def selection(self, model: str) -> record.Selection:
+        return record.Selection(model=model, what="C", on=self.folds[0]["selection"]["on"],
+                                chosen=[f"fold {f['fold']}: {f['selection']['chosen']}" for f in self.folds],
+                                tried=[record.Tried(f"fold {f['fold']}: {name}", score) for f in self.folds
+                                       for name, score in f["selection"]["tried"].items()])
+
+
+def imagenet_features(study: Study, backbone: str, weights, tile: int, stride: int) -> tuple[np.ndarray, dict]:
+    """Per-image ``backbone`` features, the mean over a grid of native-resolution tiles (cached)."""
+    return tiles.pooled_features(study.images, study.frame["path"], backbone, weights, tile, stride)
+
+
+def imagenet_cross_validation(study: Study, level: str, features: np.ndarray, c_grid, seed: int) -> FeatureCV:
+    """Logistic regression on ``features`` under ``level``'s folds; C by inner CV that keeps ``level``'s groups."""
+    labels, groups, fits = study.labels, study.groups(level), []
+
+    def fit_predict(fold, train_index, test_index):
+        fitted = baselines.logistic_regression(features[train_index], labels[train_index], features[test_index],
+                                               None if groups is None else groups[train_index], c_grid, seed=seed)
+        fits.append({"fold": fold, **fitted})
+        return fits[-1].pop("probabilities")
+
+    return FeatureCV(crossval.cross_validate(labels, study.folds(level), study.data.classes, fit_predict), fits)
+
+
+def nearest_neighbour(train_images, train_labels, test_images, side: int = 32) -> np.ndarray:
+    """A probe that learns nothing about lymphoma: 1-nearest neighbour on ``side``-px pixel thumbnails.
+
+    Under a leaky protocol it finds a test image's sibling copies (or its case) in the
+    training set. k is fixed: nothing is chosen.
+    """
+    train = (train_images, train_labels)
+    return baselines.knn(train, train, (test_images, np.zeros(len(test_images))), k_values=(1,),
+                         side=side)["probabilities"]
+
+
+def probe_cross_validation(study: Study, level: str) -> pd.DataFrame:
+    """:func:`nearest_neighbour` under ``level``'s folds."""
+    labels = study.labels
+    return crossval.cross_validate(labels, study.folds(level), study.data.classes, lambda fold, train, test:
+                                   nearest_neighbour(study.images[train], labels[train], study.images[test]))
+
+
+def case_overlap(study: Study, level: str) -> dict:
+    """Test images whose case has images in the training part of their fold, at ``level``."""
+    case, fold = study.frame["case_group"].to_numpy(), study.frame[f"fold_{level}"].to_numpy()
+    shared = np.array([case[i] in set(case[fold != fold[i]]) for i in range(len(case))])
+    return {"test_images": int(len(case)), "test_images_with_case_in_train": int(shared.sum()),
+            "share_with_case_in_train": float(shared.mean())}
+
+
+# ---------------------------------------------------------------------------- P3's protocol and the ladder
+
+@dataclass
+class PaperRung:
+    """The tile CNN and the probe under P3's protocol (augment, then split) at native resolution."""
+
+    protocol: Prepared
+    tile_cnn: tiles.TileCV
+    probe: pd.DataFrame
+    leaks: dict
+
+
+def paper_protocol_rung(study: Study, options: dict[str, tiles.TileSettings], per_class: int, test_fraction: float,
+                        seed: int, val_fraction: float) -> PaperRung:
+    """:func:`paper_protocol` on the native images, then the same tile-CNN selection and training as in the CV.
+
+    Its validation part is carved at random from the augmented training copies, as this
+    protocol would.
+    """
+    base = Prepared(study.data, study.frame, study.images, int(study.images.shape[1]), {})
+    leaky = paper_protocol(base, AugmentorPipeline(seed=seed), per_class, test_fraction, seed)
+    labels, classes = leaky.dataset.label_ids, study.data.classes
+    train, test = (np.flatnonzero(leaky.frame["split"] == side) for side in ("train", "test"))
+    probabilities, fold = tiles.fit_fold(leaky.frame, leaky.images, labels, len(classes), train, test, None, options,
+                                         seed, val_fraction)
+    probe = nearest_neighbour(leaky.images[train], labels[train], leaky.images[test])
+    return PaperRung(leaky, tiles.TileCV(crossval.prediction_frame(labels, test, probabilities, classes), [fold]),
+                     crossval.prediction_frame(labels, test, probe, classes), leakage(leaky))
+
+
+def ladder(dataset: str, paper: PaperRung, tile_cvs: dict[str, tiles.TileCV], probes: dict[str, pd.DataFrame],
+           features: dict[str, FeatureCV], backbone: str) -> list[record.Rung]:
+    """Rungs of the tile CNN and the probe (all three protocols) and of the ImageNet-feature model (CV levels)."""
+    rungs = [crossval.rung(dataset, 0, RUNGS["augmented"], "augmented", "tile CNN", paper.tile_cnn.predictions,
+                           paper.tile_cnn.train_accuracy),
+             crossval.rung(dataset, 0, RUNGS["augmented"], "augmented", "1-NN pixel probe", paper.probe)]
+    for order, level in ((1, "image"), (2, "case")):
+        rungs += [crossval.rung(dataset, order, RUNGS[level], level, "tile CNN", tile_cvs[level].predictions,
+                                tile_cvs[level].train_accuracy),
+                  crossval.rung(dataset, order, RUNGS[level], level, "1-NN pixel probe", probes[level]),
+                  crossval.rung(dataset, order, RUNGS[level], level, feature_model(backbone),
+                                features[level].predictions, features[level].train_accuracy)]
+    return rungs
+
+
+def ladder_figure(run, rungs: list[record.Rung], study: Study) -> pd.DataFrame:
+    """The ladder as a table (saved) and a figure (saved), with the majority-class rate."""
+    table = crossval.rungs_table(rungs)
+    run.save_table(table, "leakage_ladder")
+    majority = float(pd.Series(study.labels).value_counts(normalize=True).max())
+    run.save_figure(plots.leakage_ladder(table, f"P3 - {study.data.display_name}: leakage ladder", majority),
+                    "leakage_ladder")
+    return table
+
+
+def ladder_leakage(rungs: list[record.Rung], paper: PaperRung, tile_cvs: dict[str, tiles.TileCV], study: Study,
+                   n_boot: int, seed: int) -> record.Leakage:
+    """Every rung as a leakage measurement; the tile CNN's P3-protocol minus case-level accuracy; the leak counts."""
+    def correct(predictions):
+        return (predictions["true"] == predictions["predicted"]).to_numpy()
+
+    gap = accuracy_difference(correct(paper.tile_cnn.predictions), correct(tile_cvs["case"].predictions), n_boot,
+                              seed)
+    return record.Leakage(
+        [record.LeakageMeasurement(r.protocol, r.model, r.level != "case", r.test_accuracy, r.ci_low, r.ci_high)
+         for r in rungs],
+        record.Difference(gap["difference"], gap["difference_ci_low"], gap["difference_ci_high"], n_boot),
+        {RUNGS["augmented"]: paper.leaks, **{RUNGS[level]: case_overlap(study, level) for level in LEVELS}})
+
+
+# ---------------------------------------------------------------------------- tables and rows
+
+def cv_summary(results: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per model x protocol: pooled accuracy with its exact CI, mean +/- sd over folds, every fold's accuracy."""
+    rows = []
+    for name, predictions in results.items():
+        summary = crossval.pooled_summary(predictions)
+        rows.append({"model": name, "images": summary["images"], "pooled_accuracy": summary["accuracy"],
+                     "ci_low": summary["ci"]["ci_low"], "ci_high": summary["ci"]["ci_high"],
+                     "fold_mean": summary["fold_mean"], "fold_sd": summary["fold_sd"],
+                     "folds": ", ".join(f"{v:.2f}" for v in crossval.fold_table(predictions)["accuracy"])})
+    return pd.DataFrame(rows).astype({"fold_sd": float})
+
+
+def per_case(run, study: Study, results: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Fraction correct per case for each model x protocol (table and figure saved), cases in class order."""
+    table = pd.concat([crossval.group_table(predictions, study.frame["case_group"], study.data.classes)
+                       .assign(protocol=name) for name, predictions in results.items()], ignore_index=True)
+    run.save_table(table, "per_case")
+    run.save_figure(plots.group_accuracy(table, f"P3 - {study.data.display_name}: fraction correct per case"),
+                    "per_case")
+    return table
+
+
+def rows(run, study: Study, tile_cvs: dict[str, tiles.TileCV], features: dict[str, FeatureCV], paper: PaperRung,
+         backbone: str, weights, network: dict | None) -> list[record.ModelRow]:
+    """Results rows: the tile CNN under both CV levels and P3's protocol, the ImageNet-feature model under both,
+    and the paper's network where it ran (:func:`paper_network`)."""
+    paths, classes = study.frame["path"], study.data.classes
+    paper_value = {"paper_model": "DenseNet-201", "paper_value": REPORTED["DenseNet-201"]["accuracy"]}
+    found = []
+    for level in LEVELS:
+        cv = tile_cvs[level]
+        found.append(crossval.model_row(
+            run, f"tile_cnn_{level}_cv", "tile CNN (native resolution)", cv.predictions, paths, classes,
+            record.Weights("random init"), level, "tile CNN", cv.train_accuracy, [f"fold {f.fold}: {f.label()}"
+                                                                                  for f in cv.folds],
+            variant=RUNGS[level], **paper_value))
+    found.append(crossval.model_row(
+        run, "tile_cnn_paper_protocol", "tile CNN (native resolution)", paper.tile_cnn.predictions,
+        paper.protocol.frame["path"], classes, record.Weights("random init"), None, "tile CNN",
+        paper.tile_cnn.train_accuracy, [paper.tile_cnn.folds[0].label()], variant=RUNGS["augmented"], leaky=True,
+        **paper_value))
+    for level in LEVELS:
+        cv = features[level]
+        found.append(crossval.model_row(
+            run, f"imagenet_features_{level}_cv", feature_model(backbone), cv.predictions, paths, classes,
+            feature_weights(backbone, weights), level, ARCHITECTURES.get(backbone, backbone), cv.train_accuracy,
+            [f"fold {f['fold']}: {f['selection']['chosen']}" for f in cv.folds], variant=RUNGS[level]))
+    return found + ([assessed.row for assessed in network["network"].values()] if network else [])
+
+
+def feature_model(backbone: str) -> str:
+    """The ImageNet-feature model's name."""
+    return f"{ARCHITECTURES.get(backbone, backbone)} tile features + logistic regression"
+
+
+def selections(tile_cvs: dict[str, tiles.TileCV], features: dict[str, FeatureCV], paper: PaperRung,
+               backbone: str) -> list[record.Selection]:
+    """Everything chosen on validation data, per protocol, with every candidate and its validation score."""
+    found = [cv.selection(f"tile CNN, {RUNGS[level]}", f"{RUNGS[level]}: a validation part of each fold's training "
+                          f"part ({'case-grouped' if level == 'case' else 'images'}): per-image accuracy")
+             for level, cv in tile_cvs.items()]
+    found.append(paper.tile_cnn.selection(f"tile CNN, {RUNGS['augmented']}", "a random validation part of the "
+                                          "augmented training copies (as that protocol would): per-image accuracy"))
+    return found + [cv.selection(f"{feature_model(backbone)}, {RUNGS[level]}") for level, cv in features.items()]
+
+
+def feature_weights(backbone: str, weights) -> record.Weights:
+    """The ImageNet-feature model's weights record, with the exact source (package and version, or Keras file)."""
+    return record.Weights(weights_kind(weights), models.weights_source(backbone, weights))
+
+
+# ---------------------------------------------------------------------------- paper profile: the paper's network
+
+def paper_network(run, data: Dataset, p: dict) -> dict | None:
+    """The paper's network under its protocol and under a case-level split (the ``paper`` profile); None without one.
+
+    The originals are split once at case level (:func:`hemasuite.experiment.prepare`),
+    augmented at ``augment_size`` as the paper did, resized to ``image_size``.
+    """
+    if p["backbone"] is None:
+        return None
+    prepared = experiment.prepare(run, data, [1 - p["test_fraction"], p["test_fraction"]], p["seed"],
+                                  p["augment_size"])
+    built = protocols(prepared, p["per_class"], p["test_fraction"], p["seed"], p["image_size"])
+    network = train_backbone(run, built, p["backbone"], p["weights"], p["backbone_seeds"], p["epochs"],
+                             p["batch_size"], p["learning_rate"], p["n_boot"])
+    gap = leakage_gap(built["paper protocol"], network["paper protocol"].trained, built["case-level split"],
+                      network["case-level split"].trained, p["n_boot"], p["seed"])
+    table1 = per_class_beside_paper(network)
+    run.save_table(table1, "table1_per_class")
+    return {"protocols": built, "network": network, "gap": gap, "table1": table1}
+
+
+def protocols(prepared: Prepared, per_class: int, test_fraction: float, seed: int, size: int) -> dict[str, Prepared]:
+    """The paper's protocol and a case-level split with the paper's Augmentor settings, resized to ``size``."""
+    augmentor = AugmentorPipeline(seed=seed)
+    built = {"paper protocol": paper_protocol(prepared, augmentor, per_class, test_fraction, seed),
+             "case-level split": leakage_free_protocol(prepared, augmentor, per_class, test_fraction, seed)}
+    return {name: resized(protocol, size) for name, protocol in built.items()}
+
+
+def paper_network_summary(found: dict | None) -> str:
+    """Markdown: the paper's network under both protocols, or why it did not run."""
+    if found is None:
+        return ("Not run at this profile (`backbone` is None): at cpu scale DenseNet-201 from random initialisation "
+                "reached only 63% training accuracy, so it could not show any leakage. The `paper` profile runs it.")
+    lines = [f"- {name}: {a.row.mean:.2%} (bootstrap 95% CI {a.row.ci_low:.2%} to {a.row.ci_high:.2%})"
+             for name, a in found["network"].items()]
+    gap = found["gap"]
+    return "\n".join(lines + [f"- paper protocol minus case-level split: {gap['difference']:+.2%} (95% CI "
+                              f"{gap['difference_ci_low']:+.2%} to {gap['difference_ci_high']:+.2%})"])
+
+
+# ---------------------------------------------------------------------------- the record
 
 def deviations(p: dict) -> list[str]:
     """This notebook's differences from the paper, from its parameters ``p``."""
-    network = network_name(p["backbone"])
+    network = network_name(p["backbone"]) if p["backbone"] else None
     return experiment.deviations(p["profile"], {
-        "network": network,
-        "weights": weights_kind(p["weights"]) + ("" if p["weights"] == "imagenet" else " (paper: ImageNet); batch "
-                                                  "normalisation momentum 0.9, as for every randomly initialised "
-                                                  "backbone"),
-        "input size": f"{p['image_size']}x{p['image_size']}, augmented at {p['augment_size']}x{p['augment_size']} "
-                      "(paper: 224x224)",
-        "augmented images per class": f"{p['per_class']} (paper: 1,200)",
-        "epochs": f"{p['epochs']} (paper: 25)",
-        "learning rate": f"Adam {p['learning_rate']} (paper: 1e-4)",
-        "seeds": f"{p['backbone_seeds']} for {network} (paper: one run, no seed stated)",
-        "test split": f"{p['test_fraction']:.0%} (paper text: 20%; its Table I support implies 25%)",
-        "case identifiers": "not available in this copy: images of one case may fall on both sides",
-        "Augmentor probabilities": "exact p (Augmentor's rounding fires at about p + 0.05)"})
+        "evaluation": f"stratified grouped {p['n_folds']}-fold cross-validation at case level (the main protocol: "
+                      "every image tested once by a model that never saw its case) and at image level; P3's own "
+                      "protocol (augment, then one random split) as the leakiest rung of the ladder (paper: only that)",
+        "model": "tile CNN from scratch on native-resolution tiles, an image's prediction the mean of its tiles' "
+                 "probabilities; EfficientNet-Lite0 ImageNet features + logistic regression beside it"
+                 + (f"; {network} only in the paper-protocol comparison" if network else
+                    "; DenseNet-201 not run at this profile (from random initialisation it did not fit its "
+                    "training data on a CPU)"),
+        "selection": f"per fold, on a {p['val_fraction']:.0%} validation part of the training part (case-grouped "
+                     "in case-level CV): tile-CNN setting and epoch, the model tested is the one trained on the "
+                     "rest of the training part (not retrained on all of it); C of the logistic regression by "
+                     "inner grouped 5-fold CV",
+        "augmented images per class (P3's protocol rung)": f"{p['per_class']} at native resolution (paper: 1,200 at "
+                                                             "224x224)",
+        "test split of P3's protocol": f"{p['test_fraction']:.0%} (paper text: 20%; its Table I support implies 25%)",
+        "seeds": f"training seed {p['seed']} in every fold (paper: one run, no seed stated)",
+        "data": "the IICBU copy here is downscaled 0.3x (417x312 px); cases from case_ids.csv",
+        "Augmentor probabilities": "exact p (Augmentor's rounding fires at about p + 0.05)"}
+        | ({"paper network": f"{network}, {weights_kind(p['weights'])}, {p['image_size']} px, {p['epochs']} epochs"}
+           if network else {}))
 
 
-def verdict(candidates: list[Assessed], gap: dict, counts: dict, target: float, synthetic: bool) -> str:
-    """The best leakage-free model against ``target``, and what the paper's protocol adds."""
-    best = max(candidates, key=lambda a: a.row.mean)
-    text = experiment.verdict(f"{best.row.model}, leakage-free", best.row, target, synthetic)
-    return text + (f" Paper protocol minus leakage-free (same network): {gap['difference']:+.2%} "
-                   f"(95% CI {gap['difference_ci_low']:+.2%} to {gap['difference_ci_high']:+.2%}); "
-                   f"{counts['paper protocol']['share_with_source_in_train']:.0%} of the paper protocol's test images "
-                   f"have their source image in its training set. Paper: {REPORTED['DenseNet-201']['accuracy']:.2%}.")
+def verdict(rungs: list[record.Rung], backbone: str, synthetic: bool) -> str:
+    """The paper's claim beside the ladder: P3's protocol, image-level and case-level CV, with exact CIs."""
+    def text(model, level):
+        r = next(r for r in rungs if r.model == model and r.level == level)
+        sd = f", sd over folds {r.sd:.1%}" if r.sd is not None else ""
+        train = f"; training accuracy {r.train_accuracy:.1%}" if r.train_accuracy is not None else ""
+        return f"{r.test_accuracy:.1%} (95% CI {r.ci_low:.1%} to {r.ci_high:.1%}, n = {r.n_test}{sd}{train})"
+
+    claim = REPORTED["DenseNet-201"]["accuracy"]
+    lines = [f"**Paper:** {claim:.2%}, measured on augmented copies split at random after augmentation (P3's "
+             "protocol), so copies of one image, and images of one case, sit on both sides.",
+             f"**Tile CNN, same settings and selection at every rung:** P3's protocol {text('tile CNN', 'augmented')}; "
+             f"image-level CV {text('tile CNN', 'image')}; **case-level CV {text('tile CNN', 'case')}**.",
+             f"**{feature_model(backbone)}:** image-level CV {text(feature_model(backbone), 'image')}; case-level "
+             f"CV {text(feature_model(backbone), 'case')}.",
+             f"**1-NN pixel probe** (learns nothing about lymphoma): P3's protocol "
+             f"{text('1-NN pixel probe', 'augmented')}; image level {text('1-NN pixel probe', 'image')}; case level "
+             f"{text('1-NN pixel probe', 'case')}.",
+             "Only the case-level number estimates accuracy on a new patient's biopsy; what a protocol adds above "
+             "it, a model gained from seeing the same image or the same case in training."]
+    if synthetic:
+        lines.append("SYNTHETIC data: this says only that the pipeline runs.")
+    return "\n\n".join(lines)
 
 
-def details(p: dict, tiles: Prepared, protocols: dict[str, Prepared]) -> dict:
-    """Protocol details of results.json: both protocols' splits and augmentation, the network, the tile model."""
-    return {"protocols": {name: {k: v for k, v in protocol.protocol.items() if k != "preprocess"}
-                          for name, protocol in protocols.items()},
-            "model": f"{network_name(p['backbone'])} + Dense 512 + Dropout 0.5 + softmax",
-            "optimizer": f"Adam lr {p['learning_rate']}", "batch_size": p["batch_size"], "epochs": p["epochs"],
-            "tile_model": {**tiles.protocol["tiles"], "filters": p["tile_filters"],
-                           "stem_stride": p["tile_stem_stride"],
-                           "epochs": p["tile_epochs"], "batch_size": p["tile_batch_size"],
-                           "optimizer": f"Adam {p['tile_learning_rate']} cosine", "seeds": p["tile_seeds"],
-                           "test_time_augmentation": "8 dihedral views per tile, probabilities averaged"
-                           if p["tile_test_time_augmentation"] else None,
-                           "augmentation": describe_tile_augmentation(p["tile_colour_jitter"]),
-                           "aggregation": "mean of tile probabilities per image"}}
+def protocol(study: Study, p: dict, options: dict[str, tiles.TileSettings], selections: list[record.Selection],
+             deviation_lines: list[str], details_: dict) -> record.Protocol:
+    """The results record's protocol: the case-level folds (main protocol), native input, tile augmentation."""
+    data = study.data
+    return record.Protocol(
+        dataset=record.DatasetInfo(name=data.name, display_name=data.display_name, classes=list(data.classes),
+                                   images=int(len(data.frame)), synthetic=data.synthetic, stand_in_for=data.stand_in),
+        split=study.splits["case"], seeds=[p["seed"]], input_size=list(study.images.shape[1:]),
+        preprocess="native resolution, tiles of " + " or ".join(sorted({f"{s.tile}" for s in options.values()}))
+                   + " px chosen per fold",
+        augmentation={name: s.describe()["augmentation"] for name, s in options.items()}, selection=selections,
+        deviations=deviation_lines, details=details_)
+
+
+def details(study: Study, options: dict[str, tiles.TileSettings], tile_cvs: dict[str, tiles.TileCV],
+            features: dict[str, FeatureCV], extraction: dict, paper: PaperRung) -> dict:
+    """Notebook-specific material of results.json: candidates, per-fold tables, the image-level folds, P3's protocol."""
+    return {"tile_cnn_candidates": {name: s.describe() for name, s in options.items()},
+            "tile_cnn_folds": {level: cv.fold_table() for level, cv in tile_cvs.items()},
+            "image_level_split": asdict(study.splits["image"]),
+            "imagenet_features": extraction,
+            "logistic_regression_folds": {level: [{k: v for k, v in f.items() if k != "selection"}
+                                                  for f in cv.folds] for level, cv in features.items()},
+            "paper_protocol_rung": {k: v for k, v in paper.protocol.protocol.items() if k != "preprocess"}
+            | {"fold": paper.tile_cnn.fold_table()}}

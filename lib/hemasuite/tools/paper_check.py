@@ -44,13 +44,12 @@ from typing import Callable, Iterator
 import numpy as np
 import pandas as pd
 
-from .. import augment, config, features, models, pipeline, splits, training
+from .. import augment, config, features, models, pipeline, splits, tiles, training
 from ..datasets import Dataset, load_dataset
 from ..errors import DataError, WeightsError
 from ..imageio import read_rgb
 from ..models import pretrained
 from ..papers import p2_cnmc_transfer as p2
-from ..papers import p3_densenet201_lymphoma as p3
 from ..papers import p4_sequential_cnn as p4
 from ..papers import p5_bone_marrow as p5
 from ..record import device_description, markdown_table
@@ -233,40 +232,53 @@ def p1_stages(params: dict, data_dir=None, input_size: int | None = None) -> Ite
 
 
 def p3_stages(params: dict, data_dir=None, input_size: int | None = None) -> Iterator[Stage]:
-    """20: the backbone under both protocols (Augmentor copies to ``per_class``), then the tile CNN."""
+    """20: the backbone under P3's protocol and a case-level split (when the profile names one), every tile-CNN
+    candidate in every fold of both CV levels and in P3's protocol, the ImageNet features of the tiles."""
     stem = "20_p3_densenet201_lymphoma"
     data, source = counted_dataset(params["dataset"], data_dir)
     n_classes, test_fraction, per_class = len(data.classes), params["test_fraction"], params["per_class"]
-    originals = split_counts(data.frame, [1 - test_fraction, test_fraction], params["seed"])
-    paper = split_counts(class_frame(dict.fromkeys(data.classes, per_class)), [1 - test_fraction, test_fraction],
-                         params["seed"])
-    leakage_free = {"train": round(per_class * (1 - test_fraction)) * n_classes, "test": originals["test"]}
-    runs = len(params["backbone_seeds"])
-    protocols = [seeds_workload(paper, params["epochs"], runs), seeds_workload(leakage_free, params["epochs"], runs)]
-    backbone = Workload(sum(w.trained for w in protocols), sum(w.inferred for w in protocols),
-                        "paper protocol: " + protocols[0].detail + " + leakage-free: " + protocols[1].detail)
-    shape = _side(params["image_size"], input_size)
-    weights, weights_source = resolved(params["backbone"], params["weights"])
-    yield Stage(stem, f"{params['backbone']} + Dense 512, both protocols",
-                   functools.partial(models.transfer_classifier, params["backbone"], shape, n_classes, weights,
-                                     dense_units=512, dropout=0.5),
-                   shape, n_classes, backbone, weights_source, params["batch_size"], INFERENCE_BATCH,
-                   training.adam(params["learning_rate"], params["epochs"], "constant"), rescale=1.0)
+    if params["backbone"]:
+        originals = split_counts(data.frame, [1 - test_fraction, test_fraction], params["seed"])
+        paper = split_counts(class_frame(dict.fromkeys(data.classes, per_class)), [1 - test_fraction, test_fraction],
+                             params["seed"])
+        case_split = {"train": round(per_class * (1 - test_fraction)) * n_classes, "test": originals["test"]}
+        runs = len(params["backbone_seeds"])
+        protocols = [seeds_workload(paper, params["epochs"], runs), seeds_workload(case_split, params["epochs"], runs)]
+        backbone = Workload(sum(w.trained for w in protocols), sum(w.inferred for w in protocols),
+                            "paper protocol: " + protocols[0].detail + " + case-level split: " + protocols[1].detail)
+        shape = _side(params["image_size"], input_size)
+        weights, weights_source = resolved(params["backbone"], params["weights"])
+        yield Stage(stem, f"{params['backbone']} + Dense 512, both protocols",
+                    functools.partial(models.transfer_classifier, params["backbone"], shape, n_classes, weights,
+                                      dense_units=512, dropout=0.5),
+                    shape, n_classes, backbone, weights_source, params["batch_size"], INFERENCE_BATCH,
+                    training.adam(params["learning_rate"], params["epochs"], "constant"), rescale=1.0)
     blank = np.zeros((*native_size(data, source), 3), np.uint8)
-    per_image = {step: len(pipeline.extract_patches(blank, params["tile_size"], step))
-                 for step in (params["tile_stride"], params["tile_test_stride"])}
-    tiles = {"train": originals["train"] * per_image[params["tile_stride"]],
-             "test": originals["test"] * per_image[params["tile_test_stride"]]}
-    tile_shape = _side(params["tile_size"], input_size)
-    yield Stage(stem, f"tile CNN ({params['tile_size']}-px tiles of {blank.shape[1]}x{blank.shape[0]} images)",
-                       functools.partial(models.patch_cnn, tile_shape, n_classes, filters=params["tile_filters"],
-                                         stem_stride=params["tile_stem_stride"]),
-                       tile_shape, n_classes,
-                       seeds_workload(tiles, params["tile_epochs"], len(params["tile_seeds"]),
-                                      8 if params["tile_test_time_augmentation"] else 1),
-                       "random init", params["tile_batch_size"], INFERENCE_BATCH,
-                       training.adam(params["tile_learning_rate"], params["tile_epochs"], "cosine"),
-                       p3.tile_augmentation(params["tile_colour_jitter"]))
+    images, folds, val = len(data.frame), params["n_folds"], params["val_fraction"]
+    fits = 2 * folds + 1  # every fold of both levels, and P3's protocol (counted as one more fold)
+    parts = {"fit": round(images * (1 - 1 / folds) * (1 - val)), "val": round(images * (1 - 1 / folds) * val),
+             "test": round(images / folds)}
+    for name, settings in tiles.candidates(params["tile_settings"], params["tile_candidates"]).items():
+        per_image = len(pipeline.extract_patches(blank, settings.tile, settings.eval_stride))
+        work = Workload(fits * settings.epochs * settings.tiles_per_epoch,
+                        fits * per_image * (settings.epochs * parts["val"] + parts["test"] + parts["fit"]),
+                        f"{fits} fits x {settings.epochs} epochs x {settings.tiles_per_epoch:,} random tiles; "
+                        f"{per_image} tiles per image of about {parts['val']} validation images per epoch, "
+                        f"{parts['test']} test and {parts['fit']} training images once")
+        shape = _side(settings.tile, input_size)
+        yield Stage(stem, f"tile CNN, candidate {name} ({settings.tile}-px tiles of {blank.shape[1]}x{blank.shape[0]} "
+                          "images)", functools.partial(settings.build, n_classes), shape, n_classes, work,
+                    "random init", settings.batch_size, INFERENCE_BATCH,
+                    training.adam(settings.learning_rate, settings.epochs, "cosine"),
+                    tiles.tile_augmentation(settings.colour_jitter))
+    backbone_name, tile = params["imagenet_backbone"], params["imagenet_tile"]
+    weights, weights_source = resolved(backbone_name, params["imagenet_weights"])
+    shape = _side(tile, input_size)
+    per_image = len(pipeline.extract_patches(blank, tile, params["imagenet_stride"]))
+    yield Stage(stem, f"{backbone_name} avgpool features of {tile}-px tiles (frozen)",
+                functools.partial(features.feature_model, backbone_name, "avgpool", shape, weights), shape, n_classes,
+                extraction_workload(images * per_image), weights_source, None, 32,
+                rescale=features.input_rescale(backbone_name))
 
 
 def p2_stages(params: dict, data_dir=None, input_size: int | None = None) -> Iterator[Stage]:
