@@ -201,7 +201,7 @@ SCHEMA: dict[str, Rule] = {
     "test_time_augmentation": boolean(),
     "tile_test_time_augmentation": boolean(),
     # models and training
-    "backbone": text(),
+    "backbone": optional(text()),
     "backbones": list_of(text()),
     "baselines": list_of(choice("knn", "resnet50", "densenet121"), min_items=0),
     "weights": WEIGHTS,
@@ -227,6 +227,13 @@ SCHEMA: dict[str, Rule] = {
     "tile_seeds": SEEDS,
     # evaluation
     "split_seeds": SEEDS,
+    "imagenet_backbone": optional(text()),
+    "imagenet_weights": WEIGHTS,
+    "imagenet_tile": IMAGE_SIZE,
+    "imagenet_stride": POSITIVE_INT,
+    "tile_candidates": mapping(),
+    "tile_settings": mapping(),
+    "val_fraction": fraction(),
     "pretrained": optional(either(text(), mapping())),
     "pretrained_epochs": POSITIVE_INT,
     "pretrained_learning_rate": LEARNING_RATE,
