@@ -282,17 +282,17 @@ def figure(ladder: list[record.Rung], title: str):
     x = np.arange(len(ladder))
     test = np.array([r.test_accuracy for r in ladder])
     errors = np.array([[r.test_accuracy - r.ci_low for r in ladder], [r.ci_high - r.test_accuracy for r in ladder]])
-    ax.errorbar(x, test, yerr=errors, fmt="o", capsize=5, label="test (95% CI, exact)")
+    ax.errorbar(x + 0.08, test, yerr=errors, fmt="o", capsize=5, label="test (95% CI, exact)")
     train = [r.train_accuracy for r in ladder]
     if all(t is not None for t in train):
-        ax.plot(x, train, "s", color="grey", label="training images")
+        ax.plot(x - 0.08, train, "s", color="grey", label="training images")
     for xi, value in zip(x, test):
-        ax.annotate(f"{value:.1%}", (xi, value), textcoords="offset points", xytext=(10, -3), fontsize=9)
+        ax.annotate(f"{value:.1%}", (xi + 0.08, value), textcoords="offset points", xytext=(10, -3), fontsize=9)
     ax.set_xticks(x, [f"{r.level}\n({r.splits} splits)" for r in ladder])
     ax.set_ylabel("accuracy")
     ax.set_xlim(-0.5, len(ladder) - 0.5)
     ax.set_title(title)
-    ax.legend(loc="lower left", fontsize=9)
+    ax.legend(loc="best", fontsize=9)
     fig.tight_layout()
     return fig
 
