@@ -335,3 +335,79 @@ def test_concatenated_inception_resnet_takes_a_step_with_its_last_layers(one_ste
                                                             trainable_layers=5), shape, run_eagerly=True).model
     assert model.get_layer("concatenated").output.shape[-1] == 2048 + 2048
     assert 2 < len(model.trainable_weights) < 20 < len(model.weights)  # last layers of each backbone + new layer
+
+
+# ---------------------------------------------------------------------------- P1: selection on validation, repeated splits
+
+P1_PARAMS = {"profile": "smoke", "image_size": None, "stem_stride": None, "stem_kernel": None, "augmentation": None,
+             "candidates": [{"image_size": 16, "stem_stride": 1, "stem_kernel": 3, "augmentation": "dihedral"},
+                            {"image_size": 32, "stem_stride": 2, "stem_kernel": 3, "augmentation": "none"}],
+             "test_time_augmentation": "select", "epochs": 1, "batch_size": 16, "learning_rate": 0.01,
+             "select_best_epoch": True, "seeds": [0, 1], "split_seeds": [3, 4], "fractions": [0.6, 0.2, 0.2],
+             "denoise": "median3"}
+
+
+def test_p1_configurations_expand_test_time_augmentation_and_refuse_unknown_settings():
+    from hemasuite.papers import p1_deep_cnn as p1
+
+    found = p1.configurations(P1_PARAMS)
+    assert list(found) == ["16 px, no stem, dihedral", "16 px, no stem, dihedral, TTA",
+                           "32 px, 3x3 stride-2 stem, none", "32 px, 3x3 stride-2 stem, none, TTA"]
+    assert p1.configurations({**P1_PARAMS, "test_time_augmentation": False}).keys() == {
+        "16 px, no stem, dihedral", "32 px, 3x3 stride-2 stem, none"}
+    with pytest.raises(ParameterError, match="unknown parameter"):
+        p1.configurations({**P1_PARAMS, "candidates": [{**P1_PARAMS["candidates"][0], "size": 3}]})
+    with pytest.raises(ParameterError, match="lacks"):
+        p1.configurations({**P1_PARAMS, "candidates": [{"image_size": 16}]})
+    with pytest.raises(ParameterError, match="set either candidates"):
+        p1.configurations({**P1_PARAMS, "candidates": None})
+    single = {**P1_PARAMS, "candidates": None, "image_size": 16, "stem_stride": 1, "stem_kernel": 3,
+              "augmentation": "rotation", "test_time_augmentation": True}
+    assert list(p1.configurations(single)) == ["16 px, no stem, rotation, TTA"]
+
+
+def test_median_denoise_in_chunks_is_the_whole_filter():
+    from scipy import ndimage
+
+    from hemasuite import preprocess
+
+    images = np.random.default_rng(0).integers(0, 255, (9, 12, 12, 3), dtype=np.uint8)
+    assert np.array_equal(preprocess.median_denoise(images),
+                          ndimage.median_filter(images, size=(1, 3, 3, 1), mode="reflect"))
+
+
+def test_p1_selects_on_validation_without_reading_the_test_part(tmp_path, monkeypatch):
+    from hemasuite import ladder, validation
+    from hemasuite.papers import p1_deep_cnn as p1
+
+    data = load_dataset("synthetic", cache_dir=tmp_path / "data", per_class=10, size=32)
+    run = Run("t_p1", tmp_path / "out", {})
+    images = p1.image_bank(data, "median3")
+    splits = p1.make_splits(run, data, validation.validate(data), P1_PARAMS, images)
+    assert [s.split.seed for s in splits] == [3, 4] and splits[0].size == 16 and splits[0].split.manifest_sha256
+    read = []
+    original = experiment.Prepared.arrays
+    monkeypatch.setattr(experiment.Prepared, "arrays", lambda self, part: read.append(part) or original(self, part))
+    selection = p1.Selection(lambda size: ladder.shared_images(splits[0], images(size), size), P1_PARAMS, 0)
+    assert "test" not in read and "val" in read
+    table = selection.table()
+    assert len(table) == 4 and table["validation_score"].between(0, 1).all() and table["selected"].sum() == 1
+    assert selection.chosen == table.loc[table["validation_score"].idxmax(), "candidate"]
+    assert len(selection.trained) == 2  # one training per candidate; TTA only re-scores it
+    chosen = selection.to_record(3)
+    assert chosen.chosen == [selection.chosen] and len(chosen.tried) == 4 and "split seed 3" in chosen.on
+    size = selection.settings["image_size"]
+    reused = selection.trained[tuple(selection.settings[k] for k in p1.SETTINGS)].model
+    runs = p1.repeated_runs([ladder.shared_images(s, images(size), size) for s in splits], selection, [0, 1], P1_PARAMS)
+    assert [(r.split_seed, r.trained.seed) for r in runs] == [(3, 0), (3, 1), (4, 0), (4, 1)]
+    assert runs[0].trained.model is reused and all(0 <= r.train_accuracy <= 1 for r in runs)
+    table2 = p1.table2(runs)
+    assert list(table2["class"])[:4] == data.classes
+    row = ladder.model_row(run, "cnn", "deep CNN", runs, record.Weights("random init"), "P1 deep CNN", "deep CNN",
+                           0.98, n_boot=50)
+    summary = p1.table2_summary(runs, row)
+    assert summary.loc[0, "paper"] == pytest.approx(312 / 324) and summary.loc[1, "paper"] == 0.98
+    text = p1.verdict(row, ladder.pooled(runs, 50), ladder.majority_row(run, splits, "duplicate"), True)
+    assert "exact 95% CI" in text and "96.3%" in text
+    assert any(d.startswith("paper figure: the paper's 98% is the mean") for d in
+               p1.deviations(P1_PARAMS, selection.settings, "duplicate"))

@@ -104,3 +104,12 @@ def test_ladder_rungs_and_row_levels_are_checked():
     assert record.from_dict(record.Rung, rung).level == "augmented"
     with pytest.raises(record.RecordError, match="level"):
         record.from_dict(record.Rung, {**rung, "level": "patient-ish"})
+
+
+def test_split_records_its_manifest_hash_and_seed_values_their_split_seed(tmp_path):
+    split = {"level": "field", "method": "m", "seed": 1, "manifest": "splits/field_seed1.csv",
+             "manifest_sha256": "ab" * 32}
+    assert record.from_dict(record.Split, split).manifest_sha256 == "ab" * 32
+    with pytest.raises(RecordError, match="manifest_sha256"):
+        record.from_dict(record.Split, {**split, "manifest_sha256": 5})
+    assert record.from_dict(record.SeedValue, {"seed": 0, "value": 0.9, "split_seed": 2}).split_seed == 2

@@ -1,7 +1,7 @@
 """The train-and-evaluate workflow every replication notebook shares.
 
 1. :func:`prepare`: validate, merge duplicates, same-field twins and cases into groups,
-   make, check and save the group-aware split, decode the images once.
+   make, check and save the group-aware split (:func:`make_split`), decode the images once.
 2. :func:`train_seeds`: train one architecture with several seeds through
    :func:`hemasuite.training.train` and predict the test set.
 3. :func:`assess`: per-seed metrics with bootstrap CIs, mean +/- sd over seeds, a
@@ -48,42 +48,55 @@ class Prepared:
         return bool((self.frame["split"] == split).any())
 
 
-def prepare(run: Run | None, dataset: Dataset, fractions, seed: int, size: int,
-            preprocess: Callable[[np.ndarray], np.ndarray] | None = None, preprocess_name: str | None = None,
-            near_threshold: int = validation.NEAR_THRESHOLD, level: str | None = None) -> Prepared:
-    """Stratified, seeded split of ``dataset`` that keeps the groups of ``level`` on one side.
+def make_split(run: Run | None, dataset: Dataset, fractions, seed: int, level: str | None = None,
+               report: validation.ValidationReport | None = None, near_threshold: int = validation.NEAR_THRESHOLD,
+               manifest: str = "split_manifest.csv") -> tuple[pd.DataFrame, record.Split]:
+    """Stratified, seeded split of ``dataset`` that keeps the groups of ``level`` on one side; the frame and its record.
 
     ``level`` is a key of :data:`hemasuite.validation.SPLIT_LEVELS`; default: the strictest
-    the dataset supports (:func:`hemasuite.validation.default_level`). Above ``image`` level,
-    splits of field images (smears, tissue) are also checked for look-alike images across
-    sides (phase correlation, independent of the groups). The manifest is saved as
-    ``split_manifest.csv`` of ``run`` (no manifest without a run).
+    the dataset supports (:func:`hemasuite.validation.default_level`). ``report`` is the
+    dataset's :func:`hemasuite.validation.validate` report (made here when None; pass it to
+    split one dataset several times). At ``field`` and ``case`` level, splits of field
+    images (smears, tissue) are also checked for look-alike images across sides (phase
+    correlation, independent of the groups); the leakier levels leave such pairs by design.
+    The manifest is saved as ``manifest`` in ``run``'s folder, its SHA-256 recorded (no
+    manifest without a run).
     """
     level = level or validation.default_level(dataset)
-    report = validation.validate(dataset, near_threshold=near_threshold)
-    dataset, excluded = usable_images(dataset, report)
+    if report is None:
+        report = validation.validate(dataset, near_threshold=near_threshold)
     frame = dataset.frame.copy()
     frame["duplicate_group"] = validation.duplicate_group_ids(frame, report)
     frame["split_group"] = validation.level_groups(frame, report, level)
     frame = splits.split_dataset(frame, fractions=fractions, seed=seed, groups="split_group")
     scenes = dataset.info.get("image_kind") == "field"  # the similarity check is calibrated on scenes, not on cells
-    thumbs = same_field.thumbnails(frame["path"]) if scenes and level != "image" else None
+    thumbs = same_field.thumbnails(frame["path"]) if scenes and level in ("field", "case") else None
     splits.assert_no_leakage(frame, "split_group", images=thumbs)
-    manifest = manifest_sha256 = None
-    if run is not None:
-        saved = splits.save_manifest(frame, run.path("split_manifest.csv"))
-        manifest, manifest_sha256 = run.relative(saved), validation.sha256_file(saved)
-    images = pipeline.load_images(frame, size, cache_dir=config.cache_dir())
-    if preprocess is not None:
-        images = preprocess(images)
+    saved = splits.save_manifest(frame, run.path(manifest)) if run is not None else None
     counts = pd.crosstab(frame["label"], frame["split"])
     split = record.Split(level=level, method="stratified, group-aware: " + validation.SPLIT_LEVELS[level], seed=seed,
-                         fractions=[float(f) for f in fractions], manifest=manifest,
-                         manifest_sha256=manifest_sha256,
+                         fractions=[float(f) for f in fractions], manifest=run.relative(saved) if saved else None,
+                         manifest_sha256=validation.sha256_file(saved) if saved else None,
                          duplicates_merged=int(len(frame) - frame["split_group"].nunique()),
                          same_field_pairs=int(len(report.same_field_pairs)),
                          counts={name: {str(k): int(v) for k, v in counts[name].items()}
                                  for name in splits.SPLIT_NAMES[len(fractions)]})
+    return frame, split
+
+
+def prepare(run: Run | None, dataset: Dataset, fractions, seed: int, size: int,
+            preprocess: Callable[[np.ndarray], np.ndarray] | None = None, preprocess_name: str | None = None,
+            near_threshold: int = validation.NEAR_THRESHOLD, level: str | None = None,
+            report: validation.ValidationReport | None = None) -> Prepared:
+    """The usable images (:func:`usable_images`), :func:`make_split` (manifest ``split_manifest.csv``), then every
+    image decoded at ``size``, ``preprocess``-ed."""
+    if report is None:
+        report = validation.validate(dataset, near_threshold=near_threshold)
+    dataset, excluded = usable_images(dataset, report)
+    frame, split = make_split(run, dataset, fractions, seed, level, report, near_threshold)
+    images = pipeline.load_images(frame, size, cache_dir=config.cache_dir())
+    if preprocess is not None:
+        images = preprocess(images)
     done = {"preprocess": preprocess_name or "resize (bilinear)"}
     if excluded:
         done["excluded"] = excluded
@@ -140,7 +153,7 @@ class TrainedSeed:
 def train_seeds(prepared: Prepared, build: Callable, seeds, epochs: int, batch_size: int, optimizer: Callable,
                 augment: Callable[[int], Callable] | None = None, rescale: float = 1 / 255,
                 keep_models: bool = False, verbose: int = 2, tta: bool = False,
-                restore_best: bool = False) -> list[TrainedSeed]:
+                restore_best: bool = False, predict: str = "test") -> list[TrainedSeed]:
     """Train ``build()`` once per seed; ``augment(seed)`` returns the training-only augmentation.
 
     ``optimizer(steps_per_epoch)`` returns a fresh optimiser factory argument for
@@ -150,11 +163,14 @@ def train_seeds(prepared: Prepared, build: Callable, seeds, epochs: int, batch_s
     lowest validation loss) are kept (model selection on the validation split; the test
     split is never looked at); every epoch's validation accuracy is recorded as the
     selection's candidates. The model of the first seed is kept (for Grad-CAM); others
-    only when ``keep_models``.
+    only when ``keep_models``. ``predict`` names the split whose probabilities are returned:
+    ``val`` scores candidate settings without touching the test split.
     """
     n_classes = len(prepared.dataset.classes)
     x_train, y_train = prepared.arrays("train")
-    x_test, y_test = prepared.arrays("test")
+    if predict not in ("test", "val") or not prepared.has(predict):
+        raise ParameterError(f"predict={predict!r}: the split has no {predict!r} part (test or val)")
+    x_test, y_test = prepared.arrays(predict)
     test_data = pipeline.make_dataset(x_test, y_test, n_classes, 128, training=False, rescale=rescale)
     val_data = None
     if prepared.has("val"):

@@ -5,8 +5,8 @@ one back (:func:`read`); both directions are validated against the dataclasses b
 a key the format does not know, a missing key or a value of the wrong type is an error
 that names where it is. Fields:
 
-- :class:`Protocol`: dataset, split (level ``image`` / ``field`` / ``case``, fractions or
-  folds, seed), seeds, input size, augmentation, what was selected on what
+- :class:`Protocol`: dataset, split (level ``image`` / ``duplicate`` / ``field`` / ``case``,
+  fractions or folds, seed, manifest and its SHA-256), seeds, input size, augmentation, what was selected on what
   (:class:`Selection`, with every configuration tried and its validation score), and the
   deviations from the paper;
 - one :class:`ModelRow` per model: accuracy per seed (and fold), mean, sd, CI, the paper's
@@ -127,11 +127,13 @@ class Protocol:
 
 @dataclass
 class SeedValue:
-    """One seed (and fold) of a model: its metric value, speed, and what selection chose."""
+    """One seed (and fold, or split seed of repeated splits) of a model: its metric value, speed, and what selection
+    chose."""
 
     seed: int
     value: float
     fold: int | None = None
+    split_seed: int | None = None
     train_images_per_s: float | None = None
     inference_images_per_s: float | None = None
     chosen: str | None = None
