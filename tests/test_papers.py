@@ -1,5 +1,6 @@
 """P3's protocols and tile model, P2's task and Table 2, P5's rotations, SVM, fine-tuning and tables."""
 
+import types
 from dataclasses import replace
 from pathlib import Path
 
@@ -407,7 +408,8 @@ def test_p1_selects_on_validation_without_reading_the_test_part(tmp_path, monkey
                            0.98, n_boot=50)
     summary = p1.table2_summary(runs, row)
     assert summary.loc[0, "paper"] == pytest.approx(312 / 324) and summary.loc[1, "paper"] == 0.98
-    text = p1.verdict(row, ladder.pooled(runs, 50), ladder.majority_row(run, splits, "duplicate"), True)
+    data = types.SimpleNamespace(own=False, synthetic=True, display_name="SYNTHETIC")
+    text = p1.verdict(row, ladder.pooled(runs, 50), ladder.majority_row(run, splits, "duplicate"), data)
     assert "exact 95% CI" in text and "96.3%" in text
     assert any(d.startswith("paper figure: the paper's 98% is the mean") for d in
                p1.deviations(P1_PARAMS, selection.settings, "duplicate"))

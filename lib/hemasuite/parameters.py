@@ -186,19 +186,19 @@ SCHEMA: dict[str, Rule] = {
     "near_threshold": integer(0, 64),
     "n_examples": integer(1, 64),
     # input and augmentation
-    "image_size": IMAGE_SIZE,
+    "image_size": optional(IMAGE_SIZE),  # null where P1 chooses it from its `candidates`
     "augment_size": IMAGE_SIZE,
     "baseline_image_size": IMAGE_SIZE,
     "tile_size": IMAGE_SIZE,
     "tile_stride": POSITIVE_INT,
     "tile_test_stride": POSITIVE_INT,
     "tile_stem_stride": integer(1, 16),
-    "stem_stride": integer(1, 16),
-    "stem_kernel": integer(1, 16),
+    "stem_stride": optional(integer(1, 16)),
+    "stem_kernel": optional(integer(1, 16)),
     "tile_colour_jitter": fraction(open_low=False, open_high=False),
-    "augmentation": either(text(), mapping()),
+    "augmentation": optional(either(text(), mapping())),
     "denoise": choice("median3", "none"),
-    "test_time_augmentation": boolean(),
+    "test_time_augmentation": either(boolean(), choice("select")),
     "tile_test_time_augmentation": boolean(),
     # models and training
     "backbone": optional(text()),
@@ -227,6 +227,8 @@ SCHEMA: dict[str, Rule] = {
     "tile_seeds": SEEDS,
     # evaluation
     "split_seeds": SEEDS,
+    "levels": list_of(choice("image", "duplicate", "field", "case")),
+    "candidates": optional(list_of(mapping())),
     "imagenet_backbone": optional(text()),
     "imagenet_weights": WEIGHTS,
     "imagenet_tile": IMAGE_SIZE,

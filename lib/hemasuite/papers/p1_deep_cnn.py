@@ -248,7 +248,7 @@ def architecture(settings: dict) -> str:
 def deviations(p: dict, settings: dict, level: str) -> list[str]:
     """This notebook's differences from the paper, from its parameters ``p``, the chosen ``settings`` and the split
     ``level``."""
-    if is_folder_name(p["dataset"]):
+    if is_folder_name(p.get("dataset", "")):
         return experiment.own_data_deviations(p, f"P1's deep CNN ({architecture(settings)})")
     size = settings["image_size"]
     return experiment.deviations(p["profile"], {

@@ -301,7 +301,7 @@ def paper_tables(feature_results: dict[str, Assessed], tuning_results: dict[str,
                           "seeds": len(result.row.seeds), "paper precision (T4)": precision,
                           "precision": over["precision_macro"]["mean"], "paper recall (T4)": recall,
                           "recall": over["recall_macro"]["mean"]})
-    first = next(iter({**feature_results, **tuning_results}.values()), None)
+    first = next((a for a in {**feature_results, **tuning_results}.values() if a.prepared is not None), None)
     table = pd.DataFrame(lines)
     return experiment.without_paper(table, first.prepared) if first else table
 
