@@ -19,7 +19,7 @@ ALLOW_DIRTY ?=
 export LEUKEMIA_DATA_DIR ?= $(abspath $(CURDIR)/../shared/data)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: env kernel reports site test unit nbval lab bench readme clean
+.PHONY: env kernel reports site test unit nbval lab bench paper-check readme clean
 
 env: $(VENV)/.installed
 
