@@ -112,17 +112,18 @@ def test_seed_mean_ci_and_verdict():
 
 def test_knn_baseline_records_its_speed(prepared):
     run, prep = prepared
-    knn = p4.train_baselines(run, prep, ["knn"], 16, 1, 8, 1e-3, None, 0, 10)["knn"]
+    knn = p4.knn_baseline(run, [prep], 0, 10)
     fitted = knn.trained[0].training
     assert fitted["k"] in (1, 3, 5, 7, 9, 15) and "probabilities" not in fitted
     assert knn.row.train_images_per_s > 0 and knn.row.inference_images_per_s > 0
-    assert knn.selection.what == "k" and len(knn.selection.tried) == 6 and knn.selection.chosen == [f"k={fitted['k']}"]
+    assert knn.selection.what == "k" and len(knn.selection.tried) == 6
+    assert knn.selection.chosen == [f"split {prep.split.seed}, k={fitted['k']}"]
 
 
 def test_unknown_baseline_is_rejected(prepared):
     run, prep = prepared
     with pytest.raises(Exception, match="unknown parameter"):
-        p4.train_baselines(run, prep, ["svm"], 16, 1, 8, 1e-3, None, 0, 10)
+        p4.network_baselines(run, [prep], ["svm"], 16, 1, 8, 1e-3, None, 0, 10)
 
 
 def test_deviations_lead_with_the_profile():

@@ -39,7 +39,8 @@ def test_selections_name_what_was_chosen_on_what(smoke_reports):
     assert svm and all(s.on.startswith("3-fold cross-validation") and len(s.tried) == 3 for s in svm)
     p4 = record.read(smoke_reports / "smoke" / "results" / "10_p4_sequential_cnn" / "results.json")
     epochs = next(s for s in p4.protocol.selection if s.what == "epoch")
-    assert epochs.on.startswith("validation split") and len(epochs.chosen) == 3  # one per seed
+    runs = len(p4.parameters["split_seeds"]) * len(p4.parameters["seeds"])
+    assert epochs.on.startswith("validation split") and len(epochs.chosen) == runs  # one per split and seed
     assert all(t.score is not None for t in epochs.tried)
 
 

@@ -295,10 +295,10 @@ def verdict(row: record.ModelRow, summary: dict, majority: record.ModelRow, data
     return text
 
 
-def details(p: dict, settings: dict, splits: list[dict], summary: dict) -> dict:
+def details(p: dict, settings: dict, splits: list[dict], summary: dict, excluded: dict | None = None) -> dict:
     """Protocol details of results.json: the chosen network, optimiser, every split with its manifest hash, the
-    accuracy summary over splits."""
-    return {"model": f"P1 deep CNN ({architecture(settings)})", "chosen": settings,
+    accuracy summary over splits, and the images left out as unusable (:func:`hemasuite.experiment.usable_images`)."""
+    return {"excluded_images": excluded or {}, "model": f"P1 deep CNN ({architecture(settings)})", "chosen": settings,
             "optimizer": f"Adam lr {p['learning_rate']}, cosine decay", "batch_size": p["batch_size"],
             "epochs": p["epochs"], "split_seeds": p["split_seeds"], "training_seeds": p["seeds"],
             "test_time_augmentation": "8 dihedral views" if settings["test_time_augmentation"] else None,
