@@ -14,7 +14,7 @@ run = session.start("{stem}", globals())
 if fail:
     raise RuntimeError("planted failure")
 run.finish(details={{"value": value}})
-print("value", value)
+print("value", value, run.dir)
 """
 PARAMETERS = {"profile": "smoke", "data_dir": None, "output_dir": None, "seed": 0, "value": 1, "fail": False}
 
@@ -45,6 +45,8 @@ def test_success_publishes_notebook_page_results_and_site(project):
     assert "value 2" in (reports / "smoke" / "01_second.html").read_text()
     assert "01_second.html" in (reports / "smoke" / "index.html").read_text()
     assert not (reports / "index.html").exists()  # the front door belongs to the committed cpu profile
+    published = (reports / "smoke" / "01_second.ipynb").read_text()
+    assert "value 2" in published and str(reports) not in published and str(reports.parent) not in published
 
 
 def test_failure_keeps_last_good_report(project):

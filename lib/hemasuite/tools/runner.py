@@ -37,16 +37,15 @@ import nbformat
 import papermill
 import yaml
 from jupyter_client.kernelspec import KernelSpecManager
-from nbconvert import HTMLExporter
-
 from jupyter_client.manager import AsyncKernelManager
+from nbconvert import HTMLExporter
 
 from .. import config, parameters
 from ..errors import ParameterError, SuiteError
 from ..record import dirty_files, write_json_atomic
 from .progress import ANSI, Progress
 from .readme import update_readme
-from .site import COMPARISON, STARTUP_NOISE, build_site
+from .site import COMPARISON, STARTUP_NOISE, build_site, path_cleaner
 
 KERNEL = "hemasuite"
 SCRIPT = re.compile(r"<script\b[^>]*>.*?</script>", re.IGNORECASE | re.DOTALL)
@@ -124,6 +123,31 @@ def drop_startup_noise(notebook: Path) -> int:
     return dropped
 
 
+def strip_machine_paths(notebook: Path, reports: Path) -> None:
+    """Rewrite this machine's absolute paths in the notebook's papermill record, injected parameters and text outputs (:func:`~hemasuite.tools.site.path_cleaner`:
+    data folders as ``$LEUKEMIA_DATA_DIR``, the checkout's files relative to it), so a published notebook reads the
+    same on any machine."""
+    clean = path_cleaner(reports, {})
+    nb = nbformat.read(notebook, 4)
+    run_record = nb.metadata.get("papermill", {})
+    for key in ("input_path", "output_path"):
+        if isinstance(run_record.get(key), str):
+            run_record[key] = clean(run_record[key])
+    for key, value in run_record.get("parameters", {}).items():
+        if isinstance(value, str):
+            run_record["parameters"][key] = clean(value)
+    for cell in nb.cells:
+        if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
+            cell["source"] = clean(cell["source"])
+        for output in cell.get("outputs", []):
+            if isinstance(output.get("text"), str):
+                output["text"] = clean(output["text"])
+            for kind, value in output.get("data", {}).items():
+                if kind.startswith("text/") and isinstance(value, str):
+                    output["data"][kind] = clean(value)
+    nbformat.write(nb, notebook)
+
+
 def render_html(notebook: Path, target: Path) -> None:
     """Render an executed notebook to self-contained HTML that needs no network.
 
@@ -191,6 +215,7 @@ def run_one(path: Path, profile: str, overrides: dict, reports: Path, data_dir: 
     published = reports / profile
     published.mkdir(parents=True, exist_ok=True)
     drop_startup_noise(executed)
+    strip_machine_paths(executed, reports)
     render_html(executed, staging / f"{stem}.html")
     if (staging_results / stem).exists():
         replace_tree(staging_results / stem, published / "results" / stem)
