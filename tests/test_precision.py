@@ -1,6 +1,7 @@
 """The precision policy: mixed_float16 on a GPU, the profile's cpu_precision on a CPU, recorded in results.json."""
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -72,13 +73,15 @@ def test_choice_rule():
     assert precision_choice.choose(even, speedup=0.9) == "float32"
 
 
-def test_carved_split_reads_only_training_rows():
+def test_carved_split_reads_only_training_rows(real_data):
     manifest = config.repo_root() / precision_choice.MANIFEST
     if not manifest.is_file():
         pytest.skip(f"{manifest} not there: run notebook 11 with the cpu profile")
-    carved = precision_choice.carve_split(manifest, 0.2, seed=0)
+    carved = precision_choice.carve_split(manifest, 0.2, seed=0, data_dir=real_data)
     frame = pd.read_csv(manifest, dtype=str, keep_default_na=False)
-    assert set(carved["path"]) == set(frame.loc[frame["split"] == "train", "path"])
+    assert all(Path(p).is_file() for p in carved["path"])
+    trained = frame.loc[frame["split"] == "train", "path"]
+    assert set(config.portable_paths(carved["path"])) == set(config.portable_paths(trained))
     assert set(carved["split"]) == {"train", "val"}
     groups = carved.groupby("duplicate_group")["split"].nunique()
     assert (groups == 1).all()

@@ -114,3 +114,23 @@ def test_split_records_its_manifest_hash_and_seed_values_their_split_seed(tmp_pa
     with pytest.raises(RecordError, match="manifest_sha256"):
         record.from_dict(record.Split, {**split, "manifest_sha256": 5})
     assert record.from_dict(record.SeedValue, {"seed": 0, "value": 0.9, "split_seed": 2}).split_seed == 2
+
+
+def test_predictions_name_images_relative_to_their_common_folder(tmp_path):
+    import pandas as pd
+
+    run = record.Run("00_x", tmp_path / "out", {})
+    paths = [str(tmp_path / "data" / "set" / c / f"{i}.jpg") for c, i in [("A", 1), ("B", 2)]]
+    saved = run.save_predictions(pd.DataFrame({"path": paths, "true": ["A", "B"]}), "model")
+    written = pd.read_csv(run.dir / saved)
+    assert saved == "predictions/model.csv"
+    assert list(written["path"]) == ["A/1.jpg", "B/2.jpg"]
+    assert str(tmp_path) not in (run.dir / saved).read_text()
+
+
+def test_smoke_predictions_carry_no_machine_paths(smoke_reports):
+    found = list(smoke_reports.rglob("predictions/*.csv"))
+    assert found
+    for csv in found:
+        text = csv.read_text()
+        assert "/tmp/" not in text and "/work/" not in text and "/home/" not in text, csv

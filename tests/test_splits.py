@@ -87,7 +87,9 @@ def test_leakage_checker_names_the_planted_leak():
 def test_manifest_round_trip(tmp_path):
     frame = split_dataset(make_frame().assign(group=lambda f: [f"{i:05d}" for i in range(len(f))]), seed=0)
     path = save_manifest(frame, tmp_path / "runs" / "split_manifest.csv")
-    loaded = load_manifest(path)
+    assert "/data/" not in path.read_text()  # paths relative to the images' common folder
+    assert load_manifest(path)["path"].iloc[0].count("/") == 1
+    loaded = load_manifest(path, root="/data")
     assert list(loaded.columns) == ["path", "label", "group", "split"]
     pd.testing.assert_frame_equal(loaded, frame[["path", "label", "group", "split"]], check_dtype=False)
     assert loaded["group"].iloc[0] == "00000"

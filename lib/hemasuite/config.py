@@ -98,6 +98,20 @@ def check_choice(name: str, value, choices) -> None:
         raise ParameterError(f"parameter {name}={value!r} is not one of {list(choices)}")
 
 
+def common_folder(paths) -> str:
+    """The deepest folder holding every one of ``paths`` (absolute; the parent folder when there is one)."""
+    unique = sorted(set(map(str, paths)))
+    return os.path.commonpath(unique) if len(unique) > 1 else os.path.dirname(unique[0])
+
+
+def portable_paths(paths):
+    """Absolute image paths (a pandas Series) made relative to their :func:`common_folder`: no machine folder."""
+    if not len(paths) or not all(os.path.isabs(p) for p in paths.unique()):
+        return paths
+    root = common_folder(paths)
+    return paths.map(lambda p: os.path.relpath(p, root))
+
+
 def resolve_data_dir(data_dir=None) -> Path:
     """The data root: ``data_dir`` if given (it must exist: no fall-back), else ``$LEUKEMIA_DATA_DIR``."""
     if data_dir:

@@ -133,9 +133,7 @@ def save_predictions(run, name: str, predictions: pd.DataFrame, paths, classes) 
                           "true": [classes[i] for i in predictions["true"]],
                           "predicted": [classes[i] for i in predictions["predicted"]]})
     probabilities = predictions[[f"p_{c}" for c in classes]].round(5).reset_index(drop=True)
-    target = run.path(f"predictions/{name}.csv")
-    pd.concat([table, probabilities], axis=1).to_csv(target, index=False)
-    return run.relative(target)
+    return run.save_predictions(pd.concat([table, probabilities], axis=1), name)
 
 
 def model_row(run, key: str, model: str, predictions: pd.DataFrame, paths, classes, weights: record.Weights,

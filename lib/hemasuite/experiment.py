@@ -295,15 +295,15 @@ def save_predictions(run: Run, name: str, prepared: Prepared, trained: list[Trai
     classes = prepared.dataset.classes
     test = prepared.frame[prepared.frame["split"] == "test"].reset_index(drop=True)
     _, y_test = prepared.arrays("test")
+    split_seed = prepared.split.seed if prepared.split else None
     parts = []
     for seed_result in trained:
-        part = pd.DataFrame({"seed": seed_result.seed, "path": test["path"], "true": [classes[i] for i in y_test],
+        part = pd.DataFrame({"split_seed": split_seed, "seed": seed_result.seed, "path": test["path"],
+                             "split": "test", "true": [classes[i] for i in y_test],
                              "predicted": [classes[i] for i in seed_result.probabilities.argmax(axis=1)]})
         probabilities = pd.DataFrame(seed_result.probabilities, columns=[f"p_{c}" for c in classes])
         parts.append(pd.concat([part, probabilities.round(5)], axis=1))
-    target = run.path(f"predictions/{name}.csv")
-    pd.concat(parts, ignore_index=True).to_csv(target, index=False)
-    return run.relative(target)
+    return run.save_predictions(pd.concat(parts, ignore_index=True), name)
 
 
 @dataclass
@@ -376,7 +376,9 @@ def assess(run: Run, key: str, title: str, prepared: Prepared, trained: list[Tra
         train_images_per_s=_speed(s.train_images_per_s for s in seeds),
         inference_images_per_s=_speed(s.inference_images_per_s for s in seeds),
         metrics={k: record.Spread(_finite(v["mean"]), _finite(v["sd"])) for k, v in over.items() if k != "accuracy"},
-        predictions=save_predictions(run, name, prepared, trained), figures=figures)
+        predictions=save_predictions(run, name, prepared, trained), figures=figures,
+        split_level=prepared.split.level if prepared.split else "image",
+        ci_method=f"bootstrap over the {evaluation['n_test']} test images of the seed-mean accuracy")
     return Assessed(row, evaluation, trained, prepared, selection_record(title, trained))
 
 
@@ -465,10 +467,11 @@ def deviations(profile: str, items: dict) -> list[str]:
 
 
 def accuracy_sentence(model: str, row: record.ModelRow) -> str:
-    """``**model**: test accuracy mean +/- sd (seeds; CI of the mean, n).``"""
+    """``**model**: test accuracy mean +/- sd (seeds; CI of the mean by the row's method, n).``"""
     sd = f"{row.sd:.2%}" if row.sd is not None else "n/a"
+    method = row.ci_method or "bootstrap"
     return (f"**{model}**: test accuracy {row.mean:.2%} +/- {sd} (mean +/- sd over {len(row.seeds)} seeds; "
-            f"bootstrap 95% CI of the mean {row.ci_low:.2%} to {row.ci_high:.2%}, n = {row.n_test}).")
+            f"95% CI ({method}) {row.ci_low:.2%} to {row.ci_high:.2%}, n = {row.n_test}).")
 
 
 def own_data_verdict(assessed: list[Assessed], method: str) -> str:

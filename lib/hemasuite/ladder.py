@@ -187,9 +187,7 @@ def _finite(value) -> float | None:
 
 def save_predictions(run, name: str, frame: pd.DataFrame) -> str:
     """``predictions/<name>.csv`` of ``run``; returns its relative path."""
-    target = run.path(f"predictions/{name}.csv")
-    frame.to_csv(target, index=False)
-    return run.relative(target)
+    return run.save_predictions(frame, name)
 
 
 def model_row(run, key: str, title: str, runs: list[SplitRun], weights: record.Weights, architecture: str,

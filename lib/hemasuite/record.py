@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .config import repo_root
+from .config import portable_paths, repo_root
 from .errors import SuiteError
 
 VERSION = 1
@@ -530,6 +530,19 @@ class Run:
         figure.savefig(target, dpi=110, bbox_inches="tight")
         self.figures[name] = self.relative(target)
         return self.figures[name]
+
+    def save_predictions(self, table: pd.DataFrame, name: str) -> str:
+        """Save per-image predictions as ``predictions/<name>.csv``; returns its relative path.
+
+        The ``path`` column is written relative to the images' common folder (the dataset
+        root), so that the file names no folder of this machine.
+        """
+        table = table.copy()
+        if "path" in table:
+            table["path"] = portable_paths(table["path"].astype(str))
+        target = self.path(f"predictions/{name}.csv")
+        table.to_csv(target, index=False)
+        return self.relative(target)
 
     def save_table(self, table: pd.DataFrame, name: str, index: bool = False, floatfmt: str = ".4f") -> str:
         """Save a table as ``tables/<name>.csv`` and ``tables/<name>.md``; returns (and records) the CSV's path."""

@@ -89,9 +89,7 @@ def save_predictions(run, name: str, runs: Runs) -> str:
                                  "predicted": [classes[i] for i in result.probabilities.argmax(axis=1)]})
             probabilities = pd.DataFrame(result.probabilities, columns=[f"p_{c}" for c in classes]).round(5)
             parts.append(pd.concat([part, probabilities], axis=1))
-    target = run.path(f"predictions/{name}.csv")
-    pd.concat(parts, ignore_index=True).to_csv(target, index=False)
-    return run.relative(target)
+    return run.save_predictions(pd.concat(parts, ignore_index=True), name)
 
 
 def selection(model: str, runs: Runs) -> record.Selection | None:
@@ -129,7 +127,9 @@ def pool(run, key: str, title: str, runs: Runs, n_boot: int, weights: record.Wei
              for r, s in zip(table.itertuples(), per_run)]
     sd = summary["sd_across_splits"] if len(runs) > 1 else summary["sd_across_training_seeds"]
     row = replace(first.row, seeds=seeds, mean=summary["mean"], sd=sd, ci_low=ci["ci_low"], ci_high=ci["ci_high"],
-                  n_test=ci["n_test"], predictions=save_predictions(run, key.replace("+", "_and_"), runs),
+                  n_test=ci["n_test"], ci_method=f"bootstrap over the {ci['n_test']} test images of {len(runs)} "
+                                                  "split(s), each averaged over training seeds",
+                  predictions=save_predictions(run, key.replace("+", "_and_"), runs),
                   metrics={k: record.Spread(v["mean"], v["sd"]) for k, v in over.items() if k != "accuracy"})
     evaluation = {**first.evaluation, "over_seeds": over, "accuracy_seed_mean_ci": ci, "repeated_splits": summary,
                   "accuracy_table": table.to_dict(orient="records")}

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .config import portable_paths
 from .errors import DataError, ParameterError
 
 SPLIT_NAMES = {2: ("train", "test"), 3: ("train", "val", "test")}
@@ -165,19 +166,26 @@ def split_summary(frame: pd.DataFrame, label_col: str = "label") -> pd.DataFrame
 
 
 def save_manifest(frame: pd.DataFrame, path) -> Path:
-    """Write the split as CSV: path, label, group, split, and the columns of ``EXTRA_COLUMNS`` present."""
+    """Write the split as CSV: path, label, group, split, and the columns of ``EXTRA_COLUMNS`` present.
+
+    Paths are written relative to the images' common folder (:func:`hemasuite.config.portable_paths`);
+    :func:`load_manifest` joins them to a given root again.
+    """
     missing = [c for c in MANIFEST_COLUMNS if c not in frame.columns]
     if missing:
         raise DataError(f"cannot save split manifest: frame lacks column(s) {missing}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     extra = [c for c in EXTRA_COLUMNS if c in frame.columns]
-    frame[MANIFEST_COLUMNS + extra].to_csv(path, index=False)
+    frame[MANIFEST_COLUMNS + extra].assign(path=portable_paths(frame["path"].astype(str))).to_csv(path, index=False)
     return path
 
 
-def load_manifest(path) -> pd.DataFrame:
-    """Read a manifest written by :func:`save_manifest` (all columns as strings), checking its columns and splits."""
+def load_manifest(path, root=None) -> pd.DataFrame:
+    """Read a manifest written by :func:`save_manifest` (all columns as strings), checking its columns and splits.
+
+    With ``root`` (the images' common folder), relative paths become absolute again.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"split manifest {path} does not exist")
@@ -188,4 +196,6 @@ def load_manifest(path) -> pd.DataFrame:
     unknown = sorted(set(frame["split"]) - set(SPLIT_NAMES[3]))
     if unknown:
         raise DataError(f"split manifest {path} has unknown split name(s) {unknown}")
+    if root is not None:
+        frame["path"] = [p if Path(p).is_absolute() else str(Path(root) / p) for p in frame["path"]]
     return frame

@@ -527,8 +527,7 @@ def model_row(run, result: CVResult) -> record.ModelRow:
     table = result.predictions.assign(split="test", true=[classes[i] for i in result.predictions["true"]],
                                       predicted=[classes[i] for i in result.predictions["predicted"]])
     columns = ["path", "case", "split", "fold", "true", "predicted", *[f"p_{c}" for c in classes]]
-    target = run.path(f"predictions/{result.key}.csv")
-    table[columns].round(5).to_csv(target, index=False)
+    predictions = run.save_predictions(table[columns].round(5), result.key)
     per_fold = crossval.fold_table(result.predictions)
     seeds = [record.SeedValue(seed=int(run.params.get("seed", 0)), value=float(r.accuracy), fold=int(r.fold),
                               chosen=result.selection.chosen[i] if i < len(result.selection.chosen) else None)
@@ -537,7 +536,7 @@ def model_row(run, result: CVResult) -> record.ModelRow:
         key=result.key, model=result.model, weights=result.weights, seeds=seeds, mean=s["accuracy"],
         sd=s["fold_sd"], ci_low=s["ci"]["ci_low"], ci_high=s["ci"]["ci_high"], n_test=s["images"],
         variant=f"{result.variant}, {LEVEL_NAMES[result.level]}", train_images_per_s=result.train_images_per_s,
-        predictions=run.relative(target), architecture=result.architecture, split_level=result.level,
+        predictions=predictions, architecture=result.architecture, split_level=result.level,
         ci_method=s["ci"]["method"], train_accuracy=round(result.train_accuracy, 4))
 
 

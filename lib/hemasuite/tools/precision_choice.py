@@ -23,7 +23,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from .. import augment, config, models, pipeline, splits, training
+from .. import augment, config, datasets, models, pipeline, splits, training
 from ..record import environment, write_json_atomic
 
 MANIFEST = Path("reports/cpu/results/11_p1_deep_cnn/split_manifest.csv")
@@ -46,9 +46,10 @@ class EpochTimer(keras.callbacks.Callback):
         self.seconds.append(time.perf_counter() - self._start)
 
 
-def carve_split(manifest, fraction: float, seed: int):
+def carve_split(manifest, fraction: float, seed: int, data_dir=None):
     """The manifest's training rows, split again into train / val (stratified, duplicate groups kept together)."""
-    frame = splits.load_manifest(manifest)
+    root = config.common_folder(datasets.load_dataset("taleqani_all", data_dir).frame["path"])
+    frame = splits.load_manifest(manifest, root=root)
     train = frame[frame["split"] == "train"].drop(columns="split").reset_index(drop=True)
     carved = splits.split_dataset(train, (1 - fraction, fraction), seed=seed, groups="duplicate_group")
     carved["split"] = carved["split"].replace({"test": "val"})
