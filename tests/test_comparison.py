@@ -134,6 +134,14 @@ def test_a_results_file_in_another_format_is_an_error_naming_it(results, tmp_pat
     assert comparison.load(tmp_path / "nowhere") == {}
 
 
+def test_the_comparisons_own_earlier_record_is_not_read(results, tmp_path):
+    stem = "10_p4_sequential_cnn"
+    shutil.copytree(results / stem, tmp_path / stem)
+    (tmp_path / papers.COMPARISON).mkdir()
+    (tmp_path / papers.COMPARISON / "results.json").write_text(json.dumps({"comparison": [], "summary": {}}))
+    assert list(comparison.load(tmp_path)) == [stem]
+
+
 def test_readme_section_from_the_comparison(results, tmp_path):
     reports = tmp_path / "reports"
     shutil.copytree(results / papers.COMPARISON, reports / "cpu" / "results" / papers.COMPARISON)

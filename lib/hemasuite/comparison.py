@@ -69,7 +69,7 @@ def results_folder(results_dir, run) -> Path:
 def load(folder) -> dict[str, Results]:
     """Every notebook's results under ``folder`` but the comparison's own: replications in suite order, then the
     others (such as a leakage-ladder notebook) by name."""
-    found = {stem: result for stem, result in read_all(folder).items() if stem != papers.COMPARISON}
+    found = read_all(folder, exclude={papers.COMPARISON})  # its own earlier record may be of an older format
     return {stem: found[stem] for stem in [*[s for s in papers.REGISTRY if s in found],
                                            *sorted(s for s in found if s not in papers.REGISTRY)]}
 

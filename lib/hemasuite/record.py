@@ -385,9 +385,11 @@ def read(path) -> Results:
         raise RecordError(f"{path}: not JSON ({error})") from error
 
 
-def read_all(folder) -> dict[str, Results]:
-    """Every ``<notebook>/results.json`` under ``folder``, keyed by notebook stem."""
-    return {path.parent.name: read(path) for path in sorted(Path(folder).glob("*/results.json"))}
+def read_all(folder, exclude=()) -> dict[str, Results]:
+    """Every ``<notebook>/results.json`` under ``folder`` but those of the ``exclude`` stems (not read at all),
+    keyed by notebook stem."""
+    return {path.parent.name: read(path) for path in sorted(Path(folder).glob("*/results.json"))
+            if path.parent.name not in exclude}
 
 
 # ---------------------------------------------------------------------------- environment and files
