@@ -10,7 +10,9 @@ from hemasuite.tools import runner
 
 BODY = """
 from hemasuite import session
+import pandas as pd
 run = session.start("{stem}", globals())
+run.save_table(pd.DataFrame({{"where": [str(run.dir)]}}), "where")
 if fail:
     raise RuntimeError("planted failure")
 run.finish(details={{"value": value}})
@@ -47,6 +49,10 @@ def test_success_publishes_notebook_page_results_and_site(project):
     assert not (reports / "index.html").exists()  # the front door belongs to the committed cpu profile
     published = (reports / "smoke" / "01_second.ipynb").read_text()
     assert "value 2" in published and str(reports) not in published and str(reports.parent) not in published
+    folder = reports / "smoke" / "results" / "01_second"
+    for written in (folder / "results.json", folder / "tables" / "where.csv", folder / "tables" / "where.md"):
+        assert str(reports.parent) not in written.read_text(), written
+    assert json.loads((folder / "results.json").read_text())["details"]["value"] == 2  # still valid JSON
 
 
 def test_failure_keeps_last_good_report(project):
@@ -118,7 +124,7 @@ def test_comparison_gets_the_published_results_folder_and_cpu_updates_the_readme
     reports = tmp_path / "reports"
     assert runner.run_notebooks("smoke", reports=reports, notebook_dir=notebooks)[0]["status"] == "ok"
     results = json.loads((reports / "smoke" / "results" / "90_comparison" / "results.json").read_text())
-    assert results["details"]["results_dir"] == str((reports / "smoke" / "results").resolve())
+    assert results["details"]["results_dir"] == "reports/smoke/results"  # the published folder, machine part removed
     assert calls == []
     assert runner.run_notebooks("cpu", reports=reports, notebook_dir=notebooks, allow_dirty=True)[0]["status"] == "ok"
     assert calls == []  # a reports folder other than the checkout's never rewrites the README

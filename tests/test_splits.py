@@ -95,6 +95,13 @@ def test_manifest_round_trip(tmp_path):
     assert loaded["group"].iloc[0] == "00000"
 
 
+def test_manifest_groups_named_by_path_are_relative_too(tmp_path):
+    frame = split_dataset(make_frame().assign(group=lambda f: f["path"]), seed=0)
+    path = save_manifest(frame, tmp_path / "split_manifest.csv")
+    loaded = load_manifest(path)
+    assert "/data/" not in path.read_text() and (loaded["group"] == loaded["path"]).all()
+
+
 def test_load_manifest_rejects_bad_files(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         load_manifest(tmp_path / "none.csv")

@@ -9,12 +9,13 @@ images on different sides with a similarity of its own.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .config import portable_paths
+from .config import common_folder
 from .errors import DataError, ParameterError
 
 SPLIT_NAMES = {2: ("train", "test"), 3: ("train", "val", "test")}
@@ -168,8 +169,8 @@ def split_summary(frame: pd.DataFrame, label_col: str = "label") -> pd.DataFrame
 def save_manifest(frame: pd.DataFrame, path) -> Path:
     """Write the split as CSV: path, label, group, split, and the columns of ``EXTRA_COLUMNS`` present.
 
-    Paths are written relative to the images' common folder (:func:`hemasuite.config.portable_paths`);
-    :func:`load_manifest` joins them to a given root again.
+    Paths, and groups named by a path, are written relative to the images' common folder
+    (:func:`hemasuite.config.common_folder`); :func:`load_manifest` joins paths to a given root again.
     """
     missing = [c for c in MANIFEST_COLUMNS if c not in frame.columns]
     if missing:
@@ -177,7 +178,11 @@ def save_manifest(frame: pd.DataFrame, path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     extra = [c for c in EXTRA_COLUMNS if c in frame.columns]
-    frame[MANIFEST_COLUMNS + extra].assign(path=portable_paths(frame["path"].astype(str))).to_csv(path, index=False)
+    written = frame[MANIFEST_COLUMNS + extra].astype(str)
+    if len(written) and all(os.path.isabs(p) for p in written["path"]):
+        root = common_folder(written["path"]) + os.sep
+        written = written.apply(lambda column: column.str.removeprefix(root))  # paths, and groups named by path
+    written.to_csv(path, index=False)
     return path
 
 

@@ -148,6 +148,16 @@ def strip_machine_paths(notebook: Path, reports: Path) -> None:
     nbformat.write(nb, notebook)
 
 
+def strip_machine_paths_in_results(folder: Path, reports: Path) -> None:
+    """Rewrite this machine's absolute paths in a run's ``results.json`` and ``tables/`` as
+    :func:`strip_machine_paths` does in the notebook. Split manifests are left as written: they
+    name images relative to their dataset already, and results.json holds their hashes."""
+    clean = path_cleaner(reports, {})
+    for path in [folder / "results.json", *sorted((folder / "tables").glob("*"))]:
+        if path.suffix in (".json", ".csv", ".md") and path.is_file():
+            path.write_text(clean(path.read_text()))
+
+
 def render_html(notebook: Path, target: Path) -> None:
     """Render an executed notebook to self-contained HTML that needs no network.
 
@@ -218,6 +228,7 @@ def run_one(path: Path, profile: str, overrides: dict, reports: Path, data_dir: 
     strip_machine_paths(executed, reports)
     render_html(executed, staging / f"{stem}.html")
     if (staging_results / stem).exists():
+        strip_machine_paths_in_results(staging_results / stem, reports)
         replace_tree(staging_results / stem, published / "results" / stem)
     for suffix in (".ipynb", ".html"):
         shutil.move(str(staging / f"{stem}{suffix}"), str(published / f"{stem}{suffix}"))
