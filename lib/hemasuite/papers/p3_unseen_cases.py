@@ -62,9 +62,9 @@ REPORTED: dict = {}  # beyond the paper: P3 reports no case-level number, so no 
 BEYOND_PAPER = "case-level evaluation; the paper (image level) reports no such number"
 ARCHITECTURES = {"efficientnet_lite0": "EfficientNet-Lite0", "vgg16": "VGG-16"}
 CUT = {"efficientnet_lite0": "block14_add"}  # fine-tuning trains what follows this layer
-# feature-extraction precision: VGG-16 ran 4x faster under bfloat16 on the 2 avx512_bf16 cores measured
-# (23.5 vs 6.0 tiles/s at 112 px); Lite0's depthwise convolutions ran slower (12 vs 22 tiles/s at 224 px)
-PRECISION = {"vgg16": "mixed_bfloat16"}
+# feature-extraction precision on a CPU: VGG-16 ran 4x faster under bfloat16 on the 2 avx512_bf16 cores
+# measured (23.5 vs 6.0 tiles/s at 112 px); Lite0's depthwise convolutions ran slower (12 vs 22 tiles/s at 224 px)
+CPU_PRECISION = {"vgg16": "mixed_bfloat16"}
 LEVEL_NAMES = {"case": "case-level CV", "image": "image-level CV", "duplicate": "image-level CV"}
 ACTIVATION_BATCH = 256  # inference batch of cached trunk activations (pooling, fine-tuning validation and test)
 
@@ -156,6 +156,13 @@ def tile_grid(images: np.ndarray, tile: int) -> tuple[np.ndarray, np.ndarray]:
     return tiles, source
 
 
+def extraction_precision(backbone: str, gpu: bool | None = None) -> str:
+    """Precision of frozen tile features: the GPU policy on a GPU, else :data:`CPU_PRECISION` (float32 by default)."""
+    if training.precision_policy(gpu) == training.GPU_POLICY:
+        return training.GPU_POLICY
+    return CPU_PRECISION.get(backbone, "float32")
+
+
 class TileExtractor:
     """A frozen ImageNet backbone on native-resolution tiles, its outputs cached per image set and variant.
 
@@ -200,7 +207,7 @@ class TileExtractor:
     def trunk(self, images: np.ndarray, paths, variant: str) -> tuple[np.ndarray, np.ndarray]:
         """Cached trunk output of every tile of ``images`` (a variant's images of ``paths``), and each tile's image."""
         tiles, source = tile_grid(images, self.tile)
-        precision = PRECISION.get(self.backbone, "float32")
+        precision = extraction_precision(self.backbone)
         with training.policy_scope(precision):
             values = self.cache(tiles, [paths[i] for i in source], f"tiles{self.tile}|{precision}|{variant}")
         self.tiles_per_s = self.cache.images_per_s

@@ -494,7 +494,7 @@ def unseen_stages(params: dict, data_dir=None, input_size: int | None = None) ->
         yield Stage(stem, f"{name} up to {cut or 'avgpool'}, {tile}-px tiles (frozen)",
                     functools.partial(tile_network, "trunk", backbone, shape[0], weights), shape, n_classes,
                     image_sets(variants, cached=True), source, None, TILE_BATCH, rescale=1.0,
-                    precision=unseen.PRECISION.get(backbone, "float32"))
+                    precision=unseen.extraction_precision(backbone))
         if cut is None:
             continue  # its cached outputs are the pooled features
         activations = trunk_shape(backbone, shape[0])
