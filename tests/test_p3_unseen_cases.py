@@ -189,3 +189,9 @@ def test_comparison_says_beyond_the_paper_and_uses_each_rows_split_level():
     assert comparison.display_table(table)["paper reported"].tolist() == ["beyond the paper"]
     other = table.assign(notebook="22_p5_bone_marrow")
     assert comparison.display_table(other)["paper reported"].tolist() == ["not reported"]
+
+
+def test_tile_features_use_bfloat16_only_where_it_was_measured_faster():
+    assert unseen.extraction_precision("vgg16", gpu=False) == "mixed_bfloat16"
+    assert unseen.extraction_precision("efficientnet_lite0", gpu=False) == "float32"
+    assert unseen.extraction_precision("vgg16", gpu=True) == "mixed_float16"  # no bfloat16 on GPUs such as the T4

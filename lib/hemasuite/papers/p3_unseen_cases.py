@@ -62,10 +62,11 @@ REPORTED: dict = {}  # beyond the paper: P3 reports no case-level number, so no 
 BEYOND_PAPER = "case-level evaluation; the paper (image level) reports no such number"
 ARCHITECTURES = {"efficientnet_lite0": "EfficientNet-Lite0", "vgg16": "VGG-16"}
 CUT = {"efficientnet_lite0": "block14_add"}  # fine-tuning trains what follows this layer
-# feature-extraction precision: VGG-16 ran 4x faster under bfloat16 on the 2 avx512_bf16 cores measured
-# (23.5 vs 6.0 tiles/s at 112 px); Lite0's depthwise convolutions ran slower (12 vs 22 tiles/s at 224 px)
-PRECISION = {"vgg16": "mixed_bfloat16"}
+# feature-extraction precision on a CPU: VGG-16 ran 4x faster under bfloat16 on the 2 avx512_bf16 cores
+# measured (23.5 vs 6.0 tiles/s at 112 px); Lite0's depthwise convolutions ran slower (12 vs 22 tiles/s at 224 px)
+CPU_PRECISION = {"vgg16": "mixed_bfloat16"}
 LEVEL_NAMES = {"case": "case-level CV", "image": "image-level CV", "duplicate": "image-level CV"}
+ACTIVATION_BATCH = 256  # inference batch of cached trunk activations (pooling, fine-tuning validation and test)
 
 
 # ---------------------------------------------------------------------------- data and folds
@@ -155,6 +156,13 @@ def tile_grid(images: np.ndarray, tile: int) -> tuple[np.ndarray, np.ndarray]:
     return tiles, source
 
 
+def extraction_precision(backbone: str, gpu: bool | None = None) -> str:
+    """Precision of frozen tile features: the GPU policy on a GPU, else :data:`CPU_PRECISION` (float32 by default)."""
+    if training.precision_policy(gpu) == training.GPU_POLICY:
+        return training.GPU_POLICY
+    return CPU_PRECISION.get(backbone, "float32")
+
+
 class TileExtractor:
     """A frozen ImageNet backbone on native-resolution tiles, its outputs cached per image set and variant.
 
@@ -199,7 +207,7 @@ class TileExtractor:
     def trunk(self, images: np.ndarray, paths, variant: str) -> tuple[np.ndarray, np.ndarray]:
         """Cached trunk output of every tile of ``images`` (a variant's images of ``paths``), and each tile's image."""
         tiles, source = tile_grid(images, self.tile)
-        precision = PRECISION.get(self.backbone, "float32")
+        precision = extraction_precision(self.backbone)
         with training.policy_scope(precision):
             values = self.cache(tiles, [paths[i] for i in source], f"tiles{self.tile}|{precision}|{variant}")
         self.tiles_per_s = self.cache.images_per_s
@@ -221,13 +229,17 @@ class TileExtractor:
 
         return apply, rest
 
+    def pool_model(self) -> keras.Model:
+        """The layers after the cut + global average pooling, on trunk activations of ``shape`` (built once)."""
+        if self._pool_model is None:
+            inputs = keras.Input(self.shape)
+            self._pool_model = keras.Model(inputs, self._top()[0](inputs))
+        return self._pool_model
+
     def pool(self, values: np.ndarray, source: np.ndarray, n_images: int) -> np.ndarray:
         """Image features: the mean over each image's tiles of the (pooled) tile features."""
         if self.cut is not None:
-            if self._pool_model is None:
-                inputs = keras.Input(self.shape)
-                self._pool_model = keras.Model(inputs, self._top()[0](inputs))
-            values = self._pool_model.predict(values, batch_size=256, verbose=0)
+            values = self.pool_model().predict(values, batch_size=ACTIVATION_BATCH, verbose=0)
         return pd.DataFrame(values).groupby(source).mean().reindex(range(n_images)).to_numpy(np.float32)
 
     def pooled(self, images: np.ndarray, paths, variant: str) -> np.ndarray:
@@ -489,8 +501,8 @@ def finetune_cv(cases: Cases, folds: np.ndarray, level: str, feats: VariantFeatu
         config.set_seeds(seed + fold)
         data = pipeline.make_dataset(x_train[fit], cases.labels[rows[fit]], n_classes, batch_size, training=True,
                                      seed=seed + fold, rescale=1.0)
-        val_data = pipeline.make_dataset(x_train[val], cases.labels[rows[val]], n_classes, 256, training=False,
-                                         rescale=1.0)
+        val_data = pipeline.make_dataset(x_train[val], cases.labels[rows[val]], n_classes, ACTIVATION_BATCH,
+                                         training=False, rescale=1.0)
         selector = training.BestValidationEpoch()
         result = training.train(lambda: extractor.classifier(n_classes), data, int(fit.sum()), epochs,
                                 lambda: training.adam(learning_rate, epochs, "constant")(0), val_data,
@@ -500,7 +512,7 @@ def finetune_cv(cases: Cases, folds: np.ndarray, level: str, feats: VariantFeatu
         chosen.append(f"fold {fold}: epoch {selector.best_epoch + 1}")
         tried.extend(record.Tried(f"fold {fold}: epoch {i + 1}", v)
                      for i, v in enumerate(result.history["val_accuracy"]))
-        tiles = result.model.predict(x_test, batch_size=256, verbose=0)
+        tiles = result.model.predict(x_test, batch_size=ACTIVATION_BATCH, verbose=0)
         return pd.DataFrame(tiles).groupby(test_rows).mean().reindex(test).to_numpy()
 
     predictions = crossval.cross_validate(cases.labels, _pairs(folds), cases.classes, fit_predict)

@@ -8,5 +8,6 @@
                    (``python -m hemasuite.tools.readme``, ``make readme``)
 - ``paper_check``  the ``paper`` profile's preflight: every model built, one step timed, the full
                    run's wall time estimated (``python -m hemasuite.tools.paper_check``, ``make paper-check``)
+- ``paper_stages`` the networks of each notebook the preflight times, and the work of its full run
 - ``precision_choice``  float32 vs mixed_bfloat16 on CPU, compared on validation accuracy
 """

@@ -50,7 +50,7 @@ from ..errors import DataError, WeightsError
 from ..imageio import is_image_file
 from ..papers import p5_bone_marrow as p5
 from ..record import RecordError, git_commit, markdown_table, package_versions, read, write_json_atomic
-from . import paper_check, runner
+from . import paper_check, paper_stages, runner
 
 CPU_GOAL_S = 90 * 60
 WARM_RATIO_GOAL = 5.0
@@ -286,8 +286,8 @@ def pretrained_benchmark(configs=PRETRAINED, steps: int = 3, infer_batch: int = 
         except WeightsError as error:
             rows.append({**row, "weights_source": MISSING, "status": f"unavailable: {str(error).splitlines()[0]}"})
             continue
-        stage = functools.partial(paper_check.Stage, "bench", name, input_shape=shape, n_classes=n_classes,
-                                  workload=paper_check.Workload(0, 0, "bench"), weights_source=source, rescale=1.0)
+        stage = functools.partial(paper_stages.Stage, "bench", name, input_shape=shape, n_classes=n_classes,
+                                  workload=paper_stages.Workload(0, 0, "bench"), weights_source=source, rescale=1.0)
         features = paper_check.measure(stage(build=functools.partial(models.backbone_features, name, shape,
                                                                      "imagenet"), train_batch=None,
                                              infer_batch=infer_batch), steps)
