@@ -35,7 +35,7 @@ from .record import ModelRow, Protocol, RecordError, Results, markdown_table, re
 MISSING = "missing"
 NOT_RECORDED = "not recorded"
 COLUMNS = ["paper", "notebook", "model", "weights", "dataset", "metric", "paper_reported", "mean", "sd", "ci_low",
-           "ci_high", "seeds", "status", "protocol_differences", "leakage", "weights_source", "architecture",
+           "ci_high", "seeds", "runs", "status", "protocol_differences", "leakage", "weights_source", "architecture",
            "split_level", "ci_method", "n_test", "train_accuracy", "majority"]
 NUMBERS = ("paper_reported", "mean", "sd", "ci_low", "ci_high", "train_accuracy")
 AUGMENTED = "augmented"
@@ -117,11 +117,26 @@ def is_majority(row: ModelRow) -> bool:
                                       for name in (row.architecture, row.model))
 
 
+def _count(n: int, unit: str) -> str:
+    return f"{n} {unit}{'s' if n != 1 else ''}"
+
+
+def runs_label(row: ModelRow, protocol: Protocol | None) -> str:
+    """What a row's mean and sd are over: ``n seeds``, ``k folds`` (cross-validation) or ``k splits x n seeds``."""
+    seeds = {s.seed for s in row.seeds}
+    groups = {s.fold for s in row.seeds if s.fold is not None}
+    if len(groups) <= 1:
+        return _count(len(row.seeds), "seed")
+    unit = "fold" if protocol is not None and protocol.split is not None and protocol.split.folds else "split"
+    return _count(len(groups), unit) + (f" x {_count(len(seeds), 'seed')}" if len(seeds) > 1 else "")
+
+
 def notebook_rows(stem: str, result: Results | None) -> list[dict]:
     """Rows of one notebook: its model rows, then a ``missing`` row per reported model no row replicates."""
     module = papers.REGISTRY[stem]
     blank = {"paper": module.ID, "notebook": stem, "mean": math.nan, "sd": math.nan, "ci_low": math.nan,
-             "ci_high": math.nan, "seeds": 0, "metric": "accuracy", "train_accuracy": math.nan, "majority": False}
+             "ci_high": math.nan, "seeds": 0, "runs": "", "metric": "accuracy", "train_accuracy": math.nan,
+             "majority": False}
     if result is None:
         return [{**blank, "model": model, "weights": MISSING, "dataset": MISSING, "split_level": MISSING,
                  "paper_reported": values.get("accuracy", math.nan), "status": f"{MISSING}: no results.json",
@@ -137,7 +152,8 @@ def notebook_rows(stem: str, result: Results | None) -> list[dict]:
                      "architecture": row.architecture, "dataset": dataset, "metric": row.metric,
                      "paper_reported": _value(row.paper_value), "mean": _value(row.mean), "sd": _value(row.sd),
                      "ci_low": _value(row.ci_low), "ci_high": _value(row.ci_high), "ci_method": row.ci_method,
-                     "n_test": row.n_test, "seeds": len(row.seeds), "train_accuracy": _value(row.train_accuracy),
+                     "n_test": row.n_test, "seeds": len(row.seeds), "runs": runs_label(row, protocol),
+                     "train_accuracy": _value(row.train_accuracy),
                      "majority": is_majority(row),
                      "status": "ok" if row.mean is not None else f"{MISSING}: no measurement",
                      "protocol_differences": differences, "split_level": level,
@@ -307,10 +323,11 @@ def fmt_value(value, missing: str = MISSING) -> str:
 def fmt_mean_sd(row) -> str:
     if math.isnan(_value(row["mean"])):
         return MISSING
-    seeds = int(row["seeds"] or 0)
+    runs = row.get("runs")
+    runs = runs if isinstance(runs, str) and runs else _count(int(row["seeds"] or 0), "seed")  # older tables
     sd = _value(row["sd"])
     spread = f" ± {sd:.2%}" if not math.isnan(sd) else " (sd n/a)"
-    return f"{_value(row['mean']):.2%}{spread} ({seeds} seed{'s' if seeds != 1 else ''})"
+    return f"{_value(row['mean']):.2%}{spread} ({runs})"
 
 
 def fmt_ci(row, prefix: str = "") -> str:
