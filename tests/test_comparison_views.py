@@ -265,3 +265,15 @@ def test_runs_label_says_seeds_folds_or_splits_times_seeds():
     assert comparison.runs_label(row(*[(0, f) for f in range(5)]), cv) == "5 folds"
     assert comparison.runs_label(row(*[(s, k) for k in range(3) for s in (0, 1)]), repeated) == "3 splits x 2 seeds"
     assert comparison.runs_label(row((0, 0)), None) == "1 seed"
+
+
+def test_verdicts_quote_each_notebook_in_order(folder):
+    import dataclasses
+
+    found = {stem: dataclasses.replace(result, verdict=f"verdict of {stem}")
+             for stem, result in comparison.load(folder).items()}
+    text = comparison.verdicts(found)
+    stems = list(found)
+    assert len(stems) > 1 and all(f"verdict of {stem}" in text for stem in stems)
+    assert stems and all(f"### `{stem}`" in text for stem in stems)
+    assert [text.index(f"`{stem}`") for stem in stems] == sorted(text.index(f"`{stem}`") for stem in stems)

@@ -312,6 +312,12 @@ def pretraining_table(table: pd.DataFrame) -> pd.DataFrame:
 
 # ---------------------------------------------------------------------------- formatting
 
+def verdicts(found: dict[str, Results]) -> str:
+    """Markdown: every notebook's verdict as it recorded it (its answer in its own words), in suite order."""
+    parts = [f"### `{stem}`\n\n{result.verdict}" for stem, result in found.items() if result.verdict]
+    return "\n\n".join(parts) if parts else "No notebook recorded a verdict."
+
+
 def fmt_value(value, missing: str = MISSING) -> str:
     """A fraction as a percentage, another number with 3 decimals, NaN as ``missing``."""
     value = _value(value)
