@@ -222,14 +222,17 @@ def test_cpu_front_page(browser, cpu_site, tmp_path):
         for number in range(rows.count()):
             cells = rows.nth(number).locator("td")
             assert cells.nth(0).locator("a").count() == 1, f"row {number} does not link to its notebook"
-            paper, suite = cells.nth(3).inner_text(), cells.nth(4).inner_text()
-            assert (paper.endswith("%") or paper == "–") and "%" in suite, (paper, suite)
+            split, paper, suite = (cells.nth(k).inner_text() for k in (3, 4, 5))
+            assert split in ("image", "duplicate", "field", "case", "augmented", "missing"), split
+            assert (paper.endswith("%") or paper == "–") and ("%" in suite or suite == "not run"), (paper, suite)
         nav = page.locator("nav.bd-docs-nav")
         nav_box = nav.bounding_box()
         assert nav_box and nav_box["y"] < VIEWPORT["height"] / 2 and nav.locator("a").count() >= 8
         figures = sorted((reports / "cpu" / "results" / "90_comparison" / "figures").glob("*.png"))
         shown = page.evaluate("Array.from(document.querySelectorAll('figure img')).map(i => i.alt)")
         assert len(shown) == len(figures) > 0
+        verdicts = page.locator("#verdicts details")
+        assert verdicts.count() >= 5 and any("case-level" in text for text in verdicts.all_inner_texts())
         details = page.locator("#protocol-differences details")
         assert details.count() >= 5 and page.evaluate(
             "Array.from(document.querySelectorAll('#protocol-differences details')).every(d => !d.open)")

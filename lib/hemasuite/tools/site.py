@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import config
+from .. import comparison, config
 
 # TensorFlow's C++ start-up lines (absl log prefix "I0000 00:00:... file.cc:NN]"), which
 # TF_CPP_MIN_LOG_LEVEL does not silence because they are written before logging starts.
@@ -76,7 +76,7 @@ def summary_table(reports: Path, profile: str) -> pd.DataFrame:
     Reads ``reports/<profile>/results/90_comparison/tables/comparison.csv``.
     """
     path = Path(reports) / profile / "results" / COMPARISON / "tables" / "comparison.csv"
-    columns = ["paper", "notebook", "model", "dataset", "paper reported", "this suite", "95% CI", "status",
+    columns = ["paper", "notebook", "model", "dataset", "split", "paper reported", "this suite", "95% CI", "status",
                "protocol differences", "leakage"]
     if not path.exists():
         return pd.DataFrame(columns=columns)
@@ -91,14 +91,12 @@ def summary_table(reports: Path, profile: str) -> pd.DataFrame:
         return "–" if pd.isna(value) else f"{value:.2%}"
 
     def suite(row):
-        if pd.isna(row["mean"]):
-            return "not run"
-        spread = "" if pd.isna(row["sd"]) else f" ± {pct(row['sd'])}"
-        return f"{pct(row['mean'])}{spread} ({int(row['seeds'])} seed{'s' if row['seeds'] != 1 else ''})"
+        return "not run" if pd.isna(row["mean"]) else comparison.fmt_mean_sd(row)
 
     return pd.DataFrame({
         "paper": table["paper"], "notebook": table["notebook"],
         "model": table["model"] + " (" + table["weights"] + ")", "dataset": table["dataset"],
+        "split": table["split_level"].fillna("–") if "split_level" in table else "–",
         "paper reported": table["paper_reported"].map(pct), "this suite": table.apply(suite, axis=1),
         "95% CI": [("–" if pd.isna(lo) else f"{pct(lo)} – {pct(hi)}") for lo, hi in zip(table["ci_low"],
                                                                                          table["ci_high"])],
@@ -244,7 +242,7 @@ def key_numbers_cell(summary: pd.DataFrame, stem: str):
     rows = summary[summary["notebook"] == stem]
     if rows.empty:
         return None
-    columns = ["model", "dataset", "paper reported", "this suite", "95% CI"]
+    columns = ["model", "dataset", "split", "paper reported", "this suite", "95% CI"]
     return nbformat.v4.new_markdown_cell("```{admonition} Key numbers (from 90_comparison)\n:class: tip\n\n"
                                          + markdown_table(rows[columns]) + "\n```\n")
 
@@ -264,8 +262,12 @@ def clean_notebook(path: Path, clean_paths, summary: pd.DataFrame):
         cell.outputs = [o for o in (clean_output(o, clean_paths) for o in merge_streams(cell.outputs)) if o]
         cells += split_long_outputs(cell)
     key_numbers = key_numbers_cell(summary, path.stem)
-    if key_numbers is not None:
+    if key_numbers is not None:  # right under the title line, above the notebook's introduction
         title = next((i for i, c in enumerate(cells) if c.cell_type == "markdown"), -1)
+        heading, _, rest = cells[title].source.partition("\n") if title >= 0 else ("", "", "")
+        if title >= 0 and heading.startswith("# ") and rest.strip():
+            cells[title].source = heading
+            cells.insert(title + 1, nbformat.v4.new_markdown_cell(rest.strip()))
         cells.insert(title + 1, key_numbers)
     notebook.cells = cells
     return notebook
@@ -312,22 +314,29 @@ def status_table(runs: dict, pages: dict, titles: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["notebook", "title", "status", "run time", "date (UTC)"])
 
 
-def front_page(profile: str, summary: pd.DataFrame, status: pd.DataFrame, pages: dict, figures: list[Path]) -> str:
-    """MyST Markdown of the front page."""
+def front_page(profile: str, summary: pd.DataFrame, status: pd.DataFrame, pages: dict, figures: list[Path],
+               verdicts: dict[str, str] | None = None, titles: dict[str, str] | None = None) -> str:
+    """MyST Markdown of the front page; ``verdicts`` (notebook stem: Markdown) follow the summary table."""
+    titles = titles or {}
     about = {"cpu": "the reduced-scale run on the real images (2 CPU cores)",
              "paper": "the papers' own settings on the real images",
              "smoke": "SYNTHETIC images, a quick check that everything runs; its numbers mean nothing"}
     parts = [f"# Leukemia / lymphoma replication suite: profile `{profile}`\n",
              f"Profile `{profile}`: {about.get(profile, 'a custom profile')}. Each row compares a paper's "
-             "reported test accuracy with this suite's (mean ± sd over seeds, bootstrap 95% CI); the paper "
-             "column links to the notebook's page.\n"]
+             "reported test accuracy with this suite's (mean ± sd over the runs in brackets, 95% CI; `split`: the "
+             "unit kept on one side of every split, `case` and `field` being the strict ones); the paper column "
+             "links to the notebook's page, and each notebook's verdict follows the table.\n"]
     if summary.empty:
         parts.append("No comparison yet for this profile: run notebook 90_comparison.\n")
     else:
         shown = summary.copy()
         shown["paper"] = [f"[{p}]({pages[n]})" if n in pages else p for p, n in zip(shown["paper"], shown["notebook"])]
         parts.append("```{table}\n:class: summary\n\n" + markdown_table(
-            shown[["paper", "model", "dataset", "paper reported", "this suite", "95% CI"]]) + "```\n")
+            shown[["paper", "model", "dataset", "split", "paper reported", "this suite", "95% CI"]]) + "```\n")
+    if verdicts:
+        parts.append("## Verdicts\n")
+        parts += [f":::{{dropdown}} {titles.get(stem, stem)}\n:open:\n\n{text}\n:::\n"
+                  for stem, text in verdicts.items()]
     parts += ["## Notebooks\n", markdown_table(status)]
     if figures:
         parts.append("## Headline figures\n")
@@ -400,7 +409,9 @@ def write_sources(reports: Path, profile: str, source: Path) -> None:
         target.parent.mkdir(exist_ok=True)
         shutil.copy2(figure, target)
         figures.append(target.relative_to(source))
-    (source / "index.md").write_text(front_page(profile, summary, status_table(runs, pages, titles), pages, figures))
+    verdicts = {stem: result.verdict for stem, result in comparison.load(results).items() if result.verdict}
+    (source / "index.md").write_text(front_page(profile, summary, status_table(runs, pages, titles), pages, figures,
+                                                {stem: clean_paths(text) for stem, text in verdicts.items()}, titles))
     (source / "_static").mkdir(exist_ok=True)
     (source / "_static" / "site.css").write_text(CSS)
     (source / "conf.py").write_text("".join(f"{key} = {value!r}\n" for key, value in sphinx_conf(profile).items()))
