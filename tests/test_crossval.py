@@ -104,3 +104,11 @@ def test_model_row_and_rung_pool_every_fold_with_an_exact_ci(tmp_path):
     assert single.test_accuracy == 1.0 and single.ci_high == 1.0 and single.ci_low < 1 and single.sd is None
     table = crossval.rungs_table([single, rung])
     assert table["order"].tolist() == [0, 2] and np.isnan(table["train_accuracy"][0])
+
+
+def test_majority_floor_predicts_each_folds_most_frequent_training_class():
+    predictions = pd.DataFrame({"index": range(6), "fold": [0, 0, 1, 1, 2, 2], "true": [0, 0, 1, 1, 1, 0]})
+    floor = crossval.majority_predictions(predictions, ["a", "b"])
+    # fold 0 trains on [1, 1, 1, 0] -> b; fold 1 on [0, 0, 1, 0] -> a; fold 2 on [0, 0, 1, 1] -> a (first of a tie)
+    assert floor["predicted"].tolist() == [1, 1, 0, 0, 0, 0]
+    assert (floor[["p_a", "p_b"]].sum(axis=1) == 1).all() and floor["p_b"].tolist() == [1, 1, 0, 0, 0, 0]

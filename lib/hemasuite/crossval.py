@@ -136,6 +136,27 @@ def save_predictions(run, name: str, predictions: pd.DataFrame, paths, classes) 
     return run.save_predictions(pd.concat([table, probabilities], axis=1), name)
 
 
+def majority_predictions(predictions: pd.DataFrame, classes) -> pd.DataFrame:
+    """The majority-class floor of the same folds: each fold predicts (probability 1) the most frequent class among
+    the other folds' images, its training part."""
+    true = predictions["true"].to_numpy()
+    floor = predictions[["index", "fold", "true"]].copy()
+    for fold in floor["fold"].unique():
+        inside = (floor["fold"] == fold).to_numpy()
+        floor.loc[inside, "predicted"] = int(np.bincount(true[~inside], minlength=len(classes)).argmax())
+    floor["predicted"] = floor["predicted"].astype(int)
+    for number, name in enumerate(classes):
+        floor[f"p_{name}"] = (floor["predicted"] == number).astype(float)
+    return floor
+
+
+def majority_row(run, key: str, predictions: pd.DataFrame, paths, classes, split_level: str,
+                 **extra) -> record.ModelRow:
+    """The majority-class row of a cross-validation (:func:`majority_predictions` of its folds)."""
+    return model_row(run, key, "majority class", majority_predictions(predictions, classes), paths, classes,
+                     record.Weights("none (no training)"), split_level, architecture="majority class", **extra)
+
+
 def model_row(run, key: str, model: str, predictions: pd.DataFrame, paths, classes, weights: record.Weights,
               split_level: str, architecture: str | None = None, train_accuracy: float | None = None,
               chosen: list[str] | None = None, seed: int = 0, **extra) -> record.ModelRow:

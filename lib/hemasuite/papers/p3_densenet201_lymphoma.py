@@ -447,7 +447,7 @@ def per_case(run, study: Study, results: dict[str, pd.DataFrame]) -> pd.DataFram
 def rows(run, study: Study, tile_cvs: dict[str, tiles.TileCV], features: dict[str, FeatureCV], paper: PaperRung,
          backbone: str, weights, network: dict | None) -> list[record.ModelRow]:
     """Results rows: the tile CNN under both CV levels and P3's protocol, the ImageNet-feature model under both,
-    and the paper's network where it ran (:func:`paper_network`)."""
+    the majority-class floor of both, and the paper's network where it ran (:func:`paper_network`)."""
     paths, classes = study.frame["path"], study.data.classes
     paper_value = {"paper_model": "DenseNet-201", "paper_value": REPORTED["DenseNet-201"]["accuracy"]}
     found = []
@@ -469,6 +469,8 @@ def rows(run, study: Study, tile_cvs: dict[str, tiles.TileCV], features: dict[st
             run, f"imagenet_features_{level}_cv", feature_model(backbone), cv.predictions, paths, classes,
             feature_weights(backbone, weights), level, ARCHITECTURES.get(backbone, backbone), cv.train_accuracy,
             [f"fold {f['fold']}: {f['selection']['chosen']}" for f in cv.folds], variant=RUNGS[level]))
+    found += [crossval.majority_row(run, f"majority_{level}_cv", tile_cvs[level].predictions, paths, classes, level,
+                                    variant=RUNGS[level]) for level in LEVELS]
     return found + ([assessed.row for assessed in network["network"].values()] if network else [])
 
 

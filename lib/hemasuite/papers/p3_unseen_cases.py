@@ -552,6 +552,17 @@ def model_row(run, result: CVResult) -> record.ModelRow:
         ci_method=s["ci"]["method"], train_accuracy=round(result.train_accuracy, 4))
 
 
+def majority_rows(run, results: list[CVResult]) -> list[record.ModelRow]:
+    """The majority-class floor of each CV level, on the folds of that level's first result."""
+    found = []
+    for level in dict.fromkeys(r.level for r in results):
+        predictions = next(r for r in results if r.level == level).predictions.sort_values("index")
+        classes = [c.removeprefix("p_") for c in predictions.columns if c.startswith("p_")]
+        found.append(crossval.majority_row(run, f"majority_{level}", predictions, predictions["path"].to_numpy(),
+                                           classes, level, variant=LEVEL_NAMES[level]))
+    return found
+
+
 def summary_table(results: list[CVResult]) -> pd.DataFrame:
     """Pooled accuracy with its exact CI, mean and sd over folds, and training accuracy, one line per result."""
     rows = []

@@ -270,6 +270,12 @@ def fine_tuning(run, rotated: Prepared, backbones, weights, seed: int, seeds, ep
     return results
 
 
+def majority(run, prepared: Prepared, seed: int, n_boot: int) -> Assessed:
+    """The majority-class floor of the split (the most frequent training class, always)."""
+    return rows.complete(experiment.assess(run, "majority", "majority class", prepared, [rows.majority(prepared, seed)],
+                                           n_boot, record.Weights("none (no training)")), "majority class")
+
+
 def train_small_cnn(run, rotated: Prepared, seeds, epochs: int, batch_size: int, learning_rate: float,
                     momentum: float, n_boot: int) -> Assessed:
     """The paper's small CNN from scratch on the rotated training set (a model the paper reports no number for)."""
