@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import comparison, config
+from .. import config
 
 # TensorFlow's C++ start-up lines (absl log prefix "I0000 00:00:... file.cc:NN]"), which
 # TF_CPP_MIN_LOG_LEVEL does not silence because they are written before logging starts.
@@ -89,6 +89,8 @@ def summary_table(reports: Path, profile: str) -> pd.DataFrame:
 
     def pct(value):
         return "–" if pd.isna(value) else f"{value:.2%}"
+
+    from .. import comparison  # imported here: it loads TensorFlow, which the site itself does not need
 
     def suite(row):
         return "not run" if pd.isna(row["mean"]) else comparison.fmt_mean_sd(row)
@@ -409,6 +411,8 @@ def write_sources(reports: Path, profile: str, source: Path) -> None:
         target.parent.mkdir(exist_ok=True)
         shutil.copy2(figure, target)
         figures.append(target.relative_to(source))
+    from .. import comparison  # imported here: it loads TensorFlow, which the site itself does not need
+
     verdicts = {stem: result.verdict for stem, result in comparison.load(results).items() if result.verdict}
     (source / "index.md").write_text(front_page(profile, summary, status_table(runs, pages, titles), pages, figures,
                                                 {stem: clean_paths(text) for stem, text in verdicts.items()}, titles))
