@@ -3,7 +3,7 @@
 P1's deep CNN (:func:`hemasuite.models.p1_deep_cnn`) is trained under ``float32`` and under
 ``mixed_bfloat16`` with the same seeds, on a seeded, group-aware train / validation split
 carved from the *training* part of notebook 11's recorded cpu split
-(``reports/cpu/results/11_p1_deep_cnn/split_manifest.csv``); that split's validation and
+(``reports/cpu/results/11_p1_deep_cnn/splits/field_seed0.csv``, split seed 0); that split's validation and
 test images are never read. Both validation accuracies, their paired bootstrap
 difference and the training images per second (median epoch after the first, which
 includes graph compilation; the policies alternate seed by seed) go to ``reports/cpu/precision_choice.json`` with the choice
@@ -26,7 +26,7 @@ import numpy as np
 from .. import augment, config, datasets, models, pipeline, splits, training
 from ..record import environment, write_json_atomic
 
-MANIFEST = Path("reports/cpu/results/11_p1_deep_cnn/split_manifest.csv")
+MANIFEST = Path("reports/cpu/results/11_p1_deep_cnn/splits/field_seed0.csv")
 OUTPUT = Path("reports/cpu/precision_choice.json")
 POLICIES = ("float32", "mixed_bfloat16")
 
