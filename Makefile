@@ -3,6 +3,7 @@
 #   make reports PROFILE=smoke NOTEBOOKS="00 01"
 #   make reports NOTEBOOKS="00 01 10 11 22" DATASET=folder:/path/to/images REPORTS=/path/to/my_reports
 #   make test               notebook lint, unit tests + every notebook under nbval (smoke profile)
+#   make rehearse           the paper profile's code paths on this CPU, work cut (reports/rehearsal/)
 #   make lab                JupyterLab with the suite's kernel
 #   make bench              performance benchmark into reports/benchmarks/
 #   make site               rebuild the report site (reports/index.html) from reports/cpu
@@ -19,7 +20,7 @@ ALLOW_DIRTY ?=
 export LEUKEMIA_DATA_DIR ?= $(abspath $(CURDIR)/../shared/data)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: env kernel reports site test unit nbval lab bench paper-check readme clean
+.PHONY: env kernel reports rehearse site test unit nbval lab bench paper-check readme clean
 
 env: $(VENV)/.installed
 
@@ -33,6 +34,9 @@ $(VENV)/.installed: pyproject.toml
 reports: env
 	$(BIN)/python -m hemasuite.tools.runner --profile $(PROFILE) $(if $(NOTEBOOKS),--notebooks $(NOTEBOOKS)) \
 		$(if $(DATASET),--dataset $(DATASET)) $(if $(REPORTS),--reports $(REPORTS)) $(if $(ALLOW_DIRTY),--allow-dirty)
+
+rehearse: env
+	$(BIN)/python -m hemasuite.tools.runner --profile paper --rehearse $(if $(NOTEBOOKS),--notebooks $(NOTEBOOKS))
 
 site: env
 	$(BIN)/python -m hemasuite.tools.site cpu
@@ -57,4 +61,4 @@ readme: env
 	$(BIN)/python -m hemasuite.tools.readme
 
 clean:
-	rm -rf reports/smoke reports/.staging .cache
+	rm -rf reports/smoke reports/rehearsal reports/.staging .cache

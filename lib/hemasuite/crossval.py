@@ -19,7 +19,7 @@ from typing import Callable, Iterable
 import numpy as np
 import pandas as pd
 
-from . import metrics, record
+from . import metrics, record, rehearsal
 from .errors import ParameterError
 
 
@@ -51,7 +51,9 @@ def cross_validate(labels, folds: Iterable[tuple[np.ndarray, np.ndarray]], class
     """
     labels = metrics.as_indices(labels, classes)
     parts, seen = [], np.zeros(len(labels), dtype=int)
-    for fold, (train_index, test_index) in enumerate(folds):
+    folds = list(folds)
+    chosen = rehearsal.first_resamples(folds)  # all of them, except in a rehearsal
+    for fold, (train_index, test_index) in enumerate(chosen):
         train_index, test_index = np.asarray(train_index), np.asarray(test_index)
         if np.intersect1d(train_index, test_index).size:
             raise ParameterError(f"fold {fold}: images in both the training and the test part")
@@ -61,7 +63,7 @@ def cross_validate(labels, folds: Iterable[tuple[np.ndarray, np.ndarray]], class
                                  f"expected {(len(test_index), len(classes))}")
         seen[test_index] += 1
         parts.append(prediction_frame(labels, test_index, probabilities, classes, fold))
-    if not np.all(seen == 1):
+    if len(chosen) == len(folds) and not np.all(seen == 1):
         raise ParameterError(f"the folds' test parts must cover every image once: {int((seen == 0).sum())} never "
                              f"tested, {int((seen > 1).sum())} tested more than once")
     return pd.concat(parts).sort_values("index").reset_index(drop=True)

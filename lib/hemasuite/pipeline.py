@@ -98,7 +98,13 @@ def _finish(ds, n_classes, batch_size, training, seed, augment, rescale, shuffle
     ds = ds.batch(batch_size).map(_prepare(rescale, n_classes), num_parallel_calls=tf.data.AUTOTUNE)
     if training and augment is not None:
         ds = ds.map(lambda images, labels: (augment(images), labels))
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return with_batch_size(ds.prefetch(tf.data.AUTOTUNE), batch_size)
+
+
+def with_batch_size(ds, batch_size: int):
+    """``ds`` carrying its global batch size (``ds.global_batch_size``), which training records."""
+    ds.global_batch_size = int(batch_size)
+    return ds
 
 
 def make_dataset(images, labels, n_classes: int, batch_size: int, training: bool, seed: int = 0, augment=None,
@@ -218,4 +224,4 @@ def random_tiles(images, labels, n_classes: int, tile: int, tiles_per_epoch: int
     ds = ds.batch(batch_size).map(_prepare(rescale, n_classes), num_parallel_calls=tf.data.AUTOTUNE)
     if augment is not None:
         ds = ds.map(lambda batch, onehot: (augment(batch), onehot))
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return with_batch_size(ds.prefetch(tf.data.AUTOTUNE), batch_size)

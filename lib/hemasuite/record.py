@@ -40,10 +40,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import rehearsal
 from .config import portable_paths, repo_root
 from .errors import SuiteError
 
 VERSION = 1
+REHEARSAL_COLUMN = "REHEARSAL (not a result)"  # a column of every table a rehearsal saves
 SPLIT_LEVELS = ("image", "duplicate", "field", "case")
 PACKAGES = ("hemasuite", "tensorflow", "keras", "numpy", "pandas", "scikit-learn", "scipy", "pillow",
             "matplotlib", "seaborn", "papermill", "nbval")
@@ -251,6 +253,7 @@ class Environment:
     commit: str | None
     precision: dict[str, Any] | None = None
     diff_sha256: str | None = None
+    distribution: dict[str, Any] | None = None
 
 
 @dataclass
@@ -273,6 +276,8 @@ class Results:
     tables: dict[str, str] = field(default_factory=dict)
     verdict: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    rehearsal: bool = False
+    cuts: list[str] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------- validation
@@ -357,6 +362,9 @@ def _rules(built, where: str) -> None:
         raise RecordError(f"{where}.level: {built.level!r} is not one of {[*SPLIT_LEVELS, 'augmented']}")
     if isinstance(built, ModelRow) and built.paper_value is not None and built.paper_model is None:
         raise RecordError(f"{where}: paper_value without paper_model (which of the paper's models is it?)")
+    if isinstance(built, Results) and built.rehearsal != bool(built.cuts):
+        raise RecordError(f"{where}: a rehearsal records its cuts, and only a rehearsal has cuts (rehearsal="
+                          f"{built.rehearsal}, {len(built.cuts)} cut(s))")
 
 
 def validate(results: Results) -> Results:
@@ -420,7 +428,7 @@ def environment() -> Environment:
     from . import training
 
     return Environment(platform.python_version(), package_versions(), device_description(), git_commit(),
-                       training.precision_record(), git_diff_sha256())
+                       training.precision_record(), git_diff_sha256(), training.distribution_record())
 
 
 OUTSIDE_REPORTS = (".", ":(exclude)reports")  # results written by runs do not make the code dirty
@@ -515,6 +523,7 @@ class Run:
         self.figures: dict[str, str] = {}
         self.tables: dict[str, str] = {}
         self.own_data: str | None = None  # display name of the user's own images, when the run used them
+        self.rehearsal_cuts: list[str] | None = None  # the parameters' cuts, in a rehearsal of the paper profile
 
     def path(self, name: str) -> Path:
         """A file in this run's folder (sub-folders created)."""
@@ -529,6 +538,9 @@ class Run:
     def save_figure(self, figure, name: str) -> str:
         """Save a matplotlib figure as ``figures/<name>.png``; returns (and records) its relative path."""
         target = self.path(f"figures/{name}.png")
+        if self.rehearsal_cuts is not None and not getattr(figure, "_rehearsal_marked", False):
+            figure.text(0.5, 1.0, rehearsal.BANNER, ha="center", va="bottom", color="darkred", fontweight="bold")
+            figure._rehearsal_marked = True
         figure.savefig(target, dpi=110, bbox_inches="tight")
         self.figures[name] = self.relative(target)
         return self.figures[name]
@@ -549,8 +561,12 @@ class Run:
     def save_table(self, table: pd.DataFrame, name: str, index: bool = False, floatfmt: str = ".4f") -> str:
         """Save a table as ``tables/<name>.csv`` and ``tables/<name>.md``; returns (and records) the CSV's path."""
         csv = self.path(f"tables/{name}.csv")
+        banner = ""
+        if self.rehearsal_cuts is not None:
+            table = table.assign(**{REHEARSAL_COLUMN: True})
+            banner = f"**{rehearsal.BANNER}**\n\n"
         table.to_csv(csv, index=index)
-        self.path(f"tables/{name}.md").write_text(markdown_table(table, index=index, floatfmt=floatfmt) + "\n")
+        self.path(f"tables/{name}.md").write_text(banner + markdown_table(table, index=index, floatfmt=floatfmt) + "\n")
         self.tables[name] = self.relative(csv)
         return self.tables[name]
 
@@ -573,6 +589,8 @@ class Run:
                           wall_time_s=round(time.perf_counter() - self._t0, 2), environment=environment(),
                           protocol=protocol, models=list(models), leakage=leakage, ladder=list(ladder),
                           figures=dict(self.figures),
-                          tables=dict(self.tables), verdict=verdict, details=to_jsonable(details or {}))
+                          tables=dict(self.tables), verdict=verdict, details=to_jsonable(details or {}),
+                          rehearsal=self.rehearsal_cuts is not None,
+                          cuts=rehearsal.record(self.rehearsal_cuts) if self.rehearsal_cuts is not None else [])
         write(results, self.dir / "results.json")
         return results

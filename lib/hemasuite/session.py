@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
-from . import config, papers, parameters, training
+from . import config, papers, parameters, rehearsal, training
 from .datasets import Dataset, load_dataset
 from .errors import ParameterError
 from .record import Run
@@ -98,11 +99,27 @@ def start(notebook: str, namespace: dict) -> Run:
               f"{config.profiles_path().name}: " + ", ".join(f"{k}={v!r}" for k, v in loaded.items()))
     parameters.check(params, defaults, notebook)
     check_own_output(params)
+    cuts = start_rehearsal(notebook, params["profile"])
     training.set_cpu_policy(config.cpu_precision(params["profile"]), f"profile {params['profile']}: cpu_precision")
     config.set_seeds(params["seed"])
     configure_plots()
-    return Run(notebook, config.resolve_output_dir(params["output_dir"], params["profile"]), params,
-               papers.paper_id(notebook))
+    run = Run(notebook, config.resolve_output_dir(params["output_dir"], params["profile"]), params,
+              papers.paper_id(notebook))
+    run.rehearsal_cuts = cuts
+    return run
+
+
+def start_rehearsal(notebook: str, profile: str) -> list[str] | None:
+    """In a rehearsal (:mod:`hemasuite.rehearsal`): the logical devices, a banner, and the parameters' cuts against
+    the ``paper`` profile's values; None otherwise."""
+    if not rehearsal.active():
+        return None
+    if profile != rehearsal.PROFILE:
+        raise ParameterError(f"${rehearsal.ENV}=1 rehearses the {rehearsal.PROFILE!r} profile, not {profile!r}; "
+                             f"unset it, or run: python -m hemasuite.tools.runner --profile paper --rehearse")
+    rehearsal.configure_devices()
+    print(f"*** {rehearsal.BANNER} ***")
+    return rehearsal.cut_parameters(config.notebook_parameters(profile, notebook))[1]
 
 
 def dataset(run: Run, name: str, **options) -> Dataset:
@@ -118,6 +135,8 @@ def dataset(run: Run, name: str, **options) -> Dataset:
         options.setdefault("n_duplicates", 2)
         return load_dataset("synthetic", **options)
     data = load_dataset(name, run.params.get("data_dir"), **options)
+    if rehearsal.active():
+        data = dataclasses.replace(data, frame=rehearsal.subsample(data.frame, data.name, run.params.get("seed", 0)))
     if data.own:
         run.own_data = data.display_name
     return data

@@ -19,6 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from . import rehearsal
 from .config import check_choice
 from .errors import ParameterError
 
@@ -29,7 +30,10 @@ def per_second(count: int, seconds: float) -> float:
 
 
 def distribution_strategy() -> tf.distribute.Strategy:
-    """Mirrored across GPUs when there is more than one, else the default strategy."""
+    """Mirrored across GPUs when there is more than one (in a rehearsal: across the CPU's logical devices), else the
+    default strategy."""
+    if rehearsal.active():
+        return tf.distribute.MirroredStrategy(rehearsal.devices())
     gpus = tf.config.list_physical_devices("GPU")
     return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
 
@@ -47,10 +51,13 @@ def set_cpu_policy(policy: str, source: str) -> None:
 
 
 def precision_policy(gpu: bool | None = None) -> str:
-    """``mixed_float16`` on a GPU; on a CPU the policy set by :func:`set_cpu_policy` (``float32`` until then).
+    """``mixed_float16`` on a GPU and in a rehearsal; on a CPU the policy set by :func:`set_cpu_policy` (``float32``
+    until then).
 
     ``gpu`` None asks TensorFlow whether a GPU is visible.
     """
+    if rehearsal.active():
+        return rehearsal.POLICY
     if gpu is None:
         gpu = bool(tf.config.list_physical_devices("GPU"))
     return GPU_POLICY if gpu else _cpu_policy["policy"]
@@ -59,7 +66,20 @@ def precision_policy(gpu: bool | None = None) -> str:
 def precision_record() -> dict:
     """The policy training uses here and the rule behind it, for results.json."""
     return {"policy": precision_policy(), "gpu_policy": GPU_POLICY, "cpu_policy": _cpu_policy["policy"],
-            "cpu_policy_from": _cpu_policy["source"]}
+            "cpu_policy_from": "rehearsal (the policy of a GPU run)" if rehearsal.active() else _cpu_policy["source"]}
+
+
+_fits: list[dict] = []  # strategy, replicas, policy and global batch size of every training run of this process
+
+
+def distribution_record() -> dict | None:
+    """How this process trained (results.json): strategy, replicas, precision policy, global batch sizes; None when
+    it trained nothing."""
+    if not _fits:
+        return None
+    return {"strategy": _fits[-1]["strategy"], "replicas": max(f["replicas"] for f in _fits),
+            "precision_policy": _fits[-1]["policy"], "training_runs": len(_fits),
+            "global_batch_sizes": sorted({f["global_batch_size"] for f in _fits if f["global_batch_size"]})}
 
 
 @contextmanager
@@ -116,13 +136,15 @@ def train(build_model: Callable[[], keras.Model], train_data: tf.data.Dataset, n
     """
     with policy_scope() as policy:
         strategy = distribution_strategy()
-        model = compiled_model(build_model, optimizer, strategy, loss, run_eagerly)
+        model = compiled_model(build_model, optimizer, strategy, loss, run_eagerly or rehearsal.active())
         start = time.perf_counter()
         # tf.data shuffles (seeded) itself; shuffle=False stops Keras warning that it would ignore it
         fitted = model.fit(train_data, validation_data=val_data, epochs=epochs, callbacks=callbacks or [],
                            verbose=verbose, shuffle=False)
         wall = time.perf_counter() - start
     history = {k: [float(v) for v in values] for k, values in fitted.history.items()}
+    _fits.append({"strategy": type(strategy).__name__, "replicas": strategy.num_replicas_in_sync, "policy": policy,
+                  "global_batch_size": getattr(train_data, "global_batch_size", None)})
     return TrainResult(model, history, wall, per_second(n_train * len(history.get("loss", [])), wall),
                        len(history.get("loss", [])), policy, type(strategy).__name__, strategy.num_replicas_in_sync)
 

@@ -40,9 +40,10 @@ from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 from nbconvert import HTMLExporter
 
-from .. import config, parameters
+from .. import config, parameters, rehearsal
 from ..errors import ParameterError, SuiteError
 from ..record import dirty_files, write_json_atomic
+from . import rehearsal_data
 from .progress import ANSI, Progress
 from .readme import update_readme
 from .site import COMPARISON, STARTUP_NOISE, build_site, path_cleaner
@@ -191,10 +192,25 @@ def error_text(error: Exception) -> str:
     return f"{tail}\n{summary}" if tail and not tail.endswith(summary) else summary
 
 
+def mark_rehearsal(notebook: Path) -> None:
+    """Put the rehearsal banner above the executed notebook's first cell (its page and HTML open with it)."""
+    nb = nbformat.read(notebook, 4)
+    nb.cells.insert(0, nbformat.v4.new_markdown_cell(f"> **{rehearsal.BANNER}.** Every number below comes from a "
+                                                     "few images, one epoch and one resample; see `cuts` in "
+                                                     "results.json."))
+    nbformat.write(nb, notebook)
+
+
+def folder_name(profile: str) -> str:
+    """The reports sub-folder of a run: the profile's name, or ``rehearsal`` in a rehearsal."""
+    return rehearsal.FOLDER if rehearsal.active() else profile
+
+
 def run_one(path: Path, profile: str, overrides: dict, reports: Path, data_dir: str | None) -> dict:
     """Execute one notebook in its own (emptied) staging folder; publish it only on success. Returns its record."""
     stem = path.stem
-    staging = reports / ".staging" / profile / stem
+    folder = folder_name(profile)
+    staging = reports / ".staging" / folder / stem
     if staging.exists():
         shutil.rmtree(staging)  # a failed or killed run's files are never published by a later one
     staging_results = staging / "results"
@@ -204,10 +220,10 @@ def run_one(path: Path, profile: str, overrides: dict, reports: Path, data_dir: 
     executed = staging / f"{stem}.ipynb"
     record = {"notebook": stem, "profile": profile, "parameters": params, "pid": os.getpid(),
               "started_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
-    update_status(reports, profile, [{**record, "status": "running"}])
+    update_status(reports, folder, [{**record, "status": "running"}])
     start = time.perf_counter()
     try:
-        with progress_printer(path, f"[{profile}] {stem}") as progress, \
+        with progress_printer(path, f"[{folder}] {stem}") as progress, \
                 open(staging / "kernel_stderr.log", "ab") as kernel_log:
             papermill.execute_notebook(str(path), str(executed), parameters=params, kernel_name=kernel_name(),
                                        cwd=str(path.parent), progress_bar=False, log_output=True,
@@ -216,16 +232,18 @@ def run_one(path: Path, profile: str, overrides: dict, reports: Path, data_dir: 
     except KeyboardInterrupt:
         record.update(status="killed", seconds=round(time.perf_counter() - start, 1),
                       error="KeyboardInterrupt: the run was interrupted")
-        update_status(reports, profile, [record])
+        update_status(reports, folder, [record])
         raise
     except Exception as error:  # papermill raises PapermillExecutionError with the cell's traceback
         record.update(status="failed", seconds=round(time.perf_counter() - start, 1), error=error_text(error),
                       failed_notebook=str(executed))
         return record
-    published = reports / profile
+    published = reports / folder
     published.mkdir(parents=True, exist_ok=True)
     drop_startup_noise(executed)
     strip_machine_paths(executed, reports)
+    if rehearsal.active():
+        mark_rehearsal(executed)
     render_html(executed, staging / f"{stem}.html")
     if (staging_results / stem).exists():
         strip_machine_paths_in_results(staging_results / stem, reports)
@@ -234,7 +252,7 @@ def run_one(path: Path, profile: str, overrides: dict, reports: Path, data_dir: 
         shutil.move(str(staging / f"{stem}{suffix}"), str(published / f"{stem}{suffix}"))
     shutil.rmtree(staging, ignore_errors=True)
     record.update(status="ok", seconds=round(time.perf_counter() - start, 1),
-                  html=f"{profile}/{stem}.html", notebook_file=f"{profile}/{stem}.ipynb")
+                  html=f"{folder}/{stem}.html", notebook_file=f"{folder}/{stem}.ipynb")
     return record
 
 
@@ -317,11 +335,15 @@ def profile_lock(reports: Path, profile: str):
 
 
 def notebook_run_parameters(path: Path, profile: str, overrides: dict, reports: Path, data_dir: str | None) -> dict:
-    """The parameters the runner gives one notebook: the profile's, the overrides, the data and results folders."""
-    params = config.notebook_parameters(profile, path.stem, overrides)
+    """The parameters the runner gives one notebook: the profile's (cut in a rehearsal), the overrides, the data and
+    results folders."""
+    params = config.notebook_parameters(profile, path.stem)
+    if rehearsal.active():
+        params = rehearsal.cut_parameters(params)[0]
+    params.update(overrides or {})
     declared = notebook_parameter_names(path)
     if "results_dir" in declared:
-        params["results_dir"] = str((reports / profile / "results").resolve())
+        params["results_dir"] = str((reports / folder_name(profile) / "results").resolve())
     if data_dir:
         params["data_dir"] = data_dir
     return params
@@ -359,7 +381,7 @@ def check_before_running(paths: list[Path], profile: str, overrides: dict, repor
             raise ParameterError(f"notebook {path.stem} runs on your own images: give --reports DIR, a folder "
                                  "outside the checkout's reports/ (which holds the committed results)")
         per_notebook[path] = chosen
-    if profile in CLEAN_TREE_PROFILES and not allow_dirty:
+    if profile in CLEAN_TREE_PROFILES and not allow_dirty and not rehearsal.active():
         dirty = dirty_files()
         if dirty:
             raise RunnerError(f"profile {profile!r} needs a clean working tree (its results are committed) but "
@@ -369,37 +391,63 @@ def check_before_running(paths: list[Path], profile: str, overrides: dict, repor
     return per_notebook
 
 
+@contextmanager
+def rehearsal_mode(on: bool):
+    """``$HEMASUITE_REHEARSAL`` set to 1 (``on``) or removed while the notebooks run; their kernels inherit it."""
+    saved = os.environ.pop(rehearsal.ENV, None)
+    if on:
+        os.environ[rehearsal.ENV] = "1"
+    try:
+        yield
+    finally:
+        os.environ.pop(rehearsal.ENV, None)
+        if saved is not None:
+            os.environ[rehearsal.ENV] = saved
+
+
 def run_notebooks(profile: str, selection: list[str] | None = None, overrides: dict | None = None,
                   reports: Path | None = None, data_dir: str | None = None,
                   notebook_dir: Path | None = None, dataset: str | None = None,
-                  allow_dirty: bool = False) -> list[dict]:
+                  allow_dirty: bool = False, rehearse: bool = False) -> list[dict]:
     """Run the selected notebooks under ``profile``; returns one status record per notebook.
 
     ``dataset`` (a dataset name or ``folder:/path/to/root``) becomes each notebook's
-    ``dataset`` or ``datasets`` parameter.
+    ``dataset`` or ``datasets`` parameter. ``rehearse`` runs the ``paper`` profile as a
+    rehearsal (:mod:`hemasuite.rehearsal`) into ``reports/rehearsal/``, on a data root that
+    links the real datasets present and generates the others (:func:`rehearsal_data.data_root`).
     """
     config.profile(profile)
+    if rehearse and profile != rehearsal.PROFILE:
+        raise ParameterError(f"--rehearse rehearses the {rehearsal.PROFILE!r} profile; drop --profile {profile}")
     default_reports = config.repo_root() / "reports"
     reports = Path(reports or default_reports)
-    paths = discover(selection, notebook_dir)
+    with rehearsal_mode(rehearse):
+        if rehearse:
+            data_dir = str(rehearsal_data.data_root(reports / rehearsal.FOLDER / ".data", data_dir))
+        return _run_all(profile, discover(selection, notebook_dir), overrides, reports, data_dir, dataset,
+                        allow_dirty)
+
+
+def _run_all(profile, paths, overrides, reports, data_dir, dataset, allow_dirty) -> list[dict]:
+    folder = folder_name(profile)
     per_notebook = check_before_running(paths, profile, overrides or {}, reports, data_dir, dataset, allow_dirty)
     records = []
-    with profile_lock(reports, profile):
-        killed = record_killed(reports, profile)
+    with profile_lock(reports, folder):
+        killed = record_killed(reports, folder)
         if killed:
-            print(f"[{profile}] recorded as killed (their run ended without a result): {', '.join(killed)}",
+            print(f"[{folder}] recorded as killed (their run ended without a result): {', '.join(killed)}",
                   flush=True)
         for path in paths:
-            print(f"[{profile}] {path.stem} ...", flush=True)
+            print(f"[{folder}] {path.stem} ...", flush=True)
             record = run_one(path, profile, per_notebook[path], reports, data_dir)
-            print(f"[{profile}] {path.stem}: {record['status']} in {record['seconds']} s", flush=True)
+            print(f"[{folder}] {path.stem}: {record['status']} in {record['seconds']} s", flush=True)
             if record["status"] != "ok":
                 print(f"  error: {record['error'][-800:]}\n  executed notebook kept at {record['failed_notebook']}",
                       file=sys.stderr)
             records.append(record)
-            update_status(reports, profile, [record])
-        print(f"report site: {build_site(reports, (profile,))}", flush=True)
-    if (profile == "cpu" and reports.resolve() == default_reports.resolve()
+            update_status(reports, folder, [record])
+        print(f"report site: {build_site(reports, (folder,))}", flush=True)
+    if (folder == "cpu" and reports.resolve() == (config.repo_root() / "reports").resolve()
             and any(r["notebook"] == COMPARISON and r["status"] == "ok" for r in records)):
         print(f"README comparison section updated: {update_readme(reports)}", flush=True)
     return records
@@ -419,6 +467,9 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--reports", help="reports folder (default: <repo>/reports; own images need their own)")
     parser.add_argument("--allow-dirty", action="store_true",
                         help="run the cpu / paper profile on uncommitted code (results.json records the diff's hash)")
+    parser.add_argument("--rehearse", action="store_true",
+                        help="rehearse the paper profile on this machine: its code paths with the work cut, into "
+                             "reports/rehearsal/ (make rehearse)")
     return parser.parse_args(argv)
 
 
@@ -426,7 +477,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_arguments(argv)
     try:
         records = run_notebooks(args.profile, args.notebooks, parse_overrides(args.param), args.reports,
-                                args.data_dir, dataset=args.dataset, allow_dirty=args.allow_dirty)
+                                args.data_dir, dataset=args.dataset, allow_dirty=args.allow_dirty,
+                                rehearse=args.rehearse)
     except SuiteError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

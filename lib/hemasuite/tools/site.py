@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import config
+from .. import config, rehearsal
 
 # TensorFlow's C++ start-up lines (absl log prefix "I0000 00:00:... file.cc:NN]"), which
 # TF_CPP_MIN_LOG_LEVEL does not silence because they are written before logging starts.
@@ -322,12 +322,16 @@ def front_page(profile: str, summary: pd.DataFrame, status: pd.DataFrame, pages:
     titles = titles or {}
     about = {"cpu": "the reduced-scale run on the real images (2 CPU cores)",
              "paper": "the papers' own settings on the real images",
-             "smoke": "SYNTHETIC images, a quick check that everything runs; its numbers mean nothing"}
+             "smoke": "SYNTHETIC images, a quick check that everything runs; its numbers mean nothing",
+             rehearsal.FOLDER: "the paper profile's code paths on a CPU with the work cut; its numbers mean nothing"}
     parts = [f"# Leukemia / lymphoma replication suite: profile `{profile}`\n",
              f"Profile `{profile}`: {about.get(profile, 'a custom profile')}. Each row compares a paper's "
              "reported test accuracy with this suite's (mean ± sd over the runs in brackets, 95% CI; `split`: the "
              "unit kept on one side of every split, `case` and `field` being the strict ones); the paper column "
              "links to the notebook's page, and each notebook's verdict follows the table.\n"]
+    if profile == rehearsal.FOLDER:
+        parts.insert(1, f"```{{warning}}\n{rehearsal.BANNER}. Every page, table and figure below comes from a "
+                        "few images, one epoch and one resample (results.json lists the cuts).\n```\n")
     if summary.empty:
         parts.append("No comparison yet for this profile: run notebook 90_comparison.\n")
     else:

@@ -1,0 +1,157 @@
+"""The rehearsal of the ``paper`` profile: its code paths on a CPU, with only the amount of work cut.
+
+``python -m hemasuite.tools.runner --profile paper --rehearse`` (``make rehearse``) sets
+``$HEMASUITE_REHEARSAL=1`` for the notebooks' kernels. Every notebook then runs the
+``paper`` profile's networks, input sizes, protocols, optimisers, batch sizes and weight
+resolution, as a GPU run would:
+
+- the CPU is split into :data:`REPLICAS` logical devices, so ``MirroredStrategy`` runs as on
+  a machine with that many GPUs (:func:`configure_devices`);
+- training runs under ``mixed_float16``, the policy of a GPU run;
+- an ImageNet file that is absent here is replaced by random initialisation and labelled so
+  (:data:`ABSENT_WEIGHTS`), where a real ``paper`` run stops with a ``WeightsError``.
+
+What is cut follows rules on the parameters' names (:func:`cut_parameters`), so a setting
+added to ``paper`` later is rehearsed without a rehearsal copy of it, plus a few rules at
+run time: images per class (:func:`subsample`), the first resample of a cross-validation
+(:func:`first_resamples`) and eager execution of training steps (:data:`EAGER`). Every cut
+is recorded in results.json (:func:`record`), and every table, figure and page says that it
+is a rehearsal (:data:`BANNER`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import pandas as pd
+
+ENV = "HEMASUITE_REHEARSAL"
+FOLDER = "rehearsal"  # reports/rehearsal/: never committed, never mixed with cpu or paper results
+PROFILE = "paper"
+REPLICAS = 2
+POLICY = "mixed_float16"
+BANNER = "REHEARSAL of the paper profile: work cut to check the code paths; not a result"
+ABSENT_WEIGHTS = "random init (rehearsal: ImageNet file absent)"
+N_BOOT = 10
+IMAGES_PER_CLASS = 8
+IMAGES_PER_GROUP = 2
+TARGET_SCALE = 150  # P3's augmentation target (per_class) and the like, divided by this
+EAGER = ("training steps run eagerly: tracing a paper network's step under MirroredStrategy costs minutes on a "
+         "CPU, and the rehearsal checks code paths, not the compiled graph")
+
+_runtime_cuts: list[str] = []
+
+
+def active() -> bool:
+    """True inside a rehearsal (``$HEMASUITE_REHEARSAL`` is 1)."""
+    return os.environ.get(ENV, "").strip() == "1"
+
+
+# ---------------------------------------------------------------------------- parameters
+
+def _cut_value(name: str, value):
+    """The rehearsal value of one parameter (``value`` itself when no rule applies)."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, dict):
+        return {key: _cut_value(key, item) for key, item in value.items()}
+    if name.endswith("epochs") and isinstance(value, int):
+        return 1
+    if name.endswith("seeds") and isinstance(value, list) and value:
+        return value[:1]
+    if name == "n_boot" and isinstance(value, int):
+        return min(value, N_BOOT)
+    if name in ("per_class", "tiles_per_epoch") and isinstance(value, int):
+        return max(2, math.ceil(value / TARGET_SCALE))
+    if name == "n_images" and isinstance(value, int):
+        return min(value, 4 * IMAGES_PER_CLASS)
+    return value
+
+
+def _changes(name: str, before, after) -> list[str]:
+    if isinstance(before, dict) and isinstance(after, dict):
+        return [change for key in before for change in _changes(f"{name}.{key}", before[key], after[key])]
+    return [] if before == after else [f"{name}: {before!r} -> {after!r}"]
+
+
+def cut_parameters(params: dict) -> tuple[dict, list[str]]:
+    """``params`` with the rehearsal's cuts, and each cut as ``"name: before -> after"``.
+
+    By name, at any depth of a mapping: ``*epochs`` -> 1; ``*seeds`` (split, training,
+    backbone, fine-tuning seeds) -> the first; ``n_boot`` -> :data:`N_BOOT`; ``per_class``
+    and ``tiles_per_epoch`` (augmentation and sampling targets) divided by
+    :data:`TARGET_SCALE`; ``n_images`` -> at most 4 x :data:`IMAGES_PER_CLASS`. Networks,
+    input sizes, batch sizes, learning rates, folds, candidates and grids are kept.
+    """
+    cut = {name: _cut_value(name, value) for name, value in params.items()}
+    return cut, [change for name in params for change in _changes(name, params[name], cut[name])]
+
+
+# ---------------------------------------------------------------------------- run-time cuts
+
+def note(cut: str) -> None:
+    """Record a cut made while the notebook runs (once per text)."""
+    if cut not in _runtime_cuts:
+        _runtime_cuts.append(cut)
+
+
+def subsample(frame: pd.DataFrame, name: str, seed: int = 0) -> pd.DataFrame:
+    """At most :data:`IMAGES_PER_CLASS` images per class, whole groups first, :data:`IMAGES_PER_GROUP` from each.
+
+    Groups (subject, case, or the file) are drawn in a seeded order, so every split that
+    keeps groups apart still has several groups per class to keep apart.
+    """
+    if not active():
+        return frame
+    rng = np.random.default_rng(seed)
+    keep = []
+    for _, part in frame.groupby("label", sort=True):
+        taken = []
+        for group in rng.permutation(part["group"].unique()):
+            taken.extend(part.index[part["group"] == group][:IMAGES_PER_GROUP])
+            if len(taken) >= IMAGES_PER_CLASS:
+                break
+        keep.extend(taken[:IMAGES_PER_CLASS])
+    note(f"images: {name} cut from {len(frame)} to {len(keep)} (at most {IMAGES_PER_CLASS} per class, "
+         f"{IMAGES_PER_GROUP} per group)")
+    return frame.loc[sorted(keep)].reset_index(drop=True)
+
+
+def first_resamples(folds: list, what: str = "cross-validation folds") -> list:
+    """The first of ``folds`` (a list of resamples) in a rehearsal, all of them otherwise."""
+    folds = list(folds)
+    if not active() or len(folds) <= 1:
+        return folds
+    note(f"{what}: the first of {len(folds)} only")
+    return folds[:1]
+
+
+# ---------------------------------------------------------------------------- devices
+
+def configure_devices() -> None:
+    """Split the CPU into :data:`REPLICAS` logical devices (before TensorFlow starts its runtime)."""
+    import tensorflow as tf
+
+    tf.get_logger().setLevel("ERROR")  # MirroredStrategy's per-step INFO lines and its warning on eager use
+    cpus = tf.config.list_physical_devices("CPU")
+    if tf.config.get_logical_device_configuration(cpus[0]):
+        return
+    tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * REPLICAS)
+
+
+def devices() -> list[str]:
+    """The logical CPU devices ``MirroredStrategy`` mirrors across in a rehearsal."""
+    import tensorflow as tf
+
+    return [device.name for device in tf.config.list_logical_devices("CPU")][:REPLICAS]
+
+
+# ---------------------------------------------------------------------------- record
+
+def record(parameter_cuts: list[str]) -> list[str]:
+    """Every cut of this run: the parameters', the run-time ones, and how the GPU paths were exercised."""
+    return [*parameter_cuts, *_runtime_cuts,
+            f"devices: the CPU split into {REPLICAS} logical devices (MirroredStrategy, {REPLICAS} replicas)",
+            f"precision: {POLICY} on the CPU (the policy of a GPU run)", EAGER]

@@ -1,0 +1,93 @@
+"""The data root of a rehearsal: the real datasets that are here, and generated folders in the real layouts of the
+others, so that every loader the ``paper`` profile can reach runs end to end.
+
+A generated folder has the loader's folder structure and file naming (C-NMC 2019's
+``fold_<k>/{all,hem}/UID_<subject>_<image>_<cell>_<all|hem>.bmp``, Taleqani's
+``Original/<class>/*.jpg``, IICBU's ``<class>/<n>.png`` with ``case_ids.csv``) and a few
+synthetic cells per subject or case; its images mean nothing.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from .. import config
+from ..datasets import spec
+from ..datasets.synthetic import draw_cell
+from ..errors import DataError
+
+SUBJECTS = 4  # per class
+CELLS = 3  # per subject (C-NMC), images per case (IICBU), images per class and subject (Taleqani)
+GENERATED = "GENERATED.txt"
+
+
+def _save(image: np.ndarray, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(path)
+
+
+def write_cnmc(root: Path, seed: int = 0, size: int = 96) -> None:
+    """C-NMC 2019's training folds: subjects ``<n>`` (ALL) and ``H<n>`` (normal), each in one fold."""
+    rng = np.random.default_rng(seed)
+    for label, prefix, index in (("all", "", 0), ("hem", "H", 1)):
+        for subject in range(1, SUBJECTS + 1):
+            fold = f"fold_{subject % 3}"
+            for cell in range(1, CELLS + 1):
+                name = f"UID_{prefix}{subject}_{cell}_1_{label}.bmp"
+                _save(draw_cell(rng, size, index), root / "C-NMC_training_data" / fold / label / name)
+
+
+def write_taleqani(root: Path, seed: int = 0, size: int = 224) -> None:
+    """Taleqani's ``Original/{Benign,Early,Pre,Pro}/WBC-<Benign|Malignant>-<class>-<nnn>.jpg``."""
+    rng = np.random.default_rng(seed)
+    for index, label in enumerate(("Benign", "Early", "Pre", "Pro")):
+        kind = "Benign" if label == "Benign" else f"Malignant-{label}"
+        for number in range(1, SUBJECTS * CELLS + 1):
+            _save(draw_cell(rng, size, index), root / "Original" / label / f"WBC-{kind}-{number:03d}.jpg")
+
+
+def write_iicbu(root: Path, seed: int = 0) -> None:
+    """IICBU's ``{CLL,FL,MCL}/<n>.png`` (417x312) and ``case_ids.csv`` (file, class, specimen, case)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for index, label in enumerate(("CLL", "FL", "MCL")):
+        for number in range(SUBJECTS * CELLS):
+            tiles = [draw_cell(rng, 104, index) for _ in range(12)]
+            image = np.vstack([np.hstack(tiles[r * 4:(r + 1) * 4]) for r in range(3)])[:312, :417]
+            file = f"{label}/{number}.png"
+            _save(np.pad(image, ((0, 0), (0, 417 - image.shape[1]), (0, 0)), mode="edge"), root / file)
+            case = f"{label.lower()}-case-{number // CELLS}"
+            rows.append({"file": file, "class": label, "original_name": f"{case}_{number % CELLS + 1:03d}.tif",
+                         "specimen": case, "case": case, "evidence": "generated for the rehearsal"})
+    pd.DataFrame(rows).to_csv(root / "case_ids.csv", index=False)
+
+
+WRITERS = {"cnmc2019": write_cnmc, "taleqani_all": write_taleqani, "iicbu_lymphoma": write_iicbu}
+
+
+def data_root(target: Path, data_dir=None) -> Path:
+    """``target`` holding each dataset of :data:`WRITERS`: a link to the real one where the data root has it,
+    otherwise a generated folder (marked by ``GENERATED.txt``). Returns ``target``."""
+    try:
+        real = config.resolve_data_dir(data_dir)
+    except DataError:
+        real = None
+    target.mkdir(parents=True, exist_ok=True)
+    for name, write in WRITERS.items():
+        folder = target / spec(name).folder
+        source = real / spec(name).folder if real is not None and (real / spec(name).folder).is_dir() else None
+        if folder.is_symlink():
+            folder.unlink()
+        elif folder.exists() and (source is not None or not (folder / GENERATED).exists()):
+            shutil.rmtree(folder)  # a folder of our own under target, never a real dataset (those are links)
+        if source is not None:
+            folder.symlink_to(source.resolve(), target_is_directory=True)
+        elif not folder.exists():
+            write(folder)
+            (folder / GENERATED).write_text(f"Generated for the rehearsal in the layout of {name}; not real images.\n")
+    return target

@@ -1,0 +1,127 @@
+"""The rehearsal of the paper profile: its cuts (rules on parameter names, images, folds), its data root, its record."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hemasuite import config, crossval, rehearsal, record
+from hemasuite.datasets import load_dataset
+from hemasuite.errors import ParameterError
+from hemasuite.tools import rehearsal_data, runner
+
+
+@pytest.fixture
+def rehearsing(monkeypatch):
+    monkeypatch.setenv(rehearsal.ENV, "1")
+    monkeypatch.setattr(rehearsal, "_runtime_cuts", [])
+
+
+def test_cuts_follow_rules_on_names_at_any_depth():
+    params = {"epochs": 50, "baseline_epochs": 30, "seeds": [3, 4, 5], "split_seeds": [0, 1, 2], "n_boot": 1000,
+              "tile_settings": {"epochs": 30, "tiles_per_epoch": 8192, "batch_size": 64},
+              "per_class": 1200, "image_size": 224, "batch_size": 24, "learning_rate": 1e-4, "n_folds": 5,
+              "c_grid": [0.1, 1.0], "weights": "imagenet", "select_best_epoch": True}
+    cut, cuts = rehearsal.cut_parameters(params)
+    assert cut["epochs"] == cut["baseline_epochs"] == cut["tile_settings"]["epochs"] == 1
+    assert cut["seeds"] == [3] and cut["split_seeds"] == [0] and cut["n_boot"] == rehearsal.N_BOOT
+    assert cut["tile_settings"]["tiles_per_epoch"] == 55 and cut["per_class"] == 8
+    for kept in ("image_size", "batch_size", "learning_rate", "n_folds", "c_grid", "weights", "select_best_epoch"):
+        assert cut[kept] == params[kept]
+    assert cut["tile_settings"]["batch_size"] == 64
+    assert "tile_settings.epochs: 30 -> 1" in cuts and "per_class: 1200 -> 8" in cuts
+    assert not any(c.startswith(("image_size", "batch_size")) for c in cuts)
+
+
+def test_every_paper_parameter_after_its_cut_is_still_valid():
+    from hemasuite import parameters
+    from hemasuite.tools.runner import discover
+
+    for path in discover():
+        cut, _ = rehearsal.cut_parameters(config.notebook_parameters("paper", path.stem))
+        parameters.check(cut, parameters.notebook_defaults(path), path.stem)
+
+
+def test_subsample_keeps_whole_groups_a_few_images_per_class(rehearsing):
+    frame = pd.DataFrame({"path": [f"{i}.png" for i in range(60)], "label": ["a"] * 30 + ["b"] * 30,
+                          "group": [f"g{i // 5}" for i in range(60)]})
+    cut = rehearsal.subsample(frame, "toy")
+    assert cut["label"].value_counts().to_dict() == {"a": rehearsal.IMAGES_PER_CLASS, "b": rehearsal.IMAGES_PER_CLASS}
+    assert cut.groupby("group").size().max() <= rehearsal.IMAGES_PER_GROUP
+    assert cut["group"].nunique() == 2 * rehearsal.IMAGES_PER_CLASS // rehearsal.IMAGES_PER_GROUP
+    assert any("toy cut from 60 to 16" in c for c in rehearsal.record([]))
+
+
+def test_outside_a_rehearsal_nothing_is_cut(monkeypatch):
+    monkeypatch.delenv(rehearsal.ENV, raising=False)
+    frame = pd.DataFrame({"path": ["x"], "label": ["a"], "group": ["x"]})
+    assert rehearsal.subsample(frame, "toy") is frame
+    assert rehearsal.first_resamples([1, 2, 3]) == [1, 2, 3]
+
+
+def test_cross_validation_runs_the_first_fold_only(rehearsing):
+    labels = np.array([0, 1] * 6)
+    folds = [(np.setdiff1d(np.arange(12), part), part) for part in np.array_split(np.arange(12), 3)]
+    calls = []
+
+    def fit_predict(fold, train, test):
+        calls.append(fold)
+        return np.tile([0.5, 0.5], (len(test), 1))
+
+    predictions = crossval.cross_validate(labels, folds, ["a", "b"], fit_predict)
+    assert calls == [0] and len(predictions) == 4
+    assert "cross-validation folds: the first of 3 only" in rehearsal.record([])
+
+
+def test_a_rehearsal_records_its_cuts_and_only_a_rehearsal_has_cuts(tmp_path):
+    run = record.Run("00_x", tmp_path, {"profile": "paper"})
+    run.rehearsal_cuts = ["epochs: 50 -> 1"]
+    results = run.finish()
+    assert results.rehearsal and results.cuts[0] == "epochs: 50 -> 1"
+    assert any("mixed_float16" in c for c in results.cuts) and any("2 logical devices" in c for c in results.cuts)
+    data = json.loads((tmp_path / "00_x" / "results.json").read_text())
+    data["cuts"] = []
+    with pytest.raises(record.RecordError, match="records its cuts"):
+        record.from_dict(record.Results, data)
+
+
+def test_rehearsal_tables_and_figures_say_so(tmp_path):
+    import matplotlib.pyplot as plt
+
+    run = record.Run("00_x", tmp_path, {"profile": "paper"})
+    run.rehearsal_cuts = []
+    run.save_table(pd.DataFrame({"a": [1]}), "t")
+    assert (run.dir / "tables" / "t.md").read_text().startswith(f"**{rehearsal.BANNER}**")
+    assert record.REHEARSAL_COLUMN in pd.read_csv(run.dir / "tables" / "t.csv")
+    figure = plt.figure()
+    run.save_figure(figure, "f")
+    assert any(text.get_text() == rehearsal.BANNER for text in figure.texts)
+    plt.close(figure)
+
+
+def test_data_root_links_real_datasets_and_generates_the_others(tmp_path):
+    real = tmp_path / "real"
+    (real / "taleqani_all").mkdir(parents=True)
+    root = rehearsal_data.data_root(tmp_path / "root", real)
+    assert (root / "taleqani_all").is_symlink() and (root / "taleqani_all").resolve() == (real / "taleqani_all")
+    cnmc = load_dataset("cnmc2019", root)
+    assert cnmc.info["subjects"] == 2 * rehearsal_data.SUBJECTS and set(cnmc.frame["subset"]) >= {"fold_0", "fold_1"}
+    iicbu = load_dataset("iicbu_lymphoma", root)
+    assert iicbu.frame["group"].nunique() == 3 * rehearsal_data.SUBJECTS
+    (real / "cnmc2019" / "C-NMC_training_data").mkdir(parents=True)  # a real C-NMC folder replaces the generated one
+    rehearsal_data.data_root(tmp_path / "root", real)
+    assert (root / "cnmc2019").is_symlink()
+
+
+def test_taleqani_layout_is_generated_when_absent(tmp_path):
+    data = load_dataset("taleqani_all", rehearsal_data.data_root(tmp_path / "root", tmp_path / "none"))
+    assert list(data.counts().index) == ["Benign", "Early", "Pre", "Pro"] and data.counts().min() > 0
+
+
+def test_rehearse_refuses_another_profile_and_a_rehearsal_env_outside_paper(start_run, monkeypatch):
+    with pytest.raises(ParameterError, match="--rehearse rehearses the 'paper' profile"):
+        runner.run_notebooks("cpu", rehearse=True)
+    monkeypatch.setenv(rehearsal.ENV, "1")
+    with pytest.raises(ParameterError, match="rehearses the 'paper' profile, not 'smoke'"):
+        start_run("00_rehearsal_check", profile="smoke", data_dir=None, output_dir=None, seed=0)
