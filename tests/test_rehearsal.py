@@ -125,3 +125,45 @@ def test_rehearse_refuses_another_profile_and_a_rehearsal_env_outside_paper(star
     monkeypatch.setenv(rehearsal.ENV, "1")
     with pytest.raises(ParameterError, match="rehearses the 'paper' profile, not 'smoke'"):
         start_run("00_rehearsal_check", profile="smoke", data_dir=None, output_dir=None, seed=0)
+
+
+MIRRORED_ODD_BATCH = """
+import numpy as np
+from hemasuite import models, pipeline, rehearsal, training
+rehearsal.configure_devices()
+images = np.random.default_rng(0).integers(0, 255, (55, 48, 48, 3), dtype=np.uint8)
+labels = np.arange(55) % 3
+train = pipeline.make_dataset(images, labels, 3, 64, training=True)
+val = pipeline.make_dataset(images, labels, 3, 64, training=False)
+result = training.train(lambda: models.patch_cnn((48, 48, 3), 3, filters=(4, 8)), train, 55, 1,
+                        lambda: training.adam(1e-3, 1)(1), val_data=val)
+print(result.strategy, result.replicas, result.policy, training.distribution_record())
+"""
+
+
+def test_two_replicas_train_and_validate_on_batches_that_do_not_split_evenly(tmp_path):
+    """A last batch of 55 on 2 replicas made Keras fail ("Inputs to operation AddN ... must have the same size");
+    the rehearsal found it. In a fresh process: the CPU is split into logical devices before TensorFlow starts."""
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", MIRRORED_ODD_BATCH], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, rehearsal.ENV: "1", "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "MirroredStrategy 2 mixed_float16" in done.stdout and "'global_batch_sizes': [64]" in done.stdout
+
+
+def test_divisible_batches_cut_each_batch_to_a_multiple_of_the_replicas():
+    import tensorflow as tf
+
+    from hemasuite import training
+
+    data = tf.data.Dataset.from_tensor_slices((tf.range(11), tf.range(11))).batch(4)  # 4, 4, 3
+    sizes = [len(x) for x, _ in training.divisible_batches(data, 2)]
+    assert sizes == [4, 4, 2]
+    single = tf.data.Dataset.from_tensor_slices((tf.range(5), tf.range(5))).batch(4)  # 4, 1
+    batches = [x.numpy().tolist() for x, _ in training.divisible_batches(single, 2)]
+    assert batches == [[0, 1, 2, 3], [4, 4]]
+    assert training.divisible_batches(data, 2).cardinality() == 3
+    assert training.divisible_batches(data, 1) is data

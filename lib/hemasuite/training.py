@@ -124,6 +124,30 @@ class TrainResult:
                 "replicas": self.replicas, "final": {k: v[-1] for k, v in self.history.items() if v}, **self.extra}
 
 
+def divisible_batches(data: tf.data.Dataset, replicas: int) -> tf.data.Dataset:
+    """``data`` with every batch cut to a multiple of ``replicas`` (for ``replicas`` > 1).
+
+    Keras' training and evaluation steps under ``MirroredStrategy`` fail on a batch that does
+    not split evenly across the replicas ("Inputs to operation AddN ... must have the same
+    size and shape", seen with 2 replicas and a last batch of 55). The cut drops at most
+    ``replicas - 1`` images of an epoch's last batch (the seeded reshuffle changes which); a
+    batch smaller than ``replicas`` repeats its images up to ``replicas``. The number of
+    batches stays the same, so Keras still knows the epoch's length.
+    """
+    if replicas <= 1:
+        return data
+
+    def cut(*batch):
+        size = tf.shape(batch[0])[0]
+        index = tf.range(tf.maximum(size // replicas * replicas, replicas)) % size
+        return tuple(tf.gather(part, index) for part in batch)
+
+    trimmed = data.map(cut)
+    if getattr(data, "global_batch_size", None):
+        trimmed.global_batch_size = data.global_batch_size
+    return trimmed
+
+
 def train(build_model: Callable[[], keras.Model], train_data: tf.data.Dataset, n_train: int, epochs: int,
           optimizer: Callable[[], keras.optimizers.Optimizer], val_data: tf.data.Dataset | None = None,
           loss: str = "categorical_crossentropy", callbacks: list | None = None, verbose: int = 0,
@@ -137,9 +161,11 @@ def train(build_model: Callable[[], keras.Model], train_data: tf.data.Dataset, n
     with policy_scope() as policy:
         strategy = distribution_strategy()
         model = compiled_model(build_model, optimizer, strategy, loss, run_eagerly or rehearsal.active())
+        replicas = strategy.num_replicas_in_sync
         start = time.perf_counter()
         # tf.data shuffles (seeded) itself; shuffle=False stops Keras warning that it would ignore it
-        fitted = model.fit(train_data, validation_data=val_data, epochs=epochs, callbacks=callbacks or [],
+        fitted = model.fit(divisible_batches(train_data, replicas), epochs=epochs, callbacks=callbacks or [],
+                           validation_data=None if val_data is None else divisible_batches(val_data, replicas),
                            verbose=verbose, shuffle=False)
         wall = time.perf_counter() - start
     history = {k: [float(v) for v in values] for k, values in fitted.history.items()}

@@ -558,8 +558,10 @@ def majority_rows(run, results: list[CVResult]) -> list[record.ModelRow]:
     for level in dict.fromkeys(r.level for r in results):
         predictions = next(r for r in results if r.level == level).predictions.sort_values("index")
         classes = [c.removeprefix("p_") for c in predictions.columns if c.startswith("p_")]
-        found.append(crossval.majority_row(run, f"majority_{level}", predictions, predictions["path"].to_numpy(),
-                                           classes, level, variant=LEVEL_NAMES[level]))
+        paths = np.full(int(predictions["index"].max()) + 1, "", dtype=object)  # by image index: tested or not
+        paths[predictions["index"].to_numpy()] = predictions["path"].to_numpy()
+        found.append(crossval.majority_row(run, f"majority_{level}", predictions, paths, classes, level,
+                                           variant=LEVEL_NAMES[level]))
     return found
 
 
