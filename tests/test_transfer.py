@@ -186,7 +186,7 @@ def test_p5_vgg16_fc6_needs_the_keras_top_file(monkeypatch, tmp_path):
     (tmp_path / "vgg16_weights_tf_dim_ordering_tf_kernels.h5").write_bytes(b"stand-in")
     assert p5.feature_layer("vgg16", "imagenet", 224) == ("fc6", None)
     assert p5.result_name("vgg16", "imagenet") == "vgg16 (ImageNet)" and p5.result_name("alexnet", "imagenet") == \
-        "alexnet"
+        "alexnet (ImageNet)"
 
 
 def test_p4_pretrained_baseline_chooses_its_input_size_on_validation(three_splits, cells):

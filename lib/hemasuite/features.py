@@ -101,22 +101,23 @@ class FeatureCache:
         return features
 
 
-def effective_weights(backbone: str, weights):
-    """The weights a backbone really gets: AlexNet has no ImageNet weights in Keras, so it is always random init."""
-    return None if backbone == "alexnet" else weights
-
-
-def input_rescale(backbone: str) -> float:
-    """Pixel scaling a feature model expects: AlexNet (trained here from [0, 1] inputs) 1/255; the
-    ``keras.applications`` models take [0, 255] and preprocess inside."""
-    return 1 / 255 if backbone == "alexnet" else 1.0
+def input_rescale(backbone: str, weights=None) -> float:
+    """Pixel scaling a model expects: AlexNet from random init (this suite's, trained from [0, 1] inputs) 1/255;
+    the ImageNet AlexNet (torchvision's) and the ``keras.applications`` models take [0, 255] and preprocess inside."""
+    return 1 / 255 if backbone == "alexnet" and weights is None else 1.0
 
 
 def feature_model(backbone: str, layer: str, input_shape, weights=None):
-    """The Keras model giving ``layer`` of ``backbone`` (a :data:`LAYERS` name)."""
+    """The Keras model giving ``layer`` of ``backbone`` (a :data:`LAYERS` name).
+
+    AlexNet is this suite's (:func:`hemasuite.models.alexnet`) from random init, torchvision's
+    with ImageNet weights (:func:`hemasuite.models.alexnet_fc`).
+    """
     config.check_choice("layer", layer, LAYERS)
     if backbone == "alexnet":
         config.check_choice("AlexNet layer", layer, ("fc6", "fc7"))
+        if weights is not None:
+            return models.alexnet_fc(layer, input_shape, weights)
         network = models.alexnet(input_shape, 2)
         return keras.Model(network.inputs, network.get_layer(layer).output, name=f"alexnet_{layer}")
     if backbone == "vgg16" and layer == "fc6":
@@ -144,12 +145,11 @@ def layer_features(images: np.ndarray, paths, backbone: str, layer: str, weights
                          "weights": " + ".join(dict.fromkeys(record["weights"] for _, record in parts)),
                          "images_per_s": speed,
                          "parts": [record for _, record in parts]}
-    weights = effective_weights(backbone, weights)
     size = images.shape[1:3]
     include_top = (backbone, layer) == ("vgg16", "fc6")
     weights_file = models.resolve_weights(backbone, weights, include_top)
     cache = FeatureCache(f"{backbone}_{layer}", lambda: feature_model(backbone, layer, (*size, 3), weights),
-                         tuple(size), weights_file, seed, input_rescale(backbone), cache_dir, batch_size)
+                         tuple(size), weights_file, seed, input_rescale(backbone, weights), cache_dir, batch_size)
     features = cache(images, paths, variant)
     return features, {"extractor": f"{backbone} {layer}", "dim": int(features.shape[1]),
                       "weights": models.weights_label(backbone, weights, include_top), "computed": bool(cache.misses),

@@ -207,6 +207,7 @@ SCHEMA: dict[str, Rule] = {
     "weights": WEIGHTS,
     "baseline_weights": WEIGHTS,
     "vgg_weights": WEIGHTS,
+    "alexnet_weights": WEIGHTS,
     "epochs": POSITIVE_INT,
     "baseline_epochs": POSITIVE_INT,
     "cnn_epochs": POSITIVE_INT,

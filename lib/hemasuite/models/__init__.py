@@ -19,6 +19,8 @@ __all__ = ["BACKBONES", "alexnet", "backbone_features", "build_backbone", "image
 
 from .patch import patch_cnn
 from .pretrained import (
+                         alexnet_classifier,
+                         alexnet_fc,
                          concatenated_backbones,
                          concatenated_classifier,
                          resolve_top_weights,
@@ -27,5 +29,5 @@ from .pretrained import (
                          vgg16_fc6,
 )
 
-__all__ += ["concatenated_backbones", "concatenated_classifier", "patch_cnn", "resolve_top_weights", "vgg16_block4",
-            "vgg16_block5", "vgg16_fc6"]
+__all__ += ["alexnet_classifier", "alexnet_fc", "concatenated_backbones", "concatenated_classifier", "patch_cnn",
+            "resolve_top_weights", "vgg16_block4", "vgg16_block5", "vgg16_fc6"]

@@ -116,7 +116,8 @@ def alexnet(input_shape, n_classes: int, dropout: float = 0.5, fc_units: int = 4
             bn_momentum: float = 0.9) -> keras.Model:
     """AlexNet (Krizhevsky et al. 2012), single-tower, BN in place of local response norm.
 
-    Keras ships no AlexNet; ``fc_units`` shrinks FC6/FC7 for CPU runs. FC6 is named
+    Keras ships no AlexNet (the ImageNet one is torchvision's: :mod:`.torchvision_alexnet`);
+    ``fc_units`` shrinks FC6/FC7 for CPU runs. FC6 is named
     ``fc6`` so that features can be read from it (P5). Batch-normalisation momentum is
     0.9: with Keras' default 0.99 the moving statistics lag far behind the weights in a
     short run, and validation accuracy collapses to one class.

@@ -1,9 +1,10 @@
-"""ImageNet backbones (``keras.applications`` and EfficientNet-Lite0) and where their weights come from.
+"""ImageNet backbones (``keras.applications``, torchvision's AlexNet, EfficientNet-Lite0) and where their weights
+come from.
 
 ``weights="imagenet"`` is resolved in one place, :func:`imagenet_weights`, in this order:
 
-1. the ``keras.applications`` file in ``$HEMASUITE_WEIGHTS_DIR`` or ``$KERAS_HOME/models``
-   (``~/.keras/models``);
+1. the published weight file (``keras.applications``' or, for AlexNet, torchvision's) in
+   ``$HEMASUITE_WEIGHTS_DIR`` or ``$KERAS_HOME/models`` (``~/.keras/models``);
 2. unless ``HEMASUITE_OFFLINE=1``, a download of that file through ``keras.utils.get_file``
    with its published hash, into the first of those folders (a failed download falls
    through quickly);
@@ -17,20 +18,22 @@ results record. ``weights=None`` builds the same network with random initialisat
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, ClassVar
 
 import keras
 from keras import layers
 
 from ..errors import ParameterError, WeightsError
-from . import efficientnet_lite
+from . import efficientnet_lite, torchvision_alexnet
 from .packaged_weights import HED_VGG16, LITE0, PackagedWeights
 
 BASE_URL = "https://storage.googleapis.com/tensorflow/keras-applications"
+TORCHVISION_URL = "https://download.pytorch.org/models"
 WEIGHTS_ENV = "HEMASUITE_WEIGHTS_DIR"
 OFFLINE_ENV = "HEMASUITE_OFFLINE"
 DOWNLOAD_TIMEOUT_S = 10
@@ -43,10 +46,48 @@ class KerasFile:
     name: str
     folder: str
     md5: str
+    kind: ClassVar[str] = "Keras file"
 
     @property
     def url(self) -> str:
         return f"{BASE_URL}/{self.folder}/{self.name}"
+
+    def verify(self, path: Path) -> None:
+        """Nothing left to check: ``keras.utils.get_file`` checked the MD5."""
+
+    def load(self, model: keras.Model, path: Path) -> None:
+        model.load_weights(str(path))
+
+
+@dataclass(frozen=True)
+class TorchvisionFile:
+    """A torchvision weight file: its name ends in the first 8 hex digits of its SHA-256 (all torchvision checks)."""
+
+    name: str
+    loader: Callable[[keras.Model, Path], None]
+    md5: ClassVar[None] = None  # none published: get_file checks nothing, verify() the SHA-256 prefix
+    kind: ClassVar[str] = "torchvision file"
+
+    @property
+    def url(self) -> str:
+        return f"{TORCHVISION_URL}/{self.name}"
+
+    @property
+    def sha256_prefix(self) -> str:
+        return Path(self.name).stem.rsplit("-", 1)[-1]
+
+    def verify(self, path: Path) -> None:
+        """Raise :class:`WeightsError` unless the file's SHA-256 starts with the digits in its name."""
+        digest = hashlib.sha256()
+        with open(path, "rb") as stream:
+            for block in iter(lambda: stream.read(1 << 20), b""):
+                digest.update(block)
+        if not digest.hexdigest().startswith(self.sha256_prefix):
+            raise WeightsError(f"{path}: SHA-256 {digest.hexdigest()[:16]}... does not start with "
+                               f"{self.sha256_prefix}, as torchvision's {self.name} does")
+
+    def load(self, model: keras.Model, path: Path) -> None:
+        self.loader(model, path)
 
 
 @dataclass(frozen=True)
@@ -55,12 +96,13 @@ class Backbone:
 
     constructor: Callable[..., keras.Model]
     preprocess: Callable
-    notop: KerasFile | None = None
-    top: KerasFile | None = None
+    notop: KerasFile | TorchvisionFile | None = None
+    top: KerasFile | TorchvisionFile | None = None
     packaged: PackagedWeights | None = None
 
 
 _apps = keras.applications
+ALEXNET_FILE = TorchvisionFile("alexnet-owt-7be5be79.pth", torchvision_alexnet.load_torch_state)
 BACKBONES = {
     "resnet50": Backbone(_apps.ResNet50, _apps.resnet.preprocess_input, KerasFile(
         "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5", "resnet", "4d473c1dd8becc155b73f8504c6f6626")),
@@ -79,6 +121,8 @@ BACKBONES = {
         "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5", "inception_v3", "bcbd6486424b2319ff4ef7d526e38f63")),
     "efficientnet_lite0": Backbone(efficientnet_lite.efficientnet_lite0, efficientnet_lite.preprocess_input,
                                    packaged=LITE0),
+    "alexnet": Backbone(torchvision_alexnet.torchvision_alexnet, torchvision_alexnet.preprocess_input, ALEXNET_FILE,
+                        ALEXNET_FILE),
 }
 
 
@@ -105,7 +149,7 @@ def offline() -> bool:
 _failed_downloads: dict[str, str] = {}
 
 
-def download(file: KerasFile) -> Path:
+def download(file: KerasFile | TorchvisionFile) -> Path:
     """Fetch ``file`` once through ``keras.utils.get_file`` (hash checked) into the first search folder.
 
     Connecting and each read time out after ``DOWNLOAD_TIMEOUT_S`` seconds, so a machine
@@ -117,8 +161,10 @@ def download(file: KerasFile) -> Path:
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
     try:
-        return Path(keras.utils.get_file(file.name, file.url, file_hash=file.md5, cache_dir=str(folder),
+        path = Path(keras.utils.get_file(file.name, file.url, file_hash=file.md5, cache_dir=str(folder),
                                          cache_subdir="."))
+        file.verify(path)
+        return path
     except BaseException:
         (folder / file.name).unlink(missing_ok=True)
         raise
@@ -135,20 +181,20 @@ class ResolvedWeights:
     load: Callable[[keras.Model], None]
 
 
-def _keras_weights(path: Path) -> ResolvedWeights:
-    return ResolvedWeights(path, f"ImageNet (Keras file {path.name})", lambda model: model.load_weights(str(path)))
+def _file_weights(file: KerasFile | TorchvisionFile, path: Path) -> ResolvedWeights:
+    return ResolvedWeights(path, f"ImageNet ({file.kind} {path.name})", lambda model: file.load(model, path))
 
 
-def _keras_file_weights(file: KerasFile) -> tuple[ResolvedWeights | None, str]:
+def _published_file_weights(file: KerasFile | TorchvisionFile) -> tuple[ResolvedWeights | None, str]:
     """Steps 1 and 2: the file in a search folder, else downloaded; or None and why not."""
     for folder in weight_search_dirs():
         if (folder / file.name).is_file():
-            return _keras_weights(folder / file.name), ""
+            return _file_weights(file, folder / file.name), ""
     if offline():
         return None, f"downloading it is switched off by {OFFLINE_ENV}=1"
     if file.name not in _failed_downloads:
         try:
-            return _keras_weights(download(file)), ""
+            return _file_weights(file, download(file)), ""
         except Exception as error:  # noqa: BLE001 - any failure falls through to the packaged sources
             _failed_downloads[file.name] = f"{type(error).__name__}: {error}"
     return None, f"downloading it failed ({_failed_downloads[file.name]})"
@@ -163,7 +209,7 @@ def imagenet_weights(name: str, include_top: bool = False) -> ResolvedWeights:
         raise ParameterError(f"no ImageNet weights with the classifier top are known for {name!r}")
     problems = []
     if file is not None:
-        resolved, problem = _keras_file_weights(file)
+        resolved, problem = _published_file_weights(file)
         if resolved is not None:
             return resolved
         searched = ", ".join(str(d) for d in weight_search_dirs())
@@ -288,6 +334,38 @@ def vgg16_fc6(input_shape, weights=None) -> keras.Model:
     inputs = keras.Input(shape=input_shape)
     features = keras.Model(full.inputs, full.get_layer("fc1").output)(entry.preprocess(inputs))
     return keras.Model(inputs, features, name="vgg16_fc6")
+
+
+# P2 and P5: torchvision's AlexNet.
+
+def alexnet_fc(layer: str, input_shape, weights=None) -> keras.Model:
+    """torchvision's AlexNet up to ``layer`` (``fc6`` or ``fc7``: 4,096 units after ReLU), input in [0, 255]."""
+    full = build_backbone("alexnet", input_shape, weights, include_top=True)
+    inputs = keras.Input(shape=input_shape)
+    features = keras.Model(full.inputs, full.get_layer(layer).output)(backbone("alexnet").preprocess(inputs))
+    return keras.Model(inputs, features, name=f"alexnet_{layer}")
+
+
+def alexnet_classifier(input_shape, n_classes: int, weights=None, dropout: float = 0.5,
+                       trainable_layers: int | None = None) -> keras.Model:
+    """torchvision's AlexNet up to FC7, then Dropout + a new softmax layer in place of its 1,000 classes; input in
+    [0, 255].
+
+    ``trainable_layers`` None trains everything; an int freezes all but the last that many
+    layers up to FC7 (as :func:`hemasuite.models.custom.alexnet` is frozen for P5).
+    """
+    full = build_backbone("alexnet", input_shape, weights, include_top=True)
+    trunk = full.layers[1:full.layers.index(full.get_layer("fc7")) + 1]
+    if trainable_layers is not None:
+        for layer in trunk[:-trainable_layers] if trainable_layers else trunk:
+            layer.trainable = False
+    inputs = keras.Input(shape=input_shape)
+    x = backbone("alexnet").preprocess(inputs)
+    for layer in trunk:
+        x = layer(x)
+    x = layers.Dropout(dropout)(x)
+    outputs = layers.Dense(n_classes, activation="softmax", dtype="float32", name="predictions")(x)
+    return keras.Model(inputs, outputs, name="alexnet_classifier")
 
 
 VGG16_BLOCK5 = ("block5_conv1", "block5_conv2", "block5_conv3", "block5_pool")

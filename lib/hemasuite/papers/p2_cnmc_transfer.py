@@ -1,7 +1,8 @@
 """P2 (traditional CNN / AlexNet / VGG-16 on C-NMC 2019): ALL vs normal (hem) cells, on C-NMC 2019 or a labelled
 stand-in. P2's question: does an ImageNet-pretrained VGG-16 beat networks trained from scratch?
 
-- :func:`train_from_scratch`: the traditional CNN and AlexNet, from random initialisation.
+- :func:`train_cnn_and_alexnet`: the traditional CNN from random initialisation, and AlexNet from
+  ``alexnet_weights``: torchvision's ImageNet AlexNet, or this suite's from random initialisation.
 - :func:`vgg16_block4`: VGG-16's blocks 1-4 run once over every image (cached): the frozen
   part under every VGG-16 row.
 - :func:`frozen_vgg16`: the paper's model: frozen convolutions (block 5 on the cached
@@ -78,21 +79,31 @@ def _assess(run, key: str, title: str, prepared: Prepared, trained, n_boot: int,
                                            paper_value, variant), architecture)
 
 
-def train_from_scratch(run, prepared: Prepared, epochs: int, batch_size: int, learning_rate: float,
-                       momentum: float, seeds, alexnet_fc_units: int, select_best_epoch: bool,
-                       n_boot: int) -> dict[str, Assessed]:
-    """The traditional CNN and AlexNet from random initialisation: SGD, the same seeds and epochs; with
-    ``select_best_epoch`` each keeps the weights of its best validation epoch."""
+def alexnet(input_shape, weights, fc_units: int):
+    """P2's AlexNet: torchvision's with ImageNet ``weights`` and a new softmax layer (every layer trained), or this
+    suite's from random initialisation (``weights`` None, FC6/FC7 of ``fc_units``)."""
+    if weights is None:
+        return models.alexnet(input_shape, 2, fc_units=fc_units)
+    return models.alexnet_classifier(input_shape, 2, weights)
+
+
+def train_cnn_and_alexnet(run, prepared: Prepared, epochs: int, batch_size: int, learning_rate: float,
+                          momentum: float, seeds, alexnet_fc_units: int, alexnet_weights, select_best_epoch: bool,
+                          n_boot: int) -> dict[str, Assessed]:
+    """The traditional CNN from random initialisation and AlexNet from ``alexnet_weights`` (:func:`alexnet`): SGD,
+    the same seeds and epochs; with ``select_best_epoch`` each keeps the weights of its best validation epoch."""
     shape, optimizer = (prepared.size, prepared.size, 3), training.sgd(learning_rate, momentum)
-    builds = {"traditional CNN": (lambda: models.p2_traditional_cnn(shape, 2), "P2 traditional CNN"),
-              "AlexNet": (lambda: models.alexnet(shape, 2, fc_units=alexnet_fc_units), "AlexNet")}
+    # name: build, starting weights (None: random init), input scaling, architecture
+    builds = {"traditional CNN": (lambda: models.p2_traditional_cnn(shape, 2), None, 1 / 255, "P2 traditional CNN"),
+              "AlexNet": (lambda: alexnet(shape, alexnet_weights, alexnet_fc_units), alexnet_weights,
+                          features.input_rescale("alexnet", alexnet_weights), "AlexNet")}
     results = {}
-    for name, (build, architecture) in builds.items():
-        trained = experiment.train_seeds(prepared, build, seeds, epochs, batch_size, optimizer,
+    for name, (build, weights, rescale, architecture) in builds.items():
+        trained = experiment.train_seeds(prepared, build, seeds, epochs, batch_size, optimizer, rescale=rescale,
                                          restore_best=select_best_epoch)
-        key = name.replace(" ", "_").lower()
-        results[name] = _assess(run, key, name, prepared, trained, n_boot, record.Weights("random init"),
-                                architecture, name)
+        key = name.replace(" ", "_").lower() + ("_imagenet" if weights == "imagenet" else "")
+        results[name] = _assess(run, key, name, prepared, trained, n_boot,
+                                experiment.weights_record(weights, "alexnet"), architecture, name)
     return results
 
 
@@ -164,8 +175,9 @@ def paired_difference(a: Assessed, b: Assessed, n_boot: int = 1000, seed: int = 
 
 
 def pretraining_table(results: dict[str, Assessed], n_boot: int = 1000) -> pd.DataFrame:
-    """P2's question on this data: every ImageNet VGG-16 row minus each from-scratch row, with a paired bootstrap
-    95% CI (a CI that excludes 0 says pretraining helped, or hurt, on these test images)."""
+    """P2's question on this data: every ImageNet row (VGG-16, and AlexNet from ImageNet) minus each from-scratch
+    row, with a paired bootstrap 95% CI (a CI that excludes 0 says pretraining helped, or hurt, on these test
+    images)."""
     pretrained = {n: r for n, r in results.items() if r.row.weights.label == "ImageNet"}
     scratch = {n: r for n, r in results.items() if r.row.weights.label == "random init"}
     return pd.DataFrame([{"pretrained": a, "from_scratch": b, **paired_difference(pretrained[a], scratch[b], n_boot)}
@@ -205,9 +217,11 @@ def deviations(p: dict, data: Dataset) -> list[str]:
         "optimiser": f"SGD lr {p['learning_rate']}, momentum {p['momentum']} (paper: SGD lr 1e-5, momentum not stated)",
         "traditional CNN": "batch normalisation in each block (paper: no layer details; without it the network "
                            "stayed at the majority class with this optimiser)",
-        "AlexNet": f"random init (Keras ships no ImageNet AlexNet), FC6/FC7 {p['alexnet_fc_units']} units, batch norm "
-                   "for local response normalisation (paper: transfer learning, layer sizes not given; AlexNet's are "
-                   "4,096)",
+        "AlexNet": (f"torchvision's single-tower AlexNet, {models.weights_source('alexnet', p['alexnet_weights'])}, "
+                    "every layer trained with a new softmax layer (paper: transfer learning, details not given)"
+                    if p["alexnet_weights"] else
+                    f"random init (alexnet_weights null), FC6/FC7 {p['alexnet_fc_units']} units, batch norm for local "
+                    "response normalisation (paper: transfer learning, layer sizes not given; AlexNet's are 4,096)"),
         "VGG-16 weights": f"{', '.join(weights_kind(w) for w in starts)}, each a row (paper: ImageNet); "
                           f"sources: {sources}",
         "VGG-16 head": "dropout + softmax on globally pooled block-5 features, standardised (paper: not detailed)",
@@ -240,7 +254,9 @@ def details(p: dict, assessed: dict[str, Assessed]) -> dict:
     """Protocol details of results.json: the models, how each VGG-16 row was built, optimiser, majority floor."""
     return {"models": {"traditional CNN": "3 conv-BN-ReLU + max-pool blocks, dense 256, dropout 0.5, softmax; "
                                           "from scratch",
-                       "AlexNet": f"single tower, BN, FC {p['alexnet_fc_units']}; from scratch",
+                       "AlexNet": ("torchvision's single tower, FC 4096, from ImageNet; new softmax layer, every "
+                                   "layer trained" if p["alexnet_weights"] else
+                                   f"single tower, BN, FC {p['alexnet_fc_units']}; from scratch"),
                        **{name: r.details for name, r in assessed.items() if r.row.architecture == "VGG-16"}},
             "optimizer": f"SGD lr {p['learning_rate']} momentum {p['momentum']}", "batch_size": p["batch_size"],
             "epochs": p["epochs"], "majority_class_accuracy": assessed["majority class"].row.mean}

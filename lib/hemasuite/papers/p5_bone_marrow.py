@@ -102,7 +102,7 @@ def feature_layer(backbone: str, weights, size: int) -> tuple[str, str | None]:
     if backbone == "alexnet":
         return "fc6", None
     if backbone == "vgg16":
-        if features.effective_weights(backbone, weights) is None:
+        if weights is None:
             return "fc6", None
         if size != 224:
             return "avgpool", (f"VGG-16 ImageNet FC6 needs 224x224 input, not {size}x{size}: globally pooled block 5 "
@@ -123,7 +123,12 @@ def frozen_layer(backbone: str) -> str:
 
 def fine_tune_model(backbone: str, input_shape, n_classes: int, weights=None, trainable_layers: int = 0,
                     dropout: float = 0.5):
-    """The backbone with a new softmax layer; only its last ``trainable_layers`` layers and the new one learn."""
+    """The backbone with a new softmax layer; only its last ``trainable_layers`` layers and the new one learn.
+
+    AlexNet is torchvision's with ImageNet weights, this suite's from random init.
+    """
+    if backbone == "alexnet" and weights is not None:
+        return models.alexnet_classifier(input_shape, n_classes, weights, dropout, trainable_layers)
     if backbone == "alexnet":
         model = models.alexnet(input_shape, n_classes, dropout=dropout)
         for layer in model.layers[:-(trainable_layers + 2)]:  # +2: the new layer and the dropout before it
@@ -214,19 +219,18 @@ def _assess(run, technique: str, backbone: str, prepared: Prepared, trained, n_b
     name = PAPER_NAMES.get(backbone, backbone)
     model = f"{name}, {technique}"
     prefix = "fe" if technique == TECHNIQUES[0] else "ft"
-    start = features.effective_weights(backbone, weights)
-    key = f"{prefix}_{backbone}" + ("_imagenet" if start == "imagenet" else "")
+    key = f"{prefix}_{backbone}" + ("_imagenet" if weights == "imagenet" else "")
     paper_model = model if model in REPORTED else None
-    assessed = experiment.assess(run, key, model, prepared, trained, n_boot, experiment.weights_record(start, backbone),
-                                 paper_model, REPORTED.get(model, {}).get("accuracy"),
-                                 None if paper_model else BEYOND_THE_PAPER)
+    assessed = experiment.assess(run, key, model, prepared, trained, n_boot,
+                                 experiment.weights_record(weights, backbone), paper_model,
+                                 REPORTED.get(model, {}).get("accuracy"), None if paper_model else BEYOND_THE_PAPER)
     assessed.details = {**built, "backbone": backbone}
     return rows.complete(assessed, name)
 
 
 def result_name(backbone: str, weights) -> str:
     """The key of a backbone's result: its name, with `` (ImageNet)`` when it starts from ImageNet."""
-    return backbone + (" (ImageNet)" if features.effective_weights(backbone, weights) == "imagenet" else "")
+    return backbone + (" (ImageNet)" if weights == "imagenet" else "")
 
 
 def feature_extraction(run, rotated: Prepared, backbones, weights, seed: int, c_grid, n_boot: int,
@@ -263,7 +267,7 @@ def fine_tuning(run, rotated: Prepared, backbones, weights, seed: int, seeds, ep
             source = rotated
             trained = experiment.train_seeds(
                 rotated, lambda: fine_tune_model(backbone, shape, n_classes, weights, trainable_layers), seeds,
-                epochs, batch_size, optimizer, rescale=features.input_rescale(backbone))
+                epochs, batch_size, optimizer, rescale=features.input_rescale(backbone, weights))
             built = {"trained": f"last {trainable_layers} backbone layers + new softmax layer"}
         results[result_name(backbone, weights)] = _assess(run, TECHNIQUES[1], backbone, source, trained, n_boot,
                                                           weights, {**built, "input_size": rotated.size})
@@ -339,7 +343,10 @@ def deviations(p: dict, data: Dataset, extraction: dict[str, Assessed]) -> list[
                                         f" ({len(data.classes)} classes; the paper has five subtypes)"),
         "input size": f"{p['image_size']}x{p['image_size']} (paper: the networks' own, 224-299)" + "".join(
             f"; {PAPER_NAMES[b]} from ImageNet at {size}x{size}" for b, size in pretrained.items()),
-        "weights": f"{p['weights'] or 'random init'} (paper: ImageNet); AlexNet random init in every profile",
+        "weights": f"{p['weights'] or 'random init'} (paper: ImageNet)" + (
+            ("; AlexNet: torchvision's, with its ImageNet weights" if p["weights"] else
+             "; AlexNet: this suite's, batch normalisation in place of local response normalisation")
+            if "alexnet" in p["backbones"] else ""),
         "augmentation": "rot90 x4 of the training images only (paper: unclear whether before or after the split)",
         "fine-tuning": f"last {p['fine_tune_layers']} backbone layers + new softmax layer trainable (paper: 822 of "
                        "the mixed network's 825 layers frozen)",
@@ -388,6 +395,6 @@ def details(p: dict, extraction: dict[str, Assessed], tuning: dict[str, Assessed
 
 
 def check_backbones(backbones) -> None:
-    """Every name is AlexNet, a ``keras.applications`` backbone, or ``a+b`` of those."""
-    known = {"alexnet", *models.BACKBONES}
-    config.check_known(dict.fromkeys(part for name in backbones for part in name.split("+")), known, "backbones")
+    """Every name is a backbone of :data:`hemasuite.models.BACKBONES` (AlexNet among them), or ``a+b`` of those."""
+    config.check_known(dict.fromkeys(part for name in backbones for part in name.split("+")), set(models.BACKBONES),
+                       "backbones")

@@ -8,7 +8,8 @@ with its weights resolved, together with the work of the full run (:class:`Workl
 every repetition the notebook makes (levels, split seeds, folds, training seeds) included.
 
 When ImageNet weights are not available, the weights-source column says so and the
-network is timed with random initialisation (the same cost).
+network is timed with random initialisation (the same cost; AlexNet, whose random-init
+rows are this suite's network and not torchvision's, as those rows build it).
 
 Image counts come from the dataset loaders when the data is there, else from the sizes
 documented in :data:`DOCUMENTED` (``LEUKEMIA_DATA_DIR`` README); splits are the suite's
@@ -175,12 +176,13 @@ def resolved(name: str, weights, top: bool = False) -> tuple[object, str]:
     except WeightsError:
         entry = pretrained.backbone(name)
         missing = entry.top if top else entry.notop
-        return None, f"unavailable: {missing.name if missing else name} (timed with random init)"
+        alexnet = ", this suite's AlexNet" if name == "alexnet" else ""
+        return None, f"unavailable: {missing.name if missing else name} (timed with random init{alexnet})"
 
 
 def resolved_parts(backbone: str, weights) -> tuple[object, str]:
     """:func:`resolved` for ``a+b``: ImageNet only if every part has it."""
-    parts = [resolved(part, features.effective_weights(part, weights)) for part in backbone.split("+")]
+    parts = [resolved(part, weights) for part in backbone.split("+")]
     usable = weights if all(w is not None for w, _ in parts) else None
     return usable, " + ".join(source for _, source in parts)
 
@@ -370,10 +372,10 @@ def p3_stages(params: dict, data_dir=None, input_size: int | None = None) -> Ite
 
 
 def p2_stages(params: dict, data_dir=None, input_size: int | None = None) -> Iterator[Stage]:
-    """21: the traditional CNN and AlexNet; from each VGG-16 start (random init with ``vgg_random_init``, then
-    ``vgg_weights``) blocks 1-4 and the frozen block 5 run once over every image, the softmax layer trained on the
-    pooled block 5, and from ImageNet block 5 fine-tuned on the cached block-4 output
-    (:func:`hemasuite.papers.p2_cnmc_transfer.vgg16_models`)."""
+    """21: the traditional CNN and AlexNet (:func:`hemasuite.papers.p2_cnmc_transfer.alexnet`); from each VGG-16 start
+    (random init with ``vgg_random_init``, then ``vgg_weights``) blocks 1-4 and the frozen block 5 run once over every
+    image, the softmax layer trained on the pooled block 5, and from ImageNet block 5 fine-tuned on the cached
+    block-4 output (:func:`hemasuite.papers.p2_cnmc_transfer.vgg16_models`)."""
     stem = "21_p2_cnmc_transfer"
     data, _ = counted_dataset(params["dataset"], data_dir)
     data = p2.task(data)
@@ -383,9 +385,10 @@ def p2_stages(params: dict, data_dir=None, input_size: int | None = None) -> Ite
     work = runs_workload(counts, epochs, {"seed": len(params["seeds"])})
     yield Stage(stem, "traditional CNN", functools.partial(models.p2_traditional_cnn, shape, 2), shape, 2, work,
                 "random init", batch, INFERENCE_BATCH, optimizer)
-    yield Stage(stem, f"AlexNet (FC {params['alexnet_fc_units']})",
-                functools.partial(models.alexnet, shape, 2, fc_units=params["alexnet_fc_units"]), shape, 2, work,
-                "random init", batch, INFERENCE_BATCH, optimizer)
+    weights, source = resolved("alexnet", params["alexnet_weights"])
+    yield Stage(stem, "AlexNet (torchvision, FC 4096)" if weights else f"AlexNet (FC {params['alexnet_fc_units']})",
+                functools.partial(p2.alexnet, shape, weights, params["alexnet_fc_units"]), shape, 2, work, source,
+                batch, INFERENCE_BATCH, optimizer, rescale=features.input_rescale("alexnet", weights))
     vgg = _side(params["vgg_image_size"], input_size)
     block4 = layer_shape("vgg16", "block4_pool", vgg)
     flat, dim = (math.prod(block4),), block4[-1]  # block 5 keeps block 4's 512 channels, pooled to one value each
@@ -425,15 +428,14 @@ def p5_stages(params: dict, data_dir=None, input_size: int | None = None) -> Ite
     rows += [(b, size, "imagenet", 0) for b, size in (params["pretrained"] or {}).items()]
     reads = [(b, p5.feature_layer(b.split("+")[0], w, size)[0], size, w) for b, size, w, _ in rows]
     reads += [(b, p5.frozen_layer(b.split("+")[0]), size, w) for b, size, w, layers in rows if layers == 0]
-    parts = dict.fromkeys((part, layer, size, features.effective_weights(part, w))
-                          for b, layer, size, w in reads for part in b.split("+"))
+    parts = dict.fromkeys((part, layer, size, w) for b, layer, size, w in reads for part in b.split("+"))
     for part, layer, size, w in parts:
         shape = _side(size, input_size)
         part_weights, source = resolved(part, w, top=(part, layer) == ("vgg16", "fc6") and w is not None)
         yield Stage(stem, f"{p5.PAPER_NAMES[part]} {layer} features (frozen)",
                     functools.partial(features.feature_model, part, layer, shape, part_weights), shape, n_classes,
                     extraction_workload(rotated["train"] + rotated["test"]), source, None, params["batch_size"],
-                    rescale=features.input_rescale(part))
+                    rescale=features.input_rescale(part, part_weights))
     work = runs_workload(rotated, params["epochs"], seeds)
     for backbone, size, w, layers in rows:
         name, shape = p5.PAPER_NAMES.get(backbone, backbone), _side(size, input_size)
@@ -448,7 +450,7 @@ def p5_stages(params: dict, data_dir=None, input_size: int | None = None) -> Ite
             yield Stage(stem, f"{name} fine-tuned (last {layers} layers)",
                         functools.partial(p5.fine_tune_model, backbone, shape, n_classes, tuned_weights, layers),
                         shape, n_classes, work, source, params["batch_size"], INFERENCE_BATCH, optimizer,
-                        rescale=features.input_rescale(backbone))
+                        rescale=features.input_rescale(backbone, tuned_weights))
     shape = _side(params["image_size"], input_size)
     yield Stage(stem, "small CNN", functools.partial(models.p5_small_cnn, shape, n_classes), shape, n_classes,
                 runs_workload(rotated, params["cnn_epochs"], seeds), "random init", params["batch_size"],
