@@ -167,3 +167,37 @@ def test_divisible_batches_cut_each_batch_to_a_multiple_of_the_replicas():
     assert batches == [[0, 1, 2, 3], [4, 4]]
     assert training.divisible_batches(data, 2).cardinality() == 3
     assert training.divisible_batches(data, 1) is data
+
+
+def test_absent_imagenet_file_is_random_init_in_a_rehearsal_and_an_error_otherwise(monkeypatch, tmp_path):
+    from hemasuite.errors import WeightsError
+    from hemasuite.models import pretrained
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.delenv(pretrained.WEIGHTS_ENV, raising=False)
+    monkeypatch.delenv(rehearsal.ENV, raising=False)
+    with pytest.raises(WeightsError, match="resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"):
+        pretrained.weights_source("resnet50", "imagenet")
+    monkeypatch.setenv(rehearsal.ENV, "1")
+    assert pretrained.weights_source("resnet50", "imagenet") == rehearsal.ABSENT_WEIGHTS
+    assert pretrained.resolve_weights("resnet50", "imagenet") is None
+    assert pretrained.build_backbone("resnet50", (32, 32, 3), "imagenet").count_params() > 0
+
+
+def test_a_dataset_absent_from_the_data_root_gives_way_to_its_stand_in(tmp_path, capsys):
+    from hemasuite.datasets import choose
+
+    (tmp_path / "taleqani_all").mkdir()
+    assert choose("cnmc2019", "taleqani_all", tmp_path) == "taleqani_all"
+    assert "cnmc2019 is not in the data folder" in capsys.readouterr().out
+    (tmp_path / "cnmc2019").mkdir()
+    assert choose("cnmc2019", "taleqani_all", tmp_path) == "cnmc2019"
+    assert choose("bone_marrow_subtypes", None, tmp_path) == "bone_marrow_subtypes"  # no stand-in: its loader says why
+
+
+def test_paper_profile_uses_the_papers_own_datasets_with_stand_ins():
+    p2 = config.notebook_parameters("paper", "21_p2_cnmc_transfer")
+    p5 = config.notebook_parameters("paper", "22_p5_bone_marrow")
+    assert (p2["dataset"], p2["stand_in"]) == ("cnmc2019", "taleqani_all")
+    assert (p5["dataset"], p5["stand_in"]) == ("bone_marrow_subtypes", "taleqani_all")
+    assert "stand_in" not in config.notebook_parameters("cpu", "21_p2_cnmc_transfer")

@@ -179,6 +179,7 @@ SCHEMA: dict[str, Rule] = {
     # data
     "dataset": dataset_name(),
     "datasets": list_of(dataset_name()),
+    "stand_in": optional(dataset_name()),
     "n_images": optional(POSITIVE_INT),
     "per_class": POSITIVE_INT,
     "fractions": fractions(),

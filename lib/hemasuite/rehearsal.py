@@ -14,7 +14,7 @@ resolution, as a GPU run would:
 What is cut follows rules on the parameters' names (:func:`cut_parameters`), so a setting
 added to ``paper`` later is rehearsed without a rehearsal copy of it, plus a few rules at
 run time: images per class (:func:`subsample`), the first resample of a cross-validation
-(:func:`first_resamples`) and eager execution of training steps (:data:`EAGER`). Every cut
+(:func:`first_resamples`) and eager training steps of the largest networks (:data:`EAGER`). Every cut
 is recorded in results.json (:func:`record`), and every table, figure and page says that it
 is a rehearsal (:data:`BANNER`).
 """
@@ -38,8 +38,9 @@ N_BOOT = 10
 IMAGES_PER_CLASS = 8
 IMAGES_PER_GROUP = 2
 TARGET_SCALE = 150  # P3's augmentation target (per_class) and the like, divided by this
-EAGER = ("training steps run eagerly: tracing a paper network's step under MirroredStrategy costs minutes on a "
-         "CPU, and the rehearsal checks code paths, not the compiled graph")
+EAGER_ABOVE = 150  # layers: the keras.applications backbones but VGG-16
+EAGER = (f"training steps of networks with more than {EAGER_ABOVE} layers (ResNet, DenseNet, Inception) run eagerly: "
+         "tracing such a step under MirroredStrategy costs minutes on a CPU; smaller networks run as compiled graphs")
 
 _runtime_cuts: list[str] = []
 
@@ -47,6 +48,11 @@ _runtime_cuts: list[str] = []
 def active() -> bool:
     """True inside a rehearsal (``$HEMASUITE_REHEARSAL`` is 1)."""
     return os.environ.get(ENV, "").strip() == "1"
+
+
+def eager_above() -> int | None:
+    """Layer count above which a rehearsal trains eagerly (:data:`EAGER`); None outside a rehearsal."""
+    return EAGER_ABOVE if active() else None
 
 
 # ---------------------------------------------------------------------------- parameters

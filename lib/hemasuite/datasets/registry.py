@@ -120,6 +120,30 @@ def spec(name: str) -> DatasetSpec:
     return REGISTRY[name]
 
 
+def present(name: str, data_dir=None) -> bool:
+    """True when registered dataset ``name`` needs no folder or its folder exists in the data root."""
+    folder = spec(name).folder
+    if folder is None:
+        return True
+    try:
+        return (resolve_data_dir(data_dir) / folder).is_dir()
+    except DataError:
+        return False
+
+
+def choose(name: str, stand_in: str | None, data_dir=None) -> str:
+    """``name`` when it is present (or no ``stand_in`` is given), else ``stand_in``, saying so.
+
+    Only an absent dataset is replaced: one whose folder is there but broken still stops
+    the run with its loader's error.
+    """
+    if stand_in is None or is_folder_name(name) or present(name, data_dir):
+        return name
+    print(f"{name} is not in the data folder (expected: {spec(name).layout}; source: {spec(name).source}); "
+          f"running on the stand-in {stand_in} instead")
+    return stand_in
+
+
 def load_dataset(name: str, data_dir=None, **options) -> Dataset:
     """Load the dataset ``name`` from ``<data root>/<its folder>``.
 

