@@ -15,7 +15,8 @@ stays, and the command exits non-zero. A notebook that declares a ``results_dir`
 (the comparison) is given the published results folder of the profile. ``--dataset
 folder:/path`` runs the notebooks on your own images (``--reports`` must then name a folder
 outside the checkout's ``reports/``). Progress (cell, step, epochs with ETA) is printed as
-the notebook runs.
+the notebook runs. ``--profile paper --rehearse`` rehearses the paper profile on this machine
+(:mod:`hemasuite.rehearsal`) into ``reports/rehearsal/``.
 """
 
 from __future__ import annotations
