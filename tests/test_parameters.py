@@ -16,7 +16,7 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
     ({"epochs": 0}, "epochs", "an integer >= 1"),
     ({"image_size": "abc"}, "image_size", "an integer >= 8"),
     ({"batch_size": 0}, "batch_size", "an integer >= 1"),
-    ({"seeds": []}, "seeds", "a list of at least 1 item"),
+    ({"seeds": []}, "seeds", "a list of at least 1 different item"),
     ({"fractions": [0.5, 0.2, 0.2]}, "fractions", "adding up to 1"),
     ({"dataset": "no_such_set"}, "dataset", "folder:/path/to/root"),
     ({"learning_rate": 0}, "learning_rate", "a number > 0"),
@@ -70,3 +70,9 @@ def test_colour_variants_are_the_stain_modules():
         parameters.SCHEMA["variants"].check("variants", [variant])
     with pytest.raises(ParameterError):
         parameters.SCHEMA["variants"].check("variants", ["sepia"])
+
+
+@pytest.mark.parametrize("name", ["seeds", "split_seeds", "backbone_seeds", "finetune_seeds"])
+def test_a_seed_given_twice_is_refused(name):
+    with pytest.raises(ParameterError, match="0 given more than once"):
+        parameters.check({name: [0, 1, 0]})

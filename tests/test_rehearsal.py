@@ -26,11 +26,11 @@ def test_cuts_follow_rules_on_names_at_any_depth():
     cut, cuts = rehearsal.cut_parameters(params)
     assert cut["epochs"] == cut["baseline_epochs"] == cut["tile_settings"]["epochs"] == 1
     assert cut["seeds"] == [3] and cut["split_seeds"] == [0] and cut["n_boot"] == rehearsal.N_BOOT
-    assert cut["tile_settings"]["tiles_per_epoch"] == 55 and cut["per_class"] == 8
+    assert cut["tile_settings"]["tiles_per_epoch"] == 28 and cut["per_class"] == 4
     for kept in ("image_size", "batch_size", "learning_rate", "n_folds", "c_grid", "weights", "select_best_epoch"):
         assert cut[kept] == params[kept]
     assert cut["tile_settings"]["batch_size"] == 64
-    assert "tile_settings.epochs: 30 -> 1" in cuts and "per_class: 1200 -> 8" in cuts
+    assert "tile_settings.epochs: 30 -> 1" in cuts and "per_class: 1200 -> 4" in cuts
     assert not any(c.startswith(("image_size", "batch_size")) for c in cuts)
 
 
@@ -50,7 +50,7 @@ def test_subsample_keeps_whole_groups_a_few_images_per_class(rehearsing):
     assert cut["label"].value_counts().to_dict() == {"a": rehearsal.IMAGES_PER_CLASS, "b": rehearsal.IMAGES_PER_CLASS}
     assert cut.groupby("group").size().max() <= rehearsal.IMAGES_PER_GROUP
     assert cut["group"].nunique() == 2 * rehearsal.IMAGES_PER_CLASS // rehearsal.IMAGES_PER_GROUP
-    assert any("toy cut from 60 to 16" in c for c in rehearsal.record([]))
+    assert any(f"toy cut from 60 to {2 * rehearsal.IMAGES_PER_CLASS}" in c for c in rehearsal.record([]))
 
 
 def test_outside_a_rehearsal_nothing_is_cut(monkeypatch):

@@ -120,7 +120,9 @@ def test_comparison_gets_the_published_results_folder_and_cpu_updates_the_readme
     profiles.write_text("smoke:\n  common: {seed: 0}\ncpu:\n  common: {seed: 0}\n")
     monkeypatch.setenv("HEMASUITE_PROFILES", str(profiles))
     calls = []
-    monkeypatch.setattr(runner, "update_readme", lambda reports: calls.append(reports) or tmp_path / "README.md")
+    from hemasuite.tools import readme
+
+    monkeypatch.setattr(readme, "update_readme", lambda reports: calls.append(reports) or tmp_path / "README.md")
     reports = tmp_path / "reports"
     assert runner.run_notebooks("smoke", reports=reports, notebook_dir=notebooks)[0]["status"] == "ok"
     results = json.loads((reports / "smoke" / "results" / "90_comparison" / "results.json").read_text())
@@ -131,3 +133,15 @@ def test_comparison_gets_the_published_results_folder_and_cpu_updates_the_readme
     monkeypatch.setattr(runner.config, "repo_root", lambda: tmp_path)  # now reports/ is the checkout's
     assert runner.run_notebooks("cpu", reports=reports, notebook_dir=notebooks, allow_dirty=True)[0]["status"] == "ok"
     assert calls == [reports]
+
+
+def test_the_runner_starts_without_tensorflow():
+    """A runner that refuses to start (lock held, bad parameter) prints no TensorFlow start-up lines: it imports
+    TensorFlow only where it needs it."""
+    import subprocess
+    import sys
+
+    code = "import sys, hemasuite.tools.runner; print('tensorflow' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "False", done.stderr[-2000:]
+    assert "cuda" not in done.stderr.lower()

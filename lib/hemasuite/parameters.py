@@ -103,10 +103,11 @@ def mapping() -> Rule:
     return Rule("a mapping {key: value}", lambda v: None if isinstance(v, dict) else "not a mapping")
 
 
-def list_of(item: Rule, min_items: int = 1, max_items: int | None = None) -> Rule:
-    """A list (never a bare string) of ``min_items`` to ``max_items`` values that each satisfy ``item``."""
+def list_of(item: Rule, min_items: int = 1, max_items: int | None = None, unique: bool = False) -> Rule:
+    """A list (never a bare string) of ``min_items`` to ``max_items`` values that each satisfy ``item``; with
+    ``unique``, no value twice."""
     size = f"at least {min_items}" if max_items is None else f"{min_items} to {max_items}"
-    allowed = f"a list of {size} item(s), each {item.allowed}, e.g. [a, b]"
+    allowed = f"a list of {size}{' different' if unique else ''} item(s), each {item.allowed}, e.g. [a, b]"
 
     def test(value):
         if isinstance(value, str):
@@ -119,6 +120,9 @@ def list_of(item: Rule, min_items: int = 1, max_items: int | None = None) -> Rul
             problem = item.test(entry)
             if problem:
                 return f"item {index} ({entry!r}): {problem}"
+        repeated = sorted({repr(entry) for entry in value if list(value).count(entry) > 1})
+        if unique and repeated:
+            return f"{', '.join(repeated)} given more than once (the same resample or seed twice would be pooled twice)"
         return None
 
     return Rule(allowed, test)
@@ -163,7 +167,7 @@ def dataset_name() -> Rule:
 
 
 POSITIVE_INT = integer(1)
-SEEDS = list_of(integer(0))
+SEEDS = list_of(integer(0), unique=True)
 IMAGE_SIZE = integer(8, 4096)
 LEARNING_RATE = number(0, 10, low_open=True)
 WEIGHTS = optional(choice("imagenet"))

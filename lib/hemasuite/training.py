@@ -95,19 +95,12 @@ def policy_scope(policy: str | None = None):
 
 def compiled_model(build_model: Callable[[], keras.Model], optimizer: Callable[[], keras.optimizers.Optimizer],
                    strategy: tf.distribute.Strategy, loss: str = "categorical_crossentropy",
-                   run_eagerly: bool = False, eager_above: int | None = None) -> keras.Model:
-    """``build_model()`` compiled with ``optimizer()``, both created inside ``strategy``'s scope; run eagerly when
-    ``run_eagerly`` or when the model has more than ``eager_above`` layers (counted through nested models)."""
+                   run_eagerly: bool = False) -> keras.Model:
+    """``build_model()`` compiled with ``optimizer()``, both created inside ``strategy``'s scope."""
     with strategy.scope():
         model = build_model()
-        eager = run_eagerly or (eager_above is not None and layer_count(model) > eager_above)
-        model.compile(optimizer=optimizer(), loss=loss, metrics=["accuracy"], run_eagerly=eager)
+        model.compile(optimizer=optimizer(), loss=loss, metrics=["accuracy"], run_eagerly=run_eagerly)
     return model
-
-
-def layer_count(model: keras.Model) -> int:
-    """Layers of ``model``, those of nested models included."""
-    return sum(layer_count(layer) if isinstance(layer, keras.Model) else 1 for layer in model.layers)
 
 
 @dataclass
@@ -167,7 +160,7 @@ def train(build_model: Callable[[], keras.Model], train_data: tf.data.Dataset, n
     """
     with policy_scope() as policy:
         strategy = distribution_strategy()
-        model = compiled_model(build_model, optimizer, strategy, loss, run_eagerly, eager_above=rehearsal.eager_above())
+        model = compiled_model(build_model, optimizer, strategy, loss, run_eagerly)
         replicas = strategy.num_replicas_in_sync
         start = time.perf_counter()
         # tf.data shuffles (seeded) itself; shuffle=False stops Keras warning that it would ignore it

@@ -46,7 +46,6 @@ from ..errors import ParameterError, SuiteError
 from ..record import dirty_files, write_json_atomic
 from . import rehearsal_data
 from .progress import ANSI, Progress
-from .readme import update_readme
 from .site import COMPARISON, STARTUP_NOISE, build_site, path_cleaner
 
 KERNEL = "hemasuite"
@@ -450,6 +449,8 @@ def _run_all(profile, paths, overrides, reports, data_dir, dataset, allow_dirty)
         print(f"report site: {build_site(reports, (folder,))}", flush=True)
     if (folder == "cpu" and reports.resolve() == (config.repo_root() / "reports").resolve()
             and any(r["notebook"] == COMPARISON and r["status"] == "ok" for r in records)):
+        from .readme import update_readme  # here: it reads the comparison, which loads TensorFlow
+
         print(f"README comparison section updated: {update_readme(reports)}", flush=True)
     return records
 
