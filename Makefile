@@ -43,13 +43,14 @@ site: env
 
 test: env
 	$(BIN)/python -m ruff check notebooks
-	HEMASUITE_OUTPUT_DIR=$$(mktemp -d) $(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider
+	out=$$(mktemp -d); trap 'rm -rf "$$out"' EXIT; \
+	HEMASUITE_OUTPUT_DIR=$$out $(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider
 
 unit: env
 	$(BIN)/python -m pytest tests
 
 lab: env
-	$(BIN)/jupyter lab notebooks
+	$(BIN)/jupyter lab notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
 bench: env
 	$(BIN)/python -m hemasuite.tools.bench --output reports/benchmarks
