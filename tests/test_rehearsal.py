@@ -201,3 +201,8 @@ def test_paper_profile_uses_the_papers_own_datasets_with_stand_ins():
     assert (p2["dataset"], p2["stand_in"]) == ("cnmc2019", "taleqani_all")
     assert (p5["dataset"], p5["stand_in"]) == ("bone_marrow_subtypes", "taleqani_all")
     assert "stand_in" not in config.notebook_parameters("cpu", "21_p2_cnmc_transfer")
+
+
+def test_a_weights_record_never_calls_an_absent_file_imagenet():
+    assert record.Weights("ImageNet", rehearsal.ABSENT_WEIGHTS).label == rehearsal.ABSENT_WEIGHTS
+    assert record.Weights("ImageNet", "ImageNet (Keras file x.h5)").label == "ImageNet"

@@ -59,10 +59,18 @@ class RecordError(SuiteError, ValueError):
 
 @dataclass
 class Weights:
-    """What a model started from: ``label`` (random init, imagenet, none) and the weight file it came from."""
+    """What a model started from: ``label`` (random init, imagenet, none) and the weight file it came from.
+
+    Where a rehearsal replaced an absent ImageNet file by random initialisation, the label
+    says so too, never "ImageNet".
+    """
 
     label: str
     source: str | None = None
+
+    def __post_init__(self):
+        if self.source and rehearsal.ABSENT_WEIGHTS in self.source:
+            self.label = rehearsal.ABSENT_WEIGHTS
 
 
 @dataclass
