@@ -146,10 +146,23 @@ def devices() -> list[str]:
     return [device.name for device in tf.config.list_logical_devices("CPU")][:REPLICAS]
 
 
+def cross_device_ops():
+    """How the rehearsal's replicas combine gradients: summed on the first device, then broadcast.
+
+    A GPU run all-reduces with NCCL, which a CPU cannot; the CPU's own collective ops, which
+    ``MirroredStrategy`` falls back to, mismatched across replicas from one model to the next
+    (P2's softmax head after AlexNet).
+    """
+    import tensorflow as tf
+
+    return tf.distribute.ReductionToOneDevice()
+
+
 # ---------------------------------------------------------------------------- record
 
 def record(parameter_cuts: list[str]) -> list[str]:
     """Every cut of this run: the parameters', the run-time ones, and how the GPU paths were exercised."""
     return [*parameter_cuts, *_runtime_cuts,
-            f"devices: the CPU split into {REPLICAS} logical devices (MirroredStrategy, {REPLICAS} replicas)",
+            f"devices: the CPU split into {REPLICAS} logical devices (MirroredStrategy, {REPLICAS} replicas, gradients "
+            "reduced to one device: a GPU run all-reduces with NCCL)",
             f"precision: {POLICY} on the CPU (the policy of a GPU run)"]

@@ -33,7 +33,7 @@ def distribution_strategy() -> tf.distribute.Strategy:
     """Mirrored across GPUs when there is more than one (in a rehearsal: across the CPU's logical devices), else the
     default strategy."""
     if rehearsal.active():
-        return tf.distribute.MirroredStrategy(rehearsal.devices())
+        return tf.distribute.MirroredStrategy(rehearsal.devices(), cross_device_ops=rehearsal.cross_device_ops())
     gpus = tf.config.list_physical_devices("GPU")
     return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
 
