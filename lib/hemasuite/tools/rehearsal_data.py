@@ -22,7 +22,7 @@ from ..datasets import spec
 from ..datasets.synthetic import draw_cell
 from ..errors import DataError
 
-SUBJECTS = 4  # per class
+SUBJECTS = 6  # per class
 CELLS = 3  # per subject (C-NMC), images per case (IICBU), images per class and subject (Taleqani)
 GENERATED = "GENERATED.txt"
 
