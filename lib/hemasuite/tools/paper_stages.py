@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from .. import augment, config, features, ladder, models, pipeline, splits, tiles, training
-from ..datasets import Dataset, load_dataset
+from ..datasets import Dataset, choose, load_dataset
 from ..errors import DataError, WeightsError
 from ..imageio import read_rgb
 from ..models import pretrained, weights_kind
@@ -103,8 +103,10 @@ def notebook_parameters(stem: str, profile: str = "paper") -> dict:
     return {**defaults, **config.notebook_parameters(profile, stem)}
 
 
-def counted_dataset(name: str, data_dir=None) -> tuple[Dataset, str]:
-    """The dataset from its loader when the data is there, else its documented class sizes; and which one."""
+def counted_dataset(name: str, data_dir=None, stand_in: str | None = None) -> tuple[Dataset, str]:
+    """The dataset (its ``stand_in`` when it is absent) from its loader when the data is there, else its documented
+    class sizes; and which one."""
+    name = choose(name, stand_in, data_dir)
     try:
         return load_dataset(name, data_dir), "data"
     except DataError:
@@ -232,7 +234,7 @@ def _tiles_per_image(size: tuple[int, int], tile: int, stride: int) -> int:
 
 def ladder_stages(params: dict, data_dir=None, input_size: int | None = None) -> Iterator[Stage]:
     """02: P1's deep CNN at every level x split seed x training seed (:func:`hemasuite.ladder.cnn_fit`)."""
-    data, _ = counted_dataset(params["dataset"], data_dir)
+    data, _ = counted_dataset(params["dataset"], data_dir, params.get("stand_in"))
     counts = split_counts(data.frame, params["fractions"], params["seed"])
     shape, n_classes, epochs = _side(params["image_size"], input_size), len(data.classes), params["epochs"]
     stride, kernel = params["stem_stride"], params["stem_kernel"]
@@ -248,7 +250,7 @@ def p4_stages(params: dict, data_dir=None, input_size: int | None = None) -> Ite
     """10, on every split seed: the Sequential CNN, the frozen ImageNet backbone's features at each input size and
     the softmax layer trained on them, each network baseline (KNN trains no network)."""
     stem = "10_p4_sequential_cnn"
-    data, _ = counted_dataset(params["dataset"], data_dir)
+    data, _ = counted_dataset(params["dataset"], data_dir, params.get("stand_in"))
     counts = split_counts(data.frame, params["fractions"], params["seed"])
     n_classes, epochs, batch = len(data.classes), params["epochs"], params["batch_size"]
     split_seeds = {"split seed": len(params["split_seeds"])}
@@ -296,7 +298,7 @@ def _p4_pretrained(params: dict, counts: dict, n_classes: int, images: int, inpu
 def p1_stages(params: dict, data_dir=None, input_size: int | None = None) -> Iterator[Stage]:
     """11: the deep CNN (its first configuration: the paper profile has one) on every split seed with every seed;
     8 dihedral views of every test image when test-time augmentation may be chosen."""
-    data, _ = counted_dataset(params["dataset"], data_dir)
+    data, _ = counted_dataset(params["dataset"], data_dir, params.get("stand_in"))
     counts = split_counts(data.frame, params["fractions"], params["seed"])
     configurations = p1.configurations(params)
     settings = next(iter(configurations.values()))
@@ -326,7 +328,7 @@ def p3_stages(params: dict, data_dir=None, input_size: int | None = None) -> Ite
     """20: the backbone under P3's protocol and a case-level split (when the profile names one), every tile-CNN
     candidate in every fold of both CV levels and in P3's protocol, the ImageNet features of the tiles."""
     stem = "20_p3_densenet201_lymphoma"
-    data, source = counted_dataset(params["dataset"], data_dir)
+    data, source = counted_dataset(params["dataset"], data_dir, params.get("stand_in"))
     n_classes, test_fraction, per_class = len(data.classes), params["test_fraction"], params["per_class"]
     augmented = per_class * n_classes  # P3's protocol: Augmentor copies of every class, then split
     if params["backbone"]:
@@ -377,7 +379,7 @@ def p2_stages(params: dict, data_dir=None, input_size: int | None = None) -> Ite
     image, the softmax layer trained on the pooled block 5, and from ImageNet block 5 fine-tuned on the cached
     block-4 output (:func:`hemasuite.papers.p2_cnmc_transfer.vgg16_models`)."""
     stem = "21_p2_cnmc_transfer"
-    data, _ = counted_dataset(params["dataset"], data_dir)
+    data, _ = counted_dataset(params["dataset"], data_dir, params.get("stand_in"))
     data = p2.task(data)
     counts, images = split_counts(data.frame, params["fractions"], params["seed"]), len(data.frame)
     shape, epochs, batch = _side(params["image_size"], input_size), params["epochs"], params["batch_size"]
@@ -417,7 +419,7 @@ def p5_stages(params: dict, data_dir=None, input_size: int | None = None) -> Ite
     layer (or the fine-tuned part) of every backbone, the ``pretrained`` backbones (ImageNet, each at its own input
     size) included; the small CNN. All on the rotated (x4) training set."""
     stem = "22_p5_bone_marrow"
-    data, _ = counted_dataset(params["dataset"], data_dir)
+    data, _ = counted_dataset(params["dataset"], data_dir, params.get("stand_in"))
     data = p5.stratified_subset(data, params["n_images"], params["seed"])
     counts = split_counts(data.frame, params["fractions"], params["seed"])
     rotated = {**counts, "train": 4 * counts["train"]}
@@ -474,7 +476,7 @@ def unseen_stages(params: dict, data_dir=None, input_size: int | None = None) ->
     Lite0's last block pooling them for each variant's features; Lite0's last block fine-tuned per
     ``finetune_variants`` in every case-level fold (:mod:`hemasuite.papers.p3_unseen_cases`)."""
     stem = "23_p3_unseen_cases"
-    data, source = counted_dataset(params["dataset"], data_dir)
+    data, source = counted_dataset(params["dataset"], data_dir, params.get("stand_in"))
     images, n_classes, tile = len(data.frame), len(data.classes), params["tile_size"]
     per_image, shape = _tiles_per_image(native_size(data, source), tile, tile), _side(tile, input_size)
 
