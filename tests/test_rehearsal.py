@@ -74,12 +74,18 @@ def test_cross_validation_runs_the_first_fold_only(rehearsing):
     assert "cross-validation folds: the first of 3 only" in rehearsal.record([])
 
 
-def test_a_rehearsal_records_its_cuts_and_only_a_rehearsal_has_cuts(tmp_path):
+def test_a_rehearsal_records_its_cuts_and_only_a_rehearsal_has_cuts(tmp_path, monkeypatch):
+    from hemasuite import training
+
     run = record.Run("00_x", tmp_path, {"profile": "paper"})
     run.rehearsal_cuts = ["epochs: 50 -> 1"]
+    monkeypatch.setattr(training, "_fits", [])
+    assert run.finish().cuts == ["epochs: 50 -> 1"]  # it trained nothing: no word on devices
+    monkeypatch.setattr(training, "_fits", [{"strategy": "MirroredStrategy", "replicas": 2,
+                                             "policy": "mixed_float16", "global_batch_size": 32}])
     results = run.finish()
     assert results.rehearsal and results.cuts[0] == "epochs: 50 -> 1"
-    assert any("mixed_float16" in c for c in results.cuts) and any("2 logical devices" in c for c in results.cuts)
+    assert any("mixed_float16" in c for c in results.cuts) and any("2 replicas" in c for c in results.cuts)
     data = json.loads((tmp_path / "00_x" / "results.json").read_text())
     data["cuts"] = []
     with pytest.raises(record.RecordError, match="records its cuts"):
@@ -115,13 +121,18 @@ def test_data_root_links_real_datasets_and_generates_the_others(tmp_path):
 
 
 def test_taleqani_layout_is_generated_when_absent(tmp_path):
-    data = load_dataset("taleqani_all", rehearsal_data.data_root(tmp_path / "root", tmp_path / "none"))
+    (tmp_path / "empty").mkdir()
+    data = load_dataset("taleqani_all", rehearsal_data.data_root(tmp_path / "root", tmp_path / "empty"))
     assert list(data.counts().index) == ["Benign", "Early", "Pre", "Pro"] and data.counts().min() > 0
 
 
-def test_rehearse_refuses_another_profile_and_a_rehearsal_env_outside_paper(start_run, monkeypatch):
-    with pytest.raises(ParameterError, match="--rehearse rehearses the 'paper' profile"):
+def test_rehearse_refuses_another_profile_a_missing_data_dir_and_a_rehearsal_env_outside_paper(start_run, monkeypatch,
+                                                                                                 tmp_path):
+    with pytest.raises(ParameterError, match="--rehearse rehearses the 'paper' profile, not 'cpu'"):
         runner.run_notebooks("cpu", rehearse=True)
+    with pytest.raises(ParameterError, match="--data-dir .*typo does not exist"):
+        runner.run_notebooks("paper", rehearse=True, data_dir=str(tmp_path / "typo"), reports=tmp_path / "reports")
+    assert runner.parse_arguments(["--rehearse"]).profile is None  # main() reads that as paper
     monkeypatch.setenv(rehearsal.ENV, "1")
     with pytest.raises(ParameterError, match="rehearses the 'paper' profile, not 'smoke'"):
         start_run("00_rehearsal_check", profile="smoke", data_dir=None, output_dir=None, seed=0)
@@ -206,3 +217,18 @@ def test_paper_profile_uses_the_papers_own_datasets_with_stand_ins():
 def test_a_weights_record_never_calls_an_absent_file_imagenet():
     assert record.Weights("ImageNet", rehearsal.ABSENT_WEIGHTS).label == rehearsal.ABSENT_WEIGHTS
     assert record.Weights("ImageNet", "ImageNet (Keras file x.h5)").label == "ImageNet"
+
+
+def test_recorded_cuts_are_what_ran_against_the_paper_profile():
+    assert rehearsal.differences({"epochs": 50, "seeds": [0, 1], "image_size": 224},
+                                 {"epochs": 3, "seeds": [0], "image_size": 224, "output_dir": "x"}) == \
+        ["epochs: 50 -> 3", "seeds: [0, 1] -> [0]"]
+
+
+def test_a_generated_folder_is_made_again_when_the_generator_changed(tmp_path, monkeypatch):
+    (tmp_path / "empty").mkdir()
+    root = rehearsal_data.data_root(tmp_path / "root", tmp_path / "empty")
+    assert len(load_dataset("cnmc2019", root).frame) == 2 * rehearsal_data.SUBJECTS * rehearsal_data.CELLS
+    monkeypatch.setattr(rehearsal_data, "SUBJECTS", rehearsal_data.SUBJECTS + 1)
+    rehearsal_data.data_root(tmp_path / "root", tmp_path / "empty")
+    assert len(load_dataset("cnmc2019", root).frame) == 2 * rehearsal_data.SUBJECTS * rehearsal_data.CELLS

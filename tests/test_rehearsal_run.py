@@ -18,9 +18,15 @@ TRAINING_NOTEBOOKS = ("02_leakage_ladder", "10_p4_sequential_cnn", "11_p1_deep_c
 
 @pytest.fixture(scope="session")
 def rehearsal_reports(tmp_path_factory):
-    reports = tmp_path_factory.mktemp("rehearsal") / "reports"
-    records = runner.run_notebooks("paper", reports=reports, rehearse=True)
-    return reports, records
+    """The rehearsal's reports: offline, with empty weight folders and its own cache (no file of this machine's
+    Keras cache decides what the tests see, and nothing is written into the checkout)."""
+    folder = tmp_path_factory.mktemp("rehearsal")
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in (("HEMASUITE_OFFLINE", "1"), ("KERAS_HOME", folder / "keras"),
+                            ("HEMASUITE_WEIGHTS_DIR", folder / "weights"), ("HEMASUITE_CACHE_DIR", folder / "cache")):
+            patch.setenv(name, str(value))
+        records = runner.run_notebooks("paper", reports=folder / "reports", rehearse=True)
+    return folder / "reports", records
 
 
 def results(reports, stem: str) -> dict:

@@ -72,6 +72,11 @@ class Weights:
         if self.source and rehearsal.ABSENT_WEIGHTS in self.source:
             self.label = rehearsal.ABSENT_WEIGHTS
 
+    @property
+    def imagenet(self) -> bool:
+        """Meant to start from ImageNet (in a rehearsal without the file: the random init standing in for it)."""
+        return self.label in ("ImageNet", rehearsal.ABSENT_WEIGHTS)
+
 
 @dataclass
 class Tried:
@@ -598,7 +603,9 @@ class Run:
                           protocol=protocol, models=list(models), leakage=leakage, ladder=list(ladder),
                           figures=dict(self.figures),
                           tables=dict(self.tables), verdict=verdict, details=to_jsonable(details or {}),
-                          rehearsal=self.rehearsal_cuts is not None,
-                          cuts=rehearsal.record(self.rehearsal_cuts) if self.rehearsal_cuts is not None else [])
+                          rehearsal=self.rehearsal_cuts is not None)
+        if self.rehearsal_cuts is not None:
+            results.cuts = rehearsal.record(self.rehearsal_cuts, results.environment.distribution) or [
+                "none: this notebook ran as the paper profile would"]
         write(results, self.dir / "results.json")
         return results

@@ -74,6 +74,11 @@ def _changes(name: str, before, after) -> list[str]:
     return [] if before == after else [f"{name}: {before!r} -> {after!r}"]
 
 
+def differences(paper: dict, run: dict) -> list[str]:
+    """``"name: paper value -> run value"`` for every parameter of ``run`` whose value is not ``paper``'s."""
+    return [change for name in paper if name in run for change in _changes(name, paper[name], run[name])]
+
+
 def cut_parameters(params: dict) -> tuple[dict, list[str]]:
     """``params`` with the rehearsal's cuts, and each cut as ``"name: before -> after"``.
 
@@ -84,10 +89,15 @@ def cut_parameters(params: dict) -> tuple[dict, list[str]]:
     input sizes, batch sizes, learning rates, folds, candidates and grids are kept.
     """
     cut = {name: _cut_value(name, value) for name, value in params.items()}
-    return cut, [change for name in params for change in _changes(name, params[name], cut[name])]
+    return cut, differences(params, cut)
 
 
 # ---------------------------------------------------------------------------- run-time cuts
+
+def forget_cuts() -> None:
+    """Start a new run's record of run-time cuts."""
+    _runtime_cuts.clear()
+
 
 def note(cut: str) -> None:
     """Record a cut made while the notebook runs (once per text)."""
@@ -112,8 +122,9 @@ def subsample(frame: pd.DataFrame, name: str, seed: int = 0) -> pd.DataFrame:
             if len(taken) >= IMAGES_PER_CLASS:
                 break
         keep.extend(taken[:IMAGES_PER_CLASS])
-    note(f"images: {name} cut from {len(frame)} to {len(keep)} (at most {IMAGES_PER_CLASS} per class, "
-         f"{IMAGES_PER_GROUP} per group)")
+    if len(keep) < len(frame):
+        note(f"images: {name} cut from {len(frame)} to {len(keep)} (at most {IMAGES_PER_CLASS} per class, "
+             f"{IMAGES_PER_GROUP} per group)")
     return frame.loc[sorted(keep)].reset_index(drop=True)
 
 
@@ -160,9 +171,10 @@ def cross_device_ops():
 
 # ---------------------------------------------------------------------------- record
 
-def record(parameter_cuts: list[str]) -> list[str]:
-    """Every cut of this run: the parameters', the run-time ones, and how the GPU paths were exercised."""
-    return [*parameter_cuts, *_runtime_cuts,
-            f"devices: the CPU split into {REPLICAS} logical devices (MirroredStrategy, {REPLICAS} replicas, gradients "
-            "reduced to one device: a GPU run all-reduces with NCCL)",
-            f"precision: {POLICY} on the CPU (the policy of a GPU run)"]
+def record(parameter_cuts: list[str], distribution: dict | None = None) -> list[str]:
+    """Every cut of this run: the parameters', the run-time ones, and, when it trained (``distribution``, from
+    :func:`hemasuite.training.distribution_record`), how the GPU paths ran on the CPU."""
+    ran = [f"devices: the CPU split into logical devices, {distribution['strategy']} with {distribution['replicas']} "
+           "replicas (gradients reduced to one device: a GPU run all-reduces with NCCL)",
+           f"precision: {distribution['precision_policy']} on the CPU (the policy of a GPU run)"] if distribution else []
+    return [*parameter_cuts, *_runtime_cuts, *ran]

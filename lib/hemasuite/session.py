@@ -99,27 +99,30 @@ def start(notebook: str, namespace: dict) -> Run:
               f"{config.profiles_path().name}: " + ", ".join(f"{k}={v!r}" for k, v in loaded.items()))
     parameters.check(params, defaults, notebook)
     check_own_output(params)
-    cuts = start_rehearsal(notebook, params["profile"])
+    cuts = start_rehearsal(notebook, params)
     training.set_cpu_policy(config.cpu_precision(params["profile"]), f"profile {params['profile']}: cpu_precision")
     config.set_seeds(params["seed"])
     configure_plots()
-    run = Run(notebook, config.resolve_output_dir(params["output_dir"], params["profile"]), params,
-              papers.paper_id(notebook))
+    folder = rehearsal.FOLDER if cuts is not None else params["profile"]
+    run = Run(notebook, config.resolve_output_dir(params["output_dir"], folder), params, papers.paper_id(notebook))
     run.rehearsal_cuts = cuts
     return run
 
 
-def start_rehearsal(notebook: str, profile: str) -> list[str] | None:
-    """In a rehearsal (:mod:`hemasuite.rehearsal`): the logical devices, a banner, and the parameters' cuts against
-    the ``paper`` profile's values; None otherwise."""
+def start_rehearsal(notebook: str, params: dict) -> list[str] | None:
+    """In a rehearsal (:mod:`hemasuite.rehearsal`): the logical devices, a banner, and every parameter that differs
+    from the ``paper`` profile's value (the rehearsal's cuts and any value given to the run); None otherwise."""
+    training.forget_fits()
+    rehearsal.forget_cuts()
     if not rehearsal.active():
         return None
+    profile = params["profile"]
     if profile != rehearsal.PROFILE:
         raise ParameterError(f"${rehearsal.ENV}=1 rehearses the {rehearsal.PROFILE!r} profile, not {profile!r}; "
                              f"unset it, or run: python -m hemasuite.tools.runner --profile paper --rehearse")
     rehearsal.configure_devices()
     print(f"*** {rehearsal.BANNER} ***")
-    return rehearsal.cut_parameters(config.notebook_parameters(profile, notebook))[1]
+    return rehearsal.differences(config.notebook_parameters(profile, notebook), params)
 
 
 def dataset(run: Run, name: str, **options) -> Dataset:
@@ -136,7 +139,9 @@ def dataset(run: Run, name: str, **options) -> Dataset:
         return load_dataset("synthetic", **options)
     data = load_dataset(name, run.params.get("data_dir"), **options)
     if rehearsal.active():
-        data = dataclasses.replace(data, frame=rehearsal.subsample(data.frame, data.name, run.params.get("seed", 0)))
+        frame = rehearsal.subsample(data.frame, data.name, run.params.get("seed", 0))
+        info = {**data.info, **({"subjects": int(frame["subject"].nunique())} if "subjects" in data.info else {})}
+        data = dataclasses.replace(data, frame=frame, info=info)
     if data.own:
         run.own_data = data.display_name
     return data

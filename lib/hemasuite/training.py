@@ -72,6 +72,11 @@ def precision_record() -> dict:
 _fits: list[dict] = []  # strategy, replicas, policy and global batch size of every training run of this process
 
 
+def forget_fits() -> None:
+    """Start a new run's record of training runs (:func:`distribution_record`)."""
+    _fits.clear()
+
+
 def distribution_record() -> dict | None:
     """How this process trained (results.json): strategy, replicas, precision policy, global batch sizes; None when
     it trained nothing."""

@@ -178,7 +178,7 @@ def pretraining_table(results: dict[str, Assessed], n_boot: int = 1000) -> pd.Da
     """P2's question on this data: every ImageNet row (VGG-16, and AlexNet from ImageNet) minus each from-scratch
     row, with a paired bootstrap 95% CI (a CI that excludes 0 says pretraining helped, or hurt, on these test
     images)."""
-    pretrained = {n: r for n, r in results.items() if r.row.weights.label == "ImageNet"}
+    pretrained = {n: r for n, r in results.items() if r.row.weights.imagenet}
     scratch = {n: r for n, r in results.items() if r.row.weights.label == "random init"}
     return pd.DataFrame([{"pretrained": a, "from_scratch": b, **paired_difference(pretrained[a], scratch[b], n_boot)}
                          for a in pretrained for b in scratch])

@@ -373,7 +373,7 @@ def verdict(candidates: list[Assessed], data: Dataset) -> str:
     text = experiment.verdict(f"{best.row.model} [{best.row.weights.label}] ({data.display_name})", best.row,
                               best.row.paper_value, data.synthetic)
     text += f" Paper's best: Inception V3 features + SVM, {TABLE3[TECHNIQUES[0]]['Inception V3']:.2%}."
-    imagenet = [a for a in candidates if a.row.weights.label == "ImageNet"]
+    imagenet = [a for a in candidates if a.row.weights.imagenet]
     if imagenet:
         text += " From ImageNet weights: " + "; ".join(
             f"{a.row.model}{' (' + a.row.variant + ')' if a.row.variant else ''} {a.row.mean:.2%} "

@@ -18,7 +18,7 @@ import pandas as pd
 from PIL import Image
 
 from .. import config
-from ..datasets import spec
+from ..datasets import present, spec
 from ..datasets.synthetic import draw_cell
 from ..errors import DataError
 
@@ -82,22 +82,36 @@ WRITERS = {"cnmc2019": write_cnmc, "taleqani_all": write_taleqani, "iicbu_lympho
 
 def data_root(target: Path, data_dir=None) -> Path:
     """``target`` holding each dataset of :data:`WRITERS`: a link to the real one where the data root has it,
-    otherwise a generated folder (marked by ``GENERATED.txt``). Returns ``target``."""
-    try:
-        real = config.resolve_data_dir(data_dir)
-    except DataError:
-        real = None
+    otherwise a generated folder (marked by ``GENERATED.txt``, made again when the generator changed).
+
+    ``data_dir`` None means ``$LEUKEMIA_DATA_DIR`` or no data root at all; an explicit one must exist.
+    """
+    real = config.resolve_data_dir(data_dir) if data_dir or present_root() else None
     target.mkdir(parents=True, exist_ok=True)
     for name, write in WRITERS.items():
         folder = target / spec(name).folder
-        source = real / spec(name).folder if real is not None and (real / spec(name).folder).is_dir() else None
+        source = real / spec(name).folder if real is not None and present(name, real) else None
+        marker = f"Generated for the rehearsal in the layout of {name} ({SUBJECTS} x {CELLS}); not real images.\n"
         if folder.is_symlink():
             folder.unlink()
-        elif folder.exists() and (source is not None or not (folder / GENERATED).exists()):
+        elif folder.exists() and (source is not None or _marker(folder) != marker):
             shutil.rmtree(folder)  # a folder of our own under target, never a real dataset (those are links)
         if source is not None:
             folder.symlink_to(source.resolve(), target_is_directory=True)
         elif not folder.exists():
             write(folder)
-            (folder / GENERATED).write_text(f"Generated for the rehearsal in the layout of {name}; not real images.\n")
+            (folder / GENERATED).write_text(marker)
     return target
+
+
+def present_root() -> bool:
+    """True when ``$LEUKEMIA_DATA_DIR`` names an existing folder."""
+    try:
+        config.resolve_data_dir(None)
+        return True
+    except DataError:
+        return False
+
+
+def _marker(folder: Path) -> str | None:
+    return (folder / GENERATED).read_text() if (folder / GENERATED).is_file() else None

@@ -418,11 +418,14 @@ def run_notebooks(profile: str, selection: list[str] | None = None, overrides: d
     """
     config.profile(profile)
     if rehearse and profile != rehearsal.PROFILE:
-        raise ParameterError(f"--rehearse rehearses the {rehearsal.PROFILE!r} profile; drop --profile {profile}")
+        raise ParameterError(f"--rehearse rehearses the {rehearsal.PROFILE!r} profile, not {profile!r}: give "
+                             f"--profile {rehearsal.PROFILE} or no --profile")
     default_reports = config.repo_root() / "reports"
     reports = Path(reports or default_reports)
     with rehearsal_mode(rehearse):
         if rehearse:
+            if data_dir and not Path(data_dir).expanduser().is_dir():
+                raise ParameterError(f"--data-dir {data_dir} does not exist")
             data_dir = str(rehearsal_data.data_root(reports / rehearsal.FOLDER / ".data", data_dir))
         return _run_all(profile, discover(selection, notebook_dir), overrides, reports, data_dir, dataset,
                         allow_dirty)
@@ -459,7 +462,8 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     """Command line: ``--profile``, ``--notebooks``, ``-p key=value [key=value ...]`` (repeatable), ``--dataset``,
     ``--data-dir``, ``--reports``, ``--allow-dirty``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", default="smoke", help="profile name from notebooks/profiles.yaml")
+    parser.add_argument("--profile", help="profile name from notebooks/profiles.yaml (default: smoke; paper with "
+                                          "--rehearse)")
     parser.add_argument("--notebooks", nargs="*", help="notebook stems or number prefixes (default: all)")
     parser.add_argument("-p", "--param", nargs="+", action="extend", default=[],
                         help="override parameters: key=value [key=value ...]")
@@ -477,6 +481,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_arguments(argv)
+    args.profile = args.profile or (rehearsal.PROFILE if args.rehearse else "smoke")
     try:
         records = run_notebooks(args.profile, args.notebooks, parse_overrides(args.param), args.reports,
                                 args.data_dir, dataset=args.dataset, allow_dirty=args.allow_dirty,
