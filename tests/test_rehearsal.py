@@ -45,7 +45,7 @@ def test_every_paper_parameter_after_its_cut_is_still_valid():
 
 def test_subsample_keeps_whole_groups_a_few_images_per_class(rehearsing):
     frame = pd.DataFrame({"path": [f"{i}.png" for i in range(60)], "label": ["a"] * 30 + ["b"] * 30,
-                          "group": [f"g{i // 5}" for i in range(60)]})
+                          "group": [f"g{i // 2}" for i in range(60)]})
     cut = rehearsal.subsample(frame, "toy")
     assert cut["label"].value_counts().to_dict() == {"a": rehearsal.IMAGES_PER_CLASS, "b": rehearsal.IMAGES_PER_CLASS}
     assert cut.groupby("group").size().max() <= rehearsal.IMAGES_PER_GROUP
