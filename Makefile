@@ -6,8 +6,8 @@
 #   make rehearse           the paper profile's code paths on this CPU, work cut (reports/rehearsal/)
 #   make lab                JupyterLab with the suite's kernel
 #   make bench              performance benchmark into reports/benchmarks/
-#   make site               rebuild the report site (reports/index.html) from reports/cpu
-#   make readme             README's 'Results (cpu profile)' table from reports/cpu (90_comparison)
+#   make site               rebuild the report site (reports/index.html, docs/ pages, screenshot) from reports/cpu
+#   make readme             docs/results.md's comparison and ladder tables from reports/cpu (90_comparison)
 
 PYTHON ?= python3
 VENV ?= .venv

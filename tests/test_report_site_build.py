@@ -1,10 +1,16 @@
 """The report site's pieces without a browser: summary table, output cleaning, folding."""
 
+import os
+import re
+import shutil
+import sys
+
 import nbformat
 import pandas as pd
 import pytest
 from bs4 import BeautifulSoup
 
+from hemasuite import config
 from hemasuite.tools import site as report_site
 
 ROW = {"paper": "P4", "notebook": "10_p4_sequential_cnn", "model": "Sequential CNN", "weights": "random init",
@@ -70,3 +76,64 @@ def test_long_outputs_move_to_folded_cells_in_order():
     assert parts[1].outputs == [log] and "hide-output" in parts[1].metadata["tags"]
     assert parts[1].metadata["mystnb"]["code_prompt_show"] == "Show the 40-line log"
     assert parts[2].outputs == [table] and parts[2].metadata["tags"] == ["remove-input"]
+
+
+COMMITTED = config.repo_root() / "reports" / "cpu" / "results" / "90_comparison" / "tables" / "comparison.csv"
+FAKE_CHROMIUM = """#!{python}
+import sys
+shot = next(a.split("=", 1)[1] for a in sys.argv if a.startswith("--screenshot="))
+open(shot, "wb").write({png!r})
+"""
+
+
+def test_claims_table_first_full_table_folded_docs_built_and_screenshot_retaken(tmp_path, monkeypatch, capsys):
+    """A cpu site built from the committed comparison: one row per paper first (claim, verdict, CI), every model's
+    row folded below it, the docs pages in the site, and the screenshot retaken by the (fake) Chromium on PATH."""
+    if not COMMITTED.exists():
+        pytest.skip("no committed cpu comparison in this checkout")
+    reports = tmp_path / "reports"
+    (reports / "cpu" / "results" / "90_comparison" / "tables").mkdir(parents=True)
+    shutil.copy2(COMMITTED, reports / "cpu" / "results" / "90_comparison" / "tables" / "comparison.csv")
+    (reports / "cpu" / "runs.json").write_text("{}")
+    png = report_site.PNG_SIGNATURE + b"fake screenshot"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "chromium"
+    fake.write_text(FAKE_CHROMIUM.format(python=sys.executable, png=png))
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    (reports / report_site.SCREENSHOT).write_bytes(b"old")
+
+    assert report_site.build_site(reports, ("cpu",)) == reports / "index.html"
+
+    assert (reports / report_site.SCREENSHOT).read_bytes() == png
+    assert "screenshot of the front page retaken" in capsys.readouterr().out
+    soup = BeautifulSoup((reports / "index.html").read_text(), "html.parser")
+    article = soup.find("article")
+    first = article.find("table")
+    assert "papers" in first["class"]
+    headers = [th.get_text(strip=True) for th in first.find("thead").find_all("th")]
+    assert headers[:5] == ["paper", "paper claims", "verdict", "this suite", "95% CI"]
+    rows = [[td.get_text(" ", strip=True) for td in tr.find_all("td")] for tr in first.find("tbody").find_all("tr")]
+    assert [row[0].split()[0] for row in rows] == ["P4", "P1", "P3", "P2", "P5"]  # one row per paper, suite order
+    for row in rows:
+        assert re.search(r"\d+\.\d\d%", row[1]), row  # the paper's claim, from its module
+        assert row[2].startswith(("consistent", "reproduced", "not reproduced")), row
+        assert re.fullmatch(r"\d+\.\d\d% – \d+\.\d\d%", row[4]), row
+        assert row[5] in ("field", "case"), row  # the strictest level run for the claim
+    p3 = next(row for row in rows if row[0].startswith("P3"))
+    assert p3[5] == "case" and p3[2].startswith("not reproduced") and p3[4] == "45.35% – 55.71%"
+    folded = soup.find("table", class_="summary")
+    assert folded is not None and folded.find_parent("details") is not None and not folded.find_parent(
+        "details").has_attr("open")
+    for page in report_site.DOCS:
+        assert (reports / "docs" / f"{page}.html").exists(), page
+    assert "docs/gpu.html" in (reports / "index.html").read_text()
+
+
+def test_without_chromium_the_screenshot_stays_and_is_called_stale(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    target = tmp_path / report_site.SCREENSHOT
+    target.write_bytes(b"old")
+    line = report_site.take_screenshot(tmp_path / "index.html", target)
+    assert "\n" not in line and "no Chromium" in line and "stale" in line and target.read_bytes() == b"old"

@@ -2,8 +2,10 @@
 
 Everything here is read from the typed results records (:mod:`hemasuite.record`) that the
 notebooks wrote (``<results folder>/<stem>/results.json``); nothing is computed anew and
-nothing is filled in. Four views:
+nothing is filled in. Five views:
 
+- the **headline**: one row per paper, its claim beside this suite's number at the strictest
+  split level it ran and the verdict (:func:`headline_table`);
 - the **main table**: one row per paper and model, with its split level, its CI and the
   CI's method, its training accuracy; a notebook without results, or a model the paper
   reports (its paper module's ``REPORTED``) that no row of the notebook replicates
@@ -193,6 +195,59 @@ def main_table(found: dict[str, Results]) -> pd.DataFrame:
     """One row per paper and model, in suite order."""
     rows = [row for stem in papers.REGISTRY for row in notebook_rows(stem, found.get(stem))]
     return with_columns(pd.DataFrame(rows, columns=COLUMNS))
+
+
+HEADLINE_COLUMNS = ["paper", "notebook", "citation", "claim_model", "claim", "paper_dataset", "model", "weights",
+                    "dataset", "split_level", "mean", "sd", "runs", "ci_low", "ci_high", "ci_method", "verdict"]
+
+
+def strictness(level) -> int:
+    """Rank of a split level from the leakiest (``augmented``: 0) to the strictest (``case``); -1 when unknown."""
+    return list(SPLIT_LEVELS).index(level) if level in SPLIT_LEVELS else -1
+
+
+def claim_verdict(claim: float, mean: float, low: float, high: float, dataset: str = "") -> str:
+    """The suite's answer to a paper's claim from the 95% CI of its own number: inside, above or below it."""
+    if any(math.isnan(_value(v)) for v in (claim, mean, low, high)):
+        return "not run yet"
+    if high < claim:
+        text = f"not reproduced: {100 * (claim - mean):.1f} points below the claim, which lies above the 95% CI"
+    elif low > claim:
+        text = f"reproduced: {100 * (mean - claim):.1f} points above the claim, which lies below the 95% CI"
+    else:
+        text = "consistent: the claim lies inside the 95% CI"
+    if "stand-in" in str(dataset):
+        text += " (on a stand-in dataset: a check of the method, not of the paper's number)"
+    return text
+
+
+def headline_table(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per paper: its claim (its best reported accuracy), this suite's number for the rows compared with
+    that claim at the strictest split level they were run at (the best of them when several), and the verdict.
+
+    ``table`` is the main table (:func:`main_table`, or its CSV); nothing is computed anew.
+    """
+    table = with_columns(table)
+    rows = []
+    for stem, module in papers.REGISTRY.items():
+        reported = {model: values["accuracy"] for model, values in module.REPORTED.items() if "accuracy" in values}
+        if not reported:  # a notebook beyond the paper (no claim of its own)
+            continue
+        claim_model = max(reported, key=reported.get)
+        claim = reported[claim_model]
+        mine = table[(table["notebook"] == stem) & np.isclose(table["paper_reported"].fillna(-1.0), claim)
+                     & table["mean"].notna()]
+        row = {"paper": module.ID, "notebook": stem, "citation": module.CITATION, "claim_model": claim_model,
+               "claim": claim, "paper_dataset": module.DATASET,
+               "verdict": claim_verdict(claim, math.nan, math.nan, math.nan)}
+        if not mine.empty:
+            strictest = mine["split_level"].map(strictness).max()
+            best = mine[mine["split_level"].map(strictness) == strictest].sort_values("mean", ascending=False).iloc[0]
+            row.update({key: best[key] for key in ("model", "weights", "dataset", "split_level", "mean", "sd",
+                                                   "runs", "ci_low", "ci_high", "ci_method")})
+            row["verdict"] = claim_verdict(claim, best["mean"], best["ci_low"], best["ci_high"], best["dataset"])
+        rows.append(row)
+    return pd.DataFrame(rows, columns=HEADLINE_COLUMNS)
 
 
 # ---------------------------------------------------------------------------- majority-class floor

@@ -118,7 +118,7 @@ def resolve_data_dir(data_dir=None) -> Path:
         path = Path(data_dir).expanduser().resolve()
         if not path.is_dir():
             raise DataError(f"data_dir {path} does not exist (given explicitly, so ${DATA_ENV} is not used); pass "
-                            "the folder that holds taleqani_all/, iicbu_lymphoma/, ... (see README, 'Data')")
+                            "the folder that holds taleqani_all/, iicbu_lymphoma/, ... (see docs/data.md)")
         return path
     candidate = os.environ.get(DATA_ENV)
     if candidate and Path(candidate).expanduser().is_dir():
@@ -126,8 +126,8 @@ def resolve_data_dir(data_dir=None) -> Path:
     looked = f"${DATA_ENV} = {Path(candidate).expanduser().resolve()} (does not exist)" if candidate \
         else f"${DATA_ENV} (not set)"
     raise DataError(f"no data directory found; looked at: parameter data_dir (not set); {looked}. Set {DATA_ENV} "
-                    "or pass data_dir to the folder that holds taleqani_all/, iicbu_lymphoma/, ... (see README, "
-                    "'Data'). Outside make, LEUKEMIA_DATA_DIR is not set for you.")
+                    "or pass data_dir to the folder that holds taleqani_all/, iicbu_lymphoma/, ... (see "
+                    "docs/data.md). Outside make, LEUKEMIA_DATA_DIR is not set for you.")
 
 
 def resolve_output_dir(output_dir=None, profile_name: str = "smoke") -> Path:

@@ -2,9 +2,9 @@
 
 - ``runner``       runs the numbered notebooks with a profile through papermill and publishes them
                    (``python -m hemasuite.tools.runner``, ``make reports``)
-- ``site``         the landing page ``reports/index.html``
+- ``site``         the report site: ``reports/index.html``, notebook pages, ``docs/`` pages, screenshot
 - ``bench``        the performance benchmark (``python -m hemasuite.tools.bench``, ``make bench``)
-- ``readme``       the README's results section from the ``cpu`` comparison
+- ``readme``       the results page's tables (``docs/results.md``) from the ``cpu`` comparison
                    (``python -m hemasuite.tools.readme``, ``make readme``)
 - ``paper_check``  the ``paper`` profile's preflight: every model built, one step timed, the full
                    run's wall time estimated (``python -m hemasuite.tools.paper_check``, ``make paper-check``)

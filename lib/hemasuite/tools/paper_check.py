@@ -13,7 +13,9 @@ on this device.
   (:func:`forward_flops`): 3 x forward FLOPs per training image (forward + backward),
   1 x per inference image, at T sustained TFLOPS (:func:`flops_table`).
 
-The command prints its progress lines and tables only: TensorFlow is imported inside
+The terminal gets short lines (at most :data:`WIDTH` characters: one per network under one
+per notebook, :func:`terminal_lines`); the full table goes to ``<name>.{csv,md}`` under
+``--output``. The command prints its progress lines and tables only: TensorFlow is imported inside
 :func:`quiet_startup`, which drops its C++ start-up log, and its warning that functions
 are traced again is filtered (every network measured traces its own steps).
 """
@@ -24,8 +26,11 @@ import argparse
 import contextlib
 import datetime as dt
 import gc
+import io
 import os
+import re
 import sys
+import textwrap
 import threading
 import time
 from pathlib import Path
@@ -42,6 +47,8 @@ if TYPE_CHECKING:
     from .paper_stages import Stage
 
 LIMIT_BATCH = 2
+WIDTH = 80  # the terminal lines' width (a long network name is cut; the written table has it whole)
+STAND_IN_NOTICE = re.compile(r"^(\S+) is not in the data folder \(.*\); running on the stand-in (\S+) instead$")
 
 
 @contextlib.contextmanager
@@ -140,7 +147,7 @@ def check(stage_list: list[Stage], steps: int = 3, batch_size: int | None = None
     """:func:`measure` every stage; one table row each with the estimated wall time of its full run."""
     device, rows = device_label(), []
     for stage in stage_list:
-        print(f"[paper-check] {stage.notebook}: {stage.model} ...", flush=True)
+        print(fit(f"[paper-check] {stage.notebook}: {stage.model}", 96) + " ...", flush=True)
         speed = measure(stage, steps, batch_size)
         train = speed["train_images_per_s"]
         seconds = stage.workload.seconds(None if np.isnan(train) else train, speed["infer_images_per_s"])
@@ -181,7 +188,7 @@ def flops_table(stage_list: list[Stage], tflops) -> pd.DataFrame:
 
     rows = []
     for stage in stage_list:
-        print(f"[paper-check] FLOPs of {stage.notebook}: {stage.model} ...", flush=True)
+        print(fit(f"[paper-check] FLOPs of {stage.notebook}: {stage.model}", 96) + " ...", flush=True)
         config.set_seeds(0)
         model = stage.build()
         flops = forward_flops(model, stage.input_shape)
@@ -202,6 +209,76 @@ def per_notebook(table: pd.DataFrame) -> pd.DataFrame:
     return table.groupby("notebook", sort=False)[hours].sum().reset_index()
 
 
+# ---------------------------------------------------------------------------- terminal
+
+def fit(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters, an ellipsis marking the cut."""
+    text = str(text)
+    return text if len(text) <= width else text[:max(width - 1, 0)] + "…"
+
+
+def weights_kind(source: str) -> str:
+    """A weights source in a few words: ``ImageNet``, ``random init`` or ``NO ImageNet file`` (timed with random
+    init); the written table has the whole source."""
+    source = str(source)
+    if source.startswith("unavailable"):
+        return "NO ImageNet file"
+    return "ImageNet" if source.startswith("ImageNet") else "random init"
+
+
+def _number(value) -> str:
+    """A short number: images/s as ``12,345``, small values with 3 significant digits, a dash for none."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "–"
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+def terminal_lines(table: pd.DataFrame, width: int = WIDTH) -> list[str]:
+    """The table for a terminal: a heading line, then per notebook a line with its estimated hours and one short line
+    per network (images/s and estimated hours measured, or GFLOPs and hours per throughput estimated). No line is
+    longer than ``width`` (unless ``width`` is below the numbers' own columns)."""
+    hours = [c for c in table.columns if c.startswith("est.")]
+    measured = "train img/s" in table.columns
+    if measured:
+        numbers = {"train/s": "train img/s", "infer/s": "infer img/s", "est. h": "est. wall h"}
+        tail = 2 + 16  # the weights kind
+    else:
+        numbers = {"GFLOPs": "forward GFLOPs/image",
+                   **{c.removeprefix("est. h at ").replace(" TFLOPS", "T") + " h": c for c in hours}}
+        tail = 0
+    cell = max(9, *(len(label) + 1 for label in numbers))
+    name = max(12, width - 4 - cell * len(numbers) - tail)
+    lines = []
+    if measured and len(table):
+        first = table.iloc[0]
+        lines.append(fit(f"device: {first['device']}", width))
+        lines.append(fit(f"policy: {', '.join(dict.fromkeys(table['policy']))}; strategy: "
+                         f"{', '.join(dict.fromkeys(table['strategy']))}", width))
+    header = "    " + f"{'network':<{name}}" + "".join(" " + f"{label:>{cell - 1}}" for label in numbers)
+    lines.append((header + ("  weights" if measured else "")).rstrip())
+    totals = per_notebook(table).set_index("notebook")
+    for notebook, rows in table.groupby("notebook", sort=False):
+        sums = ", ".join(f"{_number(totals.loc[notebook, c])} h" + ("" if measured else f" at {c[10:]}")
+                         for c in hours)
+        lines.append(fit(f"{notebook}: {sums}", width))
+        for _, row in rows.iterrows():
+            line = "    " + f"{fit(row['model'], name - 1):<{name}}" + "".join(
+                " " + f"{_number(row[column]):>{cell - 1}}" for column in numbers.values())
+            if measured:
+                line += "  " + weights_kind(row["weights source"])
+            lines.append(line)
+    return lines
+
+
+def short_notice(line: str, width: int = 100) -> list[str]:
+    """A line printed while the networks are listed, made short: a dataset counted on its stand-in in one line,
+    anything else wrapped."""
+    match = STAND_IN_NOTICE.match(line)
+    if match:
+        return [fit(f"{match[1]} is not in the data folder: counted on its stand-in {match[2]}", width)]
+    return textwrap.wrap(line, width, subsequent_indent="  ", break_on_hyphens=False) or [""]
+
+
 # ---------------------------------------------------------------------------- command line
 
 def write(table: pd.DataFrame, output: Path, name: str, notes: list[str]) -> tuple[Path, Path]:
@@ -212,6 +289,14 @@ def write(table: pd.DataFrame, output: Path, name: str, notes: list[str]) -> tup
     md.write_text("\n\n".join([*notes, markdown_table(table, floatfmt=".3g"),
                                markdown_table(per_notebook(table), floatfmt=".3g")]) + "\n")
     return csv, md
+
+
+def shown_path(path: Path) -> str:
+    """``path`` relative to the working folder when it lies under it (a shorter line), else whole."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def parse_arguments(argv=None) -> argparse.Namespace:
@@ -240,7 +325,13 @@ def main(argv=None) -> int:
         training.precision_policy()  # finds the devices
     tf.get_logger().addFilter(_not_retracing)
     training.set_cpu_policy(config.cpu_precision(args.profile), f"profile {args.profile}: cpu_precision")
-    found = stages(args.profile, args.notebooks, args.data_dir, args.input_size, args.limit)
+    notices = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(notices):  # the loaders' notices, made short below
+            found = stages(args.profile, args.notebooks, args.data_dir, args.input_size, args.limit)
+    finally:
+        for line in notices.getvalue().splitlines():
+            print("\n".join(short_notice(line)))
     when = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     scope = f"profile `{args.profile}`" + (f", first {args.limit} network(s) per notebook" if args.limit else "")
     if args.input_size:
@@ -257,12 +348,10 @@ def main(argv=None) -> int:
                   "(or features). Estimated wall time = training images of the full run / train img/s + inference "
                   "images / infer img/s, at the batches shown.")]
         name = "paper_check"
-    with pd.option_context("display.max_columns", None, "display.width", 250, "display.max_colwidth", 60):
-        shown = table.drop(columns=["full run"])
-        print(shown.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
-        print(per_notebook(table).to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    print("\n".join(terminal_lines(table)))
     csv, md = write(table, Path(args.output), name, notes)
-    print(f"[paper-check] written: {csv}, {md}")
+    print(f"[paper-check] written: {shown_path(csv)}")
+    print(f"[paper-check] written: {shown_path(md)} (the full table)")
     return 0
 
 

@@ -1,7 +1,8 @@
-"""The README's results tables, copied from the ``90_comparison`` notebook's output.
+"""The results page's tables (``docs/results.md``), copied from the ``90_comparison`` notebook's output.
 
-``python -m hemasuite.tools.readme`` (``make readme``) rewrites two sections of the README
-from ``reports/<profile>/results/90_comparison``:
+``python -m hemasuite.tools.readme`` (``make readme``) rewrites two sections of
+``docs/results.md`` (``--readme`` names another file) from
+``reports/<profile>/results/90_comparison``:
 
 - between ``<!-- comparison:start -->`` and ``<!-- comparison:end -->``: the compact main
   table, built from ``tables/comparison.csv`` (a CSV written before a column existed shows
@@ -10,7 +11,8 @@ from ``reports/<profile>/results/90_comparison``:
 - between ``<!-- ladder:start -->`` and ``<!-- ladder:end -->``: the leakage ladders, from
   ``tables/ladder.csv``, or a line saying that the comparison has none yet.
 
-The runner calls it after a successful ``cpu`` run of the comparison notebook.
+The runner calls it after a successful ``cpu`` run of the comparison notebook. The README
+itself stays short: its key findings link to this page.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from ..config import repo_root
 from ..record import RecordError, read
 from .site import COMPARISON
 
+RESULTS_PAGE = "docs/results.md"  # the page holding the tables, relative to the repository
 README_START, README_END = "<!-- comparison:start -->", "<!-- comparison:end -->"
 LADDER_START, LADDER_END = "<!-- ladder:start -->", "<!-- ladder:end -->"
 LADDER_NOTE = (
@@ -54,7 +57,7 @@ def _run(folder: Path) -> tuple[str, str, str, str]:
 
 
 def readme_section(comparison_dir) -> str:
-    """Markdown for the README: where the table came from (date, commit) and the compact table itself."""
+    """Markdown for the results page: where the table came from (date, commit) and the compact table itself."""
     folder = Path(comparison_dir)
     csv = folder / "tables" / "comparison.csv"
     if not csv.is_file() or not (folder / "results.json").is_file():
@@ -77,7 +80,7 @@ def readme_section(comparison_dir) -> str:
 
 
 def ladder_section(comparison_dir) -> str:
-    """Markdown for the README: the leakage ladders of the comparison, or why there are none."""
+    """Markdown for the results page: the leakage ladders of the comparison, or why there are none."""
     folder = Path(comparison_dir)
     csv = folder / "tables" / "ladder.csv"
     if not (folder / "results.json").is_file():
@@ -97,14 +100,15 @@ def replace_section(text: str, body: str, start_marker: str = README_START, end_
     """``text`` with everything between the two markers replaced by ``body``."""
     start, end = text.find(start_marker), text.find(end_marker)
     if start < 0 or end < start:
-        raise ValueError(f"README has no {start_marker} ... {end_marker} section")
+        raise ValueError(f"the results page has no {start_marker} ... {end_marker} section")
     return text[:start + len(start_marker)] + "\n" + body.strip() + "\n" + text[end:]
 
 
 def update_readme(reports=None, readme=None, profile: str = "cpu") -> Path:
-    """Rewrite the README's comparison and ladder sections from ``<reports>/<profile>/results/90_comparison``."""
+    """Rewrite the comparison and ladder sections of ``readme`` (default: :data:`RESULTS_PAGE`) from
+    ``<reports>/<profile>/results/90_comparison``."""
     reports = Path(reports or repo_root() / "reports")
-    readme = Path(readme or repo_root() / "README.md")
+    readme = Path(readme or repo_root() / RESULTS_PAGE)
     folder = reports / profile / "results" / COMPARISON
     text = readme.read_text(encoding="utf-8")
     updated = replace_section(text, readme_section(folder))
@@ -117,7 +121,7 @@ def update_readme(reports=None, readme=None, profile: str = "cpu") -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reports", help="reports folder (default: <repo>/reports)")
-    parser.add_argument("--readme", help="README to rewrite (default: <repo>/README.md)")
+    parser.add_argument("--readme", help=f"page to rewrite (default: <repo>/{RESULTS_PAGE})")
     parser.add_argument("--profile", default="cpu", help="profile whose comparison goes into the README")
     args = parser.parse_args(argv)
     try:

@@ -454,7 +454,7 @@ def _run_all(profile, paths, overrides, reports, data_dir, dataset, allow_dirty)
             and any(r["notebook"] == COMPARISON and r["status"] == "ok" for r in records)):
         from .readme import update_readme  # here: it reads the comparison, which loads TensorFlow
 
-        print(f"README comparison section updated: {update_readme(reports)}", flush=True)
+        print(f"results page (comparison and ladder tables) updated: {update_readme(reports)}", flush=True)
     return records
 
 

@@ -1,22 +1,31 @@
 """The report site: the executed notebooks rendered by Sphinx + myst-nb behind a summary front page.
 
-``build_site(reports)`` writes, per profile, a front page (paper vs this suite, the
-notebook list, the comparison's headline figures, folded protocol differences) and one
-page per executed notebook. The committed ``cpu`` profile's front page is
-``reports/index.html``; every other profile's site stays in its own folder
-(``reports/smoke/index.html``), so smoke runs leave tracked files alone. Notebook pages
-replace ``reports/<profile>/<stem>.html``. Notebooks are never executed here; cleaned
-copies (machine paths stripped, TensorFlow noise dropped, long logs folded, fractions
-shown as percentages) are written to a temporary Sphinx source folder.
+``build_site(reports)`` writes, per profile, a front page and one page per executed
+notebook. The front page opens with one row per paper (its claim, this suite's verdict and
+number with its 95% CI at the strictest split level run: :func:`papers_table`, from
+:func:`hemasuite.comparison.headline_table`), then every model's row folded, the verdicts,
+the notebook list, the comparison's headline figures and the folded protocol differences.
+The Markdown pages of ``docs/`` are built into the same site (``<site>/docs/<page>.html``).
+The committed ``cpu`` profile's front page is ``reports/index.html``; every other profile's
+site stays in its own folder (``reports/smoke/index.html``), so smoke runs leave tracked
+files alone. Notebook pages replace ``reports/<profile>/<stem>.html``. Notebooks are never
+executed here; cleaned copies (machine paths stripped, TensorFlow noise dropped, long logs
+folded, fractions shown as percentages) are written to a temporary Sphinx source folder.
+
+After each build of the ``cpu`` site, headless Chromium retakes ``reports/site_screenshot.png``
+(the front page at 1,400 x 1,800 px); without Chromium the build says so in one line, and
+that the old screenshot is stale, and goes on.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import os
 import re
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -32,6 +41,11 @@ STARTUP_NOISE = re.compile(r"^(WARNING: All log messages before absl::Initialize
 PROFILES = ("cpu", "paper", "smoke")
 FRONT_DOOR_PROFILE = "cpu"  # its site is reports/index.html, the committed front door
 COMPARISON = "90_comparison"
+DOCS = ("runner", "protocols", "data", "gpu", "errors", "architecture", "results")  # docs/<page>.md, in nav order
+SCREENSHOT = "site_screenshot.png"
+SCREENSHOT_SIZE = (1400, 1800)
+BROWSERS = ("chromium", "chromium-browser", "google-chrome")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 FOLD_LINES = 15
 FOLD_TABLE_ROWS = 30
 NOT_PUBLISHED = {".buildinfo", "objects.inv", "_sources", ".doctrees"}
@@ -62,6 +76,7 @@ CSS = """
 .bd-article .cell_output img { max-width: 100%; height: auto; }
 .figures img { max-width: 100%; }
 table.summary td:nth-child(n+4), table.summary th:nth-child(n+4) { white-space: nowrap; }
+table.papers td:nth-child(5), table.papers td:nth-child(6) { white-space: nowrap; }
 """
 
 
@@ -104,6 +119,37 @@ def summary_table(reports: Path, profile: str) -> pd.DataFrame:
                                                                                          table["ci_high"])],
         "status": table["status"], "protocol differences": table["protocol_differences"].fillna(""),
         "leakage": table["leakage"].fillna(""),
+    })[columns]
+
+
+def papers_table(reports: Path, profile: str) -> pd.DataFrame:
+    """One row per paper, as display strings: its claim, this suite's verdict, and this suite's number with its 95% CI
+    at the strictest split level it ran (empty when 90_comparison has not run).
+
+    The rows are :func:`hemasuite.comparison.headline_table` of the comparison's
+    ``tables/comparison.csv``: the committed record, never numbers written here.
+    """
+    path = Path(reports) / profile / "results" / COMPARISON / "tables" / "comparison.csv"
+    columns = ["paper", "notebook", "paper claims", "verdict", "this suite", "95% CI", "split level",
+               "model compared"]
+    if not path.exists():
+        return pd.DataFrame(columns=columns)
+    from .. import comparison  # imported here: it loads TensorFlow, which the site itself does not need
+
+    headline = comparison.headline_table(pd.read_csv(path))
+    measured = headline["mean"].notna()
+    return pd.DataFrame({
+        "paper": headline["paper"] + " " + headline["citation"], "notebook": headline["notebook"],
+        "paper claims": [f"{model}: {claim:.2%} ({dataset})" for model, claim, dataset
+                          in zip(headline["claim_model"], headline["claim"], headline["paper_dataset"])],
+        "verdict": headline["verdict"],
+        "this suite": [comparison.fmt_mean_sd(row) if ok else "not run" for (_, row), ok
+                       in zip(headline.iterrows(), measured)],
+        "95% CI": [f"{lo:.2%} – {hi:.2%}" if ok else "–" for lo, hi, ok
+                   in zip(headline["ci_low"], headline["ci_high"], measured)],
+        "split level": headline["split_level"].where(measured, "–"),
+        "model compared": [f"{model} ({weights}) on {dataset}" if ok else "–" for model, weights, dataset, ok
+                           in zip(headline["model"], headline["weights"], headline["dataset"], measured)],
     })[columns]
 
 
@@ -317,28 +363,38 @@ def status_table(runs: dict, pages: dict, titles: dict) -> pd.DataFrame:
 
 
 def front_page(profile: str, summary: pd.DataFrame, status: pd.DataFrame, pages: dict, figures: list[Path],
-               verdicts: dict[str, str] | None = None, titles: dict[str, str] | None = None) -> str:
-    """MyST Markdown of the front page; ``verdicts`` (notebook stem: Markdown) follow the summary table."""
+               verdicts: dict[str, str] | None = None, titles: dict[str, str] | None = None,
+               papers: pd.DataFrame | None = None, docs: list[str] | None = None) -> str:
+    """MyST Markdown of the front page: ``papers`` (:func:`papers_table`) first, the full ``summary`` folded below
+    it, then ``verdicts`` (notebook stem: Markdown), notebooks, figures, protocol differences; ``docs`` (document
+    names) go into the navigation."""
     titles = titles or {}
     about = {"cpu": "the reduced-scale run on the real images (2 CPU cores)",
              "paper": "the papers' own settings on the real images",
              "smoke": "SYNTHETIC images, a quick check that everything runs; its numbers mean nothing",
              rehearsal.FOLDER: "the paper profile's code paths on a CPU with the work cut; its numbers mean nothing"}
     parts = [f"# Leukemia / lymphoma replication suite: profile `{profile}`\n",
-             f"Profile `{profile}`: {about.get(profile, 'a custom profile')}. Each row compares a paper's "
-             "reported test accuracy with this suite's (mean ± sd over the runs in brackets, 95% CI; `split`: the "
-             "unit kept on one side of every split, `case` and `field` being the strict ones); the paper column "
-             "links to the notebook's page, and each notebook's verdict follows the table.\n"]
+             f"Profile `{profile}`: {about.get(profile, 'a custom profile')}. One row per paper: the accuracy it "
+             "claims (its best reported number), this suite's verdict, and this suite's number with its 95% CI at "
+             "the strictest split level it ran for that claim (`split level`: the unit kept on one side of every "
+             "split, `case` and `field` being the strict ones; mean ± sd over the runs in brackets). The paper "
+             "column links to the notebook's page; every model's row is folded below the table.\n"]
     if profile == rehearsal.FOLDER:
         parts.insert(1, f"```{{warning}}\n{rehearsal.BANNER}. Every page, table and figure below comes from a "
                         "few images, one epoch and one resample (results.json lists the cuts).\n```\n")
+    if papers is not None and not papers.empty:
+        shown = papers.copy()
+        shown["paper"] = [f"[{p}]({pages[n]})" if n in pages else p for p, n in zip(shown["paper"], shown["notebook"])]
+        parts.append("```{table}\n:class: papers\n\n" + markdown_table(shown.drop(columns=["notebook"])) + "```\n")
     if summary.empty:
         parts.append("No comparison yet for this profile: run notebook 90_comparison.\n")
     else:
         shown = summary.copy()
         shown["paper"] = [f"[{p}]({pages[n]})" if n in pages else p for p, n in zip(shown["paper"], shown["notebook"])]
-        parts.append("```{table}\n:class: summary\n\n" + markdown_table(
-            shown[["paper", "model", "dataset", "split", "paper reported", "this suite", "95% CI"]]) + "```\n")
+        parts.append(f"::::{{dropdown}} Every model and split level ({len(shown)} rows)\n\n"
+                     "```{table}\n:class: summary\n\n" + markdown_table(
+                         shown[["paper", "model", "dataset", "split", "paper reported", "this suite", "95% CI"]])
+                     + "```\n::::\n")
     if verdicts:
         parts.append("## Verdicts\n")
         parts += [f":::{{dropdown}} {titles.get(stem, stem)}\n:open:\n\n{text}\n:::\n"
@@ -356,8 +412,23 @@ def front_page(profile: str, summary: pd.DataFrame, status: pd.DataFrame, pages:
             parts.append(f":::{{dropdown}} {first['paper']}: {notebook}\n\n**Protocol differences:** "
                          f"{first['protocol differences']}\n\n**Leakage:** "
                          f"{'; '.join(dict.fromkeys(rows['leakage']))}\n:::\n")
-    parts.append("```{toctree}\n:hidden:\n\n" + "\n".join(pages.values()) + "\n```\n")
+    parts.append("```{toctree}\n:hidden:\n:caption: Notebooks\n\n" + "\n".join(pages.values()) + "\n```\n")
+    if docs:
+        parts.append("```{toctree}\n:hidden:\n:caption: Documentation\n\n" + "\n".join(docs) + "\n```\n")
     return "\n".join(parts)
+
+
+def copy_docs(source: Path, docs_dir: Path | None = None) -> list[str]:
+    """The pages of ``docs/`` (:data:`DOCS` first, then any other) copied into the Sphinx source folder; their
+    document names."""
+    docs_dir = Path(docs_dir or config.repo_root() / "docs")
+    found = {p.stem: p for p in sorted(docs_dir.glob("*.md"))} if docs_dir.is_dir() else {}
+    names = [n for n in DOCS if n in found] + [n for n in found if n not in DOCS]
+    if names:
+        (source / "docs").mkdir(exist_ok=True)
+    for name in names:
+        shutil.copy2(found[name], source / "docs" / f"{name}.md")
+    return [f"docs/{name}" for name in names]
 
 
 # ---------------------------------------------------------------- Sphinx
@@ -370,6 +441,7 @@ def sphinx_conf(profile: str) -> dict:
         "html_title": f"Reports ({profile})",
         "extensions": ["myst_nb", "sphinx_design"],
         "myst_enable_extensions": ["colon_fence"],
+        "myst_heading_anchors": 3,  # docs/ pages link to each other's sections (page.md#section)
         "nb_execution_mode": "off",
         "nb_merge_streams": True,
         "nb_code_prompt_show": "Show {type}",
@@ -418,8 +490,10 @@ def write_sources(reports: Path, profile: str, source: Path) -> None:
     from .. import comparison  # imported here: it loads TensorFlow, which the site itself does not need
 
     verdicts = {stem: result.verdict for stem, result in comparison.load(results).items() if result.verdict}
+    docs = copy_docs(source)
     (source / "index.md").write_text(front_page(profile, summary, status_table(runs, pages, titles), pages, figures,
-                                                {stem: clean_paths(text) for stem, text in verdicts.items()}, titles))
+                                                {stem: clean_paths(text) for stem, text in verdicts.items()}, titles,
+                                                papers_table(reports, profile), docs))
     (source / "_static").mkdir(exist_ok=True)
     (source / "_static" / "site.css").write_text(CSS)
     (source / "conf.py").write_text("".join(f"{key} = {value!r}\n" for key, value in sphinx_conf(profile).items()))
@@ -440,6 +514,37 @@ def publish(built: Path, root: Path) -> None:
             shutil.copy2(item, target)
 
 
+def take_screenshot(page: Path, target: Path) -> str:
+    """Headless Chromium's picture of ``page`` (:data:`SCREENSHOT_SIZE`) written to ``target``; one line saying what
+    happened. Without Chromium, or when it fails, ``target`` is left as it was and the line says it is stale."""
+    def stale(why: str) -> str:
+        if not target.exists():
+            return f"site: {why}: no {target.name} taken (none exists yet)"
+        when = dt.datetime.fromtimestamp(target.stat().st_mtime, dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        return f"site: {why}: {target.name} not retaken, the one of {when} is stale"
+
+    browser = next((found for found in map(shutil.which, BROWSERS) if found), None)
+    if browser is None:
+        return stale(f"no Chromium on PATH ({', '.join(BROWSERS)}; apt-get install chromium)")
+    with tempfile.TemporaryDirectory(prefix="hemasuite-screenshot-") as folder:
+        shot = Path(folder) / "shot.png"
+        command = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
+                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                   f"--user-data-dir={Path(folder) / 'profile'}", "--virtual-time-budget=5000",
+                   f"--window-size={SCREENSHOT_SIZE[0]},{SCREENSHOT_SIZE[1]}", f"--screenshot={shot}",
+                   Path(page).resolve().as_uri()]
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=180)
+        except (OSError, subprocess.TimeoutExpired) as error:
+            return stale(f"Chromium ({browser}) failed: {error}")
+        if not shot.is_file() or shot.read_bytes()[:8] != PNG_SIGNATURE:
+            last = (done.stderr.strip().splitlines() or [""])[-1][:160]
+            return stale(f"Chromium ({browser}) wrote no PNG (exit {done.returncode}{': ' + last if last else ''})")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(shot, target)
+    return f"site: screenshot of the front page retaken: {target}"
+
+
 def build_profile(reports: Path, profile: str) -> Path:
     """Build one profile's site into :func:`site_root`; returns its front page."""
     from sphinx.application import Sphinx
@@ -457,6 +562,8 @@ def build_profile(reports: Path, profile: str) -> Path:
             raise RuntimeError(f"the report site of profile {profile!r} did not build:\n{warnings.getvalue()[-3000:]}")
         root.mkdir(parents=True, exist_ok=True)
         publish(built, root)
+    if profile == FRONT_DOOR_PROFILE:
+        print(take_screenshot(root / "index.html", root / SCREENSHOT), flush=True)
     return root / "index.html"
 
 
