@@ -8,6 +8,7 @@
 #   make bench              performance benchmark into reports/benchmarks/
 #   make site               rebuild the report site (reports/index.html, docs/ pages, screenshot) from reports/cpu
 #   make readme             docs/results.md's comparison and ladder tables from reports/cpu (90_comparison)
+#   make schema             docs/results.schema.json, the JSON Schema of results.json, from hemasuite.record
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -20,7 +21,7 @@ ALLOW_DIRTY ?=
 export LEUKEMIA_DATA_DIR ?= $(abspath $(CURDIR)/../shared/data)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: env kernel reports rehearse site test unit nbval lab bench paper-check readme clean
+.PHONY: env kernel reports rehearse site test unit nbval lab bench paper-check readme schema clean
 
 env: $(VENV)/.installed
 
@@ -60,6 +61,10 @@ paper-check: env
 
 readme: env
 	$(BIN)/python -m hemasuite.tools.readme
+
+schema: env
+	$(BIN)/python -m hemasuite.record --schema > docs/results.schema.json.tmp
+	mv docs/results.schema.json.tmp docs/results.schema.json
 
 clean:
 	rm -rf reports/smoke reports/rehearsal reports/.staging .cache

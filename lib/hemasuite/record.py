@@ -1,28 +1,34 @@
-"""The one results format: ``results.json`` as typed, versioned dataclasses.
+"""The one results format: ``results.json`` as typed, versioned pydantic dataclasses.
 
 Every notebook writes a :class:`Results` (through :meth:`Run.finish`) and every tool reads
-one back (:func:`read`); both directions are validated against the dataclasses below, so
-a key the format does not know, a missing key or a value of the wrong type is an error
-that names where it is. Fields:
+one back (:func:`read`); both directions are validated by the dataclasses below, so a key
+the format does not know, a missing key, a value of the wrong type or a broken rule is a
+:class:`RecordError` that names where it is. Fields:
 
 - :class:`Protocol`: dataset, split (level ``image`` / ``duplicate`` / ``field`` / ``case``,
   fractions or folds, seed, manifest and its SHA-256), seeds, input size, augmentation, what was selected on what
   (:class:`Selection`, with every configuration tried and its validation score), and the
   deviations from the paper;
-- one :class:`ModelRow` per model: accuracy per seed (and fold), mean, sd, CI, the paper's
-  value, weights and their source, train and inference images/s, the per-image
-  predictions file, figures;
+- one :class:`ModelRow` per model: accuracy per seed and fold (cross-validation) or split
+  seed (repeated splits), mean, sd, CI, the paper's value, weights and their source, train
+  and inference images/s, the per-image predictions file, figures;
 - :class:`Leakage`: the same model under a leaky and a clean protocol, and leak counts;
 - figures, tables, the verdict, the :class:`Environment`.
 
 ``details`` (in :class:`Protocol` and :class:`Results`) holds notebook-specific material
 (architectures, optimiser settings, validation summaries) that no tool reads.
+
+:func:`json_schema` is the format as a JSON Schema (``python -m hemasuite.record --schema``
+writes it; ``docs/results.schema.json`` is the published copy). The rules that tie fields
+together (a rehearsal and its cuts, folds only in a cross-validation) are the record's alone.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import json
 import math
@@ -30,15 +36,16 @@ import os
 import platform
 import subprocess
 import time
-import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import BeforeValidator, ConfigDict, Field, Strict, TypeAdapter, ValidationError, model_validator
+from pydantic.dataclasses import dataclass
 
 from . import rehearsal
 from .config import portable_paths, repo_root
@@ -55,9 +62,45 @@ class RecordError(SuiteError, ValueError):
     """A results.json that does not follow the format."""
 
 
+# ---------------------------------------------------------------------------- value types
+
+def _plain(value):
+    """A NumPy scalar as the Python value it holds."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+# Numbers and flags are strict (no "1" for 1, no true for 1, no 1.5 for an integer); NumPy scalars are welcome.
+Int = Annotated[int, Strict(), BeforeValidator(_plain)]
+Float = Annotated[float, Strict(), BeforeValidator(_plain)]
+Bool = Annotated[bool, Strict(), BeforeValidator(_plain)]
+Key = Annotated[str, BeforeValidator(str)]  # keys of objects: written as strings
+Level = Literal[SPLIT_LEVELS]
+RungLevel = Literal[(*SPLIT_LEVELS, "augmented")]
+
+
+@typing.dataclass_transform(field_specifiers=(field,))
+def _record(cls):
+    """``cls`` as a pydantic dataclass that refuses unknown fields and raises :class:`RecordError` when built
+    from values off the format."""
+    cls = dataclass(config=ConfigDict(extra="forbid"))(cls)
+    validated_init, names = cls.__init__, [f.name for f in dataclasses.fields(cls)]
+
+    @functools.wraps(validated_init)
+    def __init__(self, *args, **kwargs):
+        if len(args) > len(names):
+            raise TypeError(f"{cls.__name__} has {len(names)} fields, {len(args)} positional arguments given")
+        try:  # positional arguments by name, so that an error names the field
+            validated_init(self, **dict(zip(names, args)), **kwargs)
+        except ValidationError as error:
+            raise _record_error(error, cls.__name__) from None
+
+    cls.__init__ = __init__
+    return cls
+
+
 # ---------------------------------------------------------------------------- the format
 
-@dataclass
+@_record
 class Weights:
     """What a model started from: ``label`` (random init, imagenet, none) and the weight file it came from.
 
@@ -78,15 +121,15 @@ class Weights:
         return self.label in ("ImageNet", rehearsal.ABSENT_WEIGHTS)
 
 
-@dataclass
+@_record
 class Tried:
     """One configuration considered during selection, with its validation score."""
 
     configuration: str
-    score: float | None
+    score: Float | None
 
 
-@dataclass
+@_record
 class Selection:
     """What was selected (``what``: epoch, k, C, ...) for ``model``, on what data (``on``), and the candidates."""
 
@@ -97,72 +140,88 @@ class Selection:
     tried: list[Tried] = field(default_factory=list)
 
 
-@dataclass
+@_record
 class DatasetInfo:
     """The data a notebook used, marked when synthetic or a stand-in for the paper's."""
 
     name: str
     display_name: str
     classes: list[str]
-    images: int
-    synthetic: bool = False
+    images: Int
+    synthetic: Bool = False
     stand_in_for: str | None = None
 
 
-@dataclass
+@_record
 class Split:
-    """How training and test data were separated; ``level`` is the unit kept on one side."""
+    """How training and test data were separated; ``level`` is the unit kept on one side.
 
-    level: str
+    A cross-validation sets ``folds`` (and its ``method`` names folds); a single or a
+    repeated split sets ``fractions``.
+    """
+
+    level: Level
     method: str
-    seed: int
-    fractions: list[float] | None = None
-    folds: int | None = None
+    seed: Int
+    fractions: list[Float] | None = None
+    folds: Int | None = None
     manifest: str | None = None
     manifest_sha256: str | None = None
-    duplicates_merged: int = 0
-    same_field_pairs: int | None = None
-    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    duplicates_merged: Int = 0
+    same_field_pairs: Int | None = None
+    counts: dict[Key, dict[Key, Int]] = field(default_factory=dict)
+
+    @property
+    def cross_validation(self) -> bool:
+        """Folds rather than one or several train/test splits."""
+        return self.folds is not None or "fold" in self.method.lower()
 
 
-@dataclass
+@_record
 class Protocol:
     """Everything a replication did to data and models, and how it differs from the paper."""
 
     dataset: DatasetInfo
     split: Split
-    seeds: list[int]
-    input_size: list[int]
+    seeds: list[Int]
+    input_size: list[Int]
     preprocess: str = "resize (bilinear)"
-    augmentation: dict[str, Any] | None = None
+    augmentation: dict[Key, Any] | None = None
     selection: list[Selection] = field(default_factory=list)
     deviations: list[str] = field(default_factory=list)
-    details: dict[str, Any] = field(default_factory=dict)
+    details: dict[Key, Any] = field(default_factory=dict)
 
 
-@dataclass
+@_record
 class SeedValue:
-    """One seed (and fold, or split seed of repeated splits) of a model: its metric value, speed, and what selection
-    chose."""
+    """One training seed of a model on one fold (cross-validation) or one split seed (repeated splits), never both:
+    its metric value, speed, and what selection chose."""
 
-    seed: int
-    value: float
-    fold: int | None = None
-    split_seed: int | None = None
-    train_images_per_s: float | None = None
-    inference_images_per_s: float | None = None
+    seed: Int
+    value: Float
+    fold: Int | None = None
+    split_seed: Int | None = None
+    train_images_per_s: Float | None = None
+    inference_images_per_s: Float | None = None
     chosen: str | None = None
 
+    @model_validator(mode="after")
+    def _fold_or_split_seed(self):
+        if self.fold is not None and self.split_seed is not None:
+            raise ValueError(f"fold {self.fold} and split_seed {self.split_seed}: a run is a fold of a "
+                             "cross-validation or one of repeated splits, not both")
+        return self
 
-@dataclass
+
+@_record
 class Spread:
     """Mean and standard deviation over seeds (sd is None for one seed)."""
 
-    mean: float | None
-    sd: float | None
+    mean: Float | None
+    sd: Float | None
 
 
-@dataclass
+@_record
 class ModelRow:
     """One model of one notebook, beside the paper's value for it.
 
@@ -175,28 +234,28 @@ class ModelRow:
     model: str
     weights: Weights
     seeds: list[SeedValue]
-    mean: float | None
-    sd: float | None
-    ci_low: float | None
-    ci_high: float | None
-    n_test: int
+    mean: Float | None
+    sd: Float | None
+    ci_low: Float | None
+    ci_high: Float | None
+    n_test: Int
     paper_model: str | None = None
-    paper_value: float | None = None
+    paper_value: Float | None = None
     metric: str = "accuracy"
     variant: str | None = None
-    leaky: bool = False
-    train_images_per_s: float | None = None
-    inference_images_per_s: float | None = None
-    metrics: dict[str, Spread] = field(default_factory=dict)
+    leaky: Bool = False
+    train_images_per_s: Float | None = None
+    inference_images_per_s: Float | None = None
+    metrics: dict[Key, Spread] = field(default_factory=dict)
     predictions: str | None = None
-    figures: dict[str, str] = field(default_factory=dict)
+    figures: dict[Key, str] = field(default_factory=dict)
     architecture: str | None = None
-    split_level: str | None = None
+    split_level: Level | None = None
     ci_method: str | None = None
-    train_accuracy: float | None = None
+    train_accuracy: Float | None = None
 
 
-@dataclass
+@_record
 class Rung:
     """One protocol of a leakage ladder: the same model and settings under a leakier or stricter split.
 
@@ -206,52 +265,52 @@ class Rung:
     """
 
     dataset: str
-    order: int
+    order: Int
     protocol: str
-    level: str
+    level: RungLevel
     model: str
-    test_accuracy: float
-    ci_low: float
-    ci_high: float
-    n_test: int
-    splits: int = 1
-    sd: float | None = None
-    train_accuracy: float | None = None
+    test_accuracy: Float
+    ci_low: Float
+    ci_high: Float
+    n_test: Int
+    splits: Int = 1
+    sd: Float | None = None
+    train_accuracy: Float | None = None
     ci_method: str = "Clopper-Pearson"
 
 
-@dataclass
+@_record
 class LeakageMeasurement:
     """The accuracy of one model under one protocol, leaky or not."""
 
     name: str
     model: str
-    leaky: bool
-    mean: float | None
-    ci_low: float | None
-    ci_high: float | None
+    leaky: Bool
+    mean: Float | None
+    ci_low: Float | None
+    ci_high: Float | None
 
 
-@dataclass
+@_record
 class Difference:
     """Leaky minus clean accuracy, with its bootstrap CI."""
 
-    value: float
-    ci_low: float
-    ci_high: float
-    n_boot: int
+    value: Float
+    ci_low: Float
+    ci_high: Float
+    n_boot: Int
 
 
-@dataclass
+@_record
 class Leakage:
     """Measurements of one model under leaky and clean protocols, their difference, and leak counts."""
 
     measurements: list[LeakageMeasurement]
     difference: Difference | None = None
-    counts: dict[str, dict[str, float]] = field(default_factory=dict)
+    counts: dict[Key, dict[Key, Float]] = field(default_factory=dict)
 
 
-@dataclass
+@_record
 class Environment:
     """Where and with what a result was computed.
 
@@ -261,128 +320,124 @@ class Environment:
     """
 
     python: str
-    packages: dict[str, str | None]
-    device: dict[str, Any]
+    packages: dict[Key, str | None]
+    device: dict[Key, Any]
     commit: str | None
-    precision: dict[str, Any] | None = None
+    precision: dict[Key, Any] | None = None
     diff_sha256: str | None = None
-    distribution: dict[str, Any] | None = None
+    distribution: dict[Key, Any] | None = None
 
 
-@dataclass
+@_record
 class Results:
-    """The whole ``results.json`` of one notebook run."""
+    """The whole ``results.json`` of one notebook run.
+
+    Beyond the types: the format ``version`` is this library's; a rehearsal records its
+    ``cuts`` and only a rehearsal has cuts; a row's ``paper_value`` names its
+    ``paper_model``; and under a cross-validation a row's runs are folds (``seeds[].fold``),
+    under a single or repeated split they are split seeds (``seeds[].split_seed``), never the
+    other way round.
+    """
 
     notebook: str
     profile: str
     started_utc: str
-    wall_time_s: float
+    wall_time_s: Float
     environment: Environment
-    parameters: dict[str, Any]
-    version: int = VERSION
+    parameters: dict[Key, Any]
+    version: Annotated[Int, Field(json_schema_extra={"const": VERSION})] = VERSION
     paper: str | None = None
     protocol: Protocol | None = None
     models: list[ModelRow] = field(default_factory=list)
     leakage: Leakage | None = None
     ladder: list[Rung] = field(default_factory=list)
-    figures: dict[str, str] = field(default_factory=dict)
-    tables: dict[str, str] = field(default_factory=dict)
+    figures: dict[Key, str] = field(default_factory=dict)
+    tables: dict[Key, str] = field(default_factory=dict)
     verdict: str | None = None
-    details: dict[str, Any] = field(default_factory=dict)
-    rehearsal: bool = False
+    details: dict[Key, Any] = field(default_factory=dict)
+    rehearsal: Bool = False
     cuts: list[str] = field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _rules(self):
+        if self.version != VERSION:
+            raise ValueError(f"format version {self.version}, this library reads version {VERSION}; rerun the "
+                             "notebook to rewrite it")
+        if self.rehearsal != bool(self.cuts):
+            raise ValueError(f"a rehearsal records its cuts, and only a rehearsal has cuts (rehearsal="
+                             f"{self.rehearsal}, {len(self.cuts)} cut(s))")
+        split = self.protocol.split if self.protocol else None
+        for i, row in enumerate(self.models):
+            if row.paper_value is not None and row.paper_model is None:
+                raise ValueError(f"models[{i}]: paper_value without paper_model (which of the paper's models is it?)")
+            for j, run in enumerate(row.seeds):
+                if split and split.cross_validation and run.split_seed is not None:
+                    raise ValueError(f"models[{i}].seeds[{j}]: split_seed {run.split_seed} in a cross-validation "
+                                     "(protocol.split): its runs are folds, recorded as fold")
+                if split and not split.cross_validation and run.fold is not None:
+                    raise ValueError(f"models[{i}].seeds[{j}]: fold {run.fold} in a split that is no cross-validation "
+                                     "(protocol.split): a repeated split's seed is recorded as split_seed")
+        return self
 
 
 # ---------------------------------------------------------------------------- validation
 
-def _check(value, hint, where: str):
-    """``value`` converted to ``hint`` (dataclasses built from dicts), or a :class:`RecordError`."""
-    if hint is Any:
-        return to_jsonable(value)
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        options = [a for a in args if a is not type(None)]
-        errors = []
-        for option in options:
-            try:
-                return _check(value, option, where)
-            except RecordError as error:
-                errors.append(str(error))
-        raise RecordError(errors[0] if len(errors) == 1 else f"{where}: {value!r} matches none of {options}")
-    if dataclasses.is_dataclass(hint):
-        if dataclasses.is_dataclass(value):
-            value = dataclasses.asdict(value)
-        if not isinstance(value, dict):
-            raise RecordError(f"{where}: expected an object ({hint.__name__}), got {type(value).__name__}")
-        return from_dict(hint, value, where)
-    if origin is list:
-        if not isinstance(value, (list, tuple)):
-            raise RecordError(f"{where}: expected a list, got {type(value).__name__}")
-        return [_check(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise RecordError(f"{where}: expected an object, got {type(value).__name__}")
-        return {str(k): _check(v, args[1], f"{where}.{k}") for k, v in value.items()}
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-            raise RecordError(f"{where}: expected a number, got {value!r}")
-        return float(value)
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise RecordError(f"{where}: expected an integer, got {value!r}")
-        return int(value)
-    if hint is bool:
-        if not isinstance(value, (bool, np.bool_)):
-            raise RecordError(f"{where}: expected true or false, got {value!r}")
-        return bool(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise RecordError(f"{where}: expected a string, got {value!r}")
-        return value
-    raise RecordError(f"{where}: the format has no rule for {hint}")
+_EXPECTED = {"float_type": "a number", "int_type": "an integer", "bool_type": "true or false",
+             "string_type": "a string"}
+_CONTAINERS = {"list_type": "a list", "dict_type": "an object", "dataclass_type": "an object",
+               "dataclass_args_type": "an object"}
+
+
+def _where(loc) -> str:
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc)
+
+
+def _message(error: dict) -> str:
+    """One pydantic error in the words of this format."""
+    kind, value = error["type"], error.get("input")
+    if kind in _EXPECTED:
+        return f"expected {_EXPECTED[kind]}, got {value!r}"
+    if kind in _CONTAINERS:
+        return f"expected {_CONTAINERS[kind]}, got {type(value).__name__}"
+    if kind == "literal_error":
+        return f"{value!r} is not one of {error['ctx']['expected']}"
+    if kind == "value_error":
+        return str(error["ctx"]["error"])
+    return error["msg"]
+
+
+def _record_error(error: ValidationError, where: str) -> RecordError:
+    """A :class:`RecordError` naming ``where`` (a file or a class) and the field of every problem in ``error``."""
+    unknown, missing, problems = {}, {}, []
+    for item in error.errors():
+        *parent, name = item["loc"] or ("",)
+        if item["type"] == "unexpected_keyword_argument":
+            unknown.setdefault(_where(parent), []).append(name)
+        elif item["type"] in ("missing", "missing_argument"):
+            missing.setdefault(_where(parent), []).append(name)
+        else:
+            problems.append(f"{where}{_where(item['loc'])}: {_message(item)}")
+    problems += [f"{where}{at}: unknown field(s) {sorted(names)}" for at, names in unknown.items()]
+    problems += [f"{where}{at}: missing field(s) {names}" for at, names in missing.items()]
+    return RecordError("; ".join(problems))
+
+
+@functools.cache
+def _adapter(cls) -> TypeAdapter:
+    return TypeAdapter(cls)
 
 
 def from_dict(cls, data: dict, where: str | None = None):
-    """A ``cls`` dataclass built from ``data``; unknown or missing keys and wrong types raise :class:`RecordError`."""
-    where = where or cls.__name__
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise RecordError(f"{where}: unknown field(s) {unknown}; {cls.__name__} knows {sorted(fields)}")
-    missing = [name for name, f in fields.items() if name not in data
-               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
-    if missing:
-        raise RecordError(f"{where}: missing field(s) {missing}")
-    values = {name: _check(data[name], hints[name], f"{where}.{name}") for name in fields if name in data}
-    built = cls(**values)
-    _rules(built, where)
-    return built
+    """A ``cls`` record dataclass built from ``data``; anything off the format raises :class:`RecordError`."""
+    try:
+        return _adapter(cls).validate_python(data)
+    except ValidationError as error:
+        raise _record_error(error, where or cls.__name__) from None
 
 
-def _rules(built, where: str) -> None:
-    """Constraints beyond types."""
-    if isinstance(built, Results) and built.version != VERSION:
-        raise RecordError(f"{where}: format version {built.version}, this library reads version {VERSION}; "
-                          "rerun the notebook to rewrite it")
-    if isinstance(built, Split) and built.level not in SPLIT_LEVELS:
-        raise RecordError(f"{where}.level: {built.level!r} is not one of {list(SPLIT_LEVELS)}")
-    if isinstance(built, ModelRow) and built.split_level is not None and built.split_level not in SPLIT_LEVELS:
-        raise RecordError(f"{where}.split_level: {built.split_level!r} is not one of {list(SPLIT_LEVELS)}")
-    if isinstance(built, Rung) and built.level not in (*SPLIT_LEVELS, "augmented"):
-        raise RecordError(f"{where}.level: {built.level!r} is not one of {[*SPLIT_LEVELS, 'augmented']}")
-    if isinstance(built, ModelRow) and built.paper_value is not None and built.paper_model is None:
-        raise RecordError(f"{where}: paper_value without paper_model (which of the paper's models is it?)")
-    if isinstance(built, Results) and built.rehearsal != bool(built.cuts):
-        raise RecordError(f"{where}: a rehearsal records its cuts, and only a rehearsal has cuts (rehearsal="
-                          f"{built.rehearsal}, {len(built.cuts)} cut(s))")
-
-
-def validate(results: Results) -> Results:
+def validate(results: Results, where: str | None = None) -> Results:
     """``results`` after a round trip through JSON and :func:`from_dict` (raises on anything off-format)."""
-    return from_dict(Results, json.loads(json.dumps(to_dict(results))))
+    return from_dict(Results, json.loads(json.dumps(to_dict(results))), where)
 
 
 def to_dict(results) -> dict:
@@ -392,7 +447,7 @@ def to_dict(results) -> dict:
 
 def write(results: Results, path) -> Path:
     """Validate ``results`` and write it atomically as JSON."""
-    checked = validate(results)
+    checked = validate(results, str(path))
     write_json_atomic(Path(path), to_dict(checked))
     return Path(path)
 
@@ -411,6 +466,11 @@ def read_all(folder, exclude=()) -> dict[str, Results]:
     keyed by notebook stem."""
     return {path.parent.name: read(path) for path in sorted(Path(folder).glob("*/results.json"))
             if path.parent.name not in exclude}
+
+
+def json_schema() -> dict:
+    """The JSON Schema (draft 2020-12) of ``results.json``, generated from :class:`Results`."""
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **_adapter(Results).json_schema()}
 
 
 # ---------------------------------------------------------------------------- environment and files
@@ -596,16 +656,26 @@ class Run:
             models = [dataclasses.replace(m, paper_model=None, paper_value=None) for m in models]
             if verdict is not None and self.own_data not in verdict:
                 verdict = f"Own images {self.own_data}. {verdict}"
+        env = environment()
+        cuts = []
+        if self.rehearsal_cuts is not None:
+            cuts = rehearsal.record(self.rehearsal_cuts, env.distribution) or [
+                "none: this notebook ran as the paper profile would"]
         results = Results(notebook=self.notebook, paper=paper, profile=self.params.get("profile"),
                           parameters=to_jsonable(self.params),
                           started_utc=self.started.isoformat(timespec="seconds"),
-                          wall_time_s=round(time.perf_counter() - self._t0, 2), environment=environment(),
+                          wall_time_s=round(time.perf_counter() - self._t0, 2), environment=env,
                           protocol=protocol, models=list(models), leakage=leakage, ladder=list(ladder),
-                          figures=dict(self.figures),
-                          tables=dict(self.tables), verdict=verdict, details=to_jsonable(details or {}),
-                          rehearsal=self.rehearsal_cuts is not None)
-        if self.rehearsal_cuts is not None:
-            results.cuts = rehearsal.record(self.rehearsal_cuts, results.environment.distribution) or [
-                "none: this notebook ran as the paper profile would"]
+                          figures=dict(self.figures), tables=dict(self.tables), verdict=verdict,
+                          details=to_jsonable(details or {}), rehearsal=self.rehearsal_cuts is not None, cuts=cuts)
         write(results, self.dir / "results.json")
         return results
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="The results.json format.")
+    parser.add_argument("--schema", action="store_true", help="print its JSON Schema (docs/results.schema.json)")
+    if parser.parse_args().schema:
+        print(json.dumps(json_schema(), indent=2))
+    else:
+        parser.print_help()
