@@ -2,13 +2,15 @@
 #   make reports            run every notebook with PROFILE (default cpu) and render reports/
 #   make reports PROFILE=smoke NOTEBOOKS="00 01"
 #   make reports NOTEBOOKS="00 01 10 11 22" DATASET=folder:/path/to/images REPORTS=/path/to/my_reports
-#   make test               notebook lint, unit tests + every notebook under nbval (smoke profile)
+#   make test               notebook lint, unit tests, every notebook run once (smoke profile) and checked
+#   make nbval              every notebook under nbval, as opened in JupyterLab (smoke values)
 #   make rehearse           the paper profile's code paths on this CPU, work cut (reports/rehearsal/)
 #   make lab                JupyterLab with the suite's kernel
 #   make bench              performance benchmark into reports/benchmarks/
 #   make site               rebuild the report site (reports/index.html, docs/ pages, screenshot) from reports/cpu
 #   make readme             docs/results.md's comparison and ladder tables from reports/cpu (90_comparison)
 #   make schema             docs/results.schema.json, the JSON Schema of results.json, from hemasuite.record
+#   make clean-cache        empty the user cache (validation, thumbnails, decoded images, features)
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -21,7 +23,7 @@ ALLOW_DIRTY ?=
 export LEUKEMIA_DATA_DIR ?= $(abspath $(CURDIR)/../shared/data)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: env kernel reports rehearse site test unit nbval lab bench paper-check readme schema clean
+.PHONY: env kernel reports rehearse site test unit nbval lab bench paper-check readme schema clean clean-cache
 
 env: $(VENV)/.installed
 
@@ -45,7 +47,11 @@ site: env
 test: env
 	$(BIN)/python -m ruff check notebooks
 	out=$$(mktemp -d); trap 'rm -rf "$$out"' EXIT; \
-	HEMASUITE_OUTPUT_DIR=$$out $(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider
+	HEMASUITE_OUTPUT_DIR=$$out $(BIN)/python -m pytest tests -p no:cacheprovider
+
+nbval: env
+	out=$$(mktemp -d); trap 'rm -rf "$$out"' EXIT; \
+	HEMASUITE_OUTPUT_DIR=$$out $(BIN)/python -m pytest notebooks --nbval-lax --nbval-current-env -p no:cacheprovider
 
 unit: env
 	$(BIN)/python -m pytest tests
@@ -67,4 +73,7 @@ schema: env
 	mv docs/results.schema.json.tmp docs/results.schema.json
 
 clean:
-	rm -rf reports/smoke reports/rehearsal reports/.staging .cache
+	rm -rf reports/smoke reports/rehearsal reports/.staging
+
+clean-cache:
+	rm -rf "$${HEMASUITE_CACHE_DIR:-$${XDG_CACHE_HOME:-$$HOME/.cache}/hemasuite}"

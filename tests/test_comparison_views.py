@@ -250,10 +250,10 @@ def test_readme_from_a_comparison_in_the_earlier_format(tmp_path):
 
 
 def test_runs_label_says_seeds_folds_or_splits_times_seeds():
-    def row(*pairs):
+    def row(*pairs, kind="fold"):
         return ModelRow(key="m", model="m", weights=Weights("random init"), mean=0.9, sd=None, ci_low=None,
                         ci_high=None, n_test=10,
-                        seeds=[record.SeedValue(seed=s, value=0.9, fold=f) for s, f in pairs])
+                        seeds=[record.SeedValue(seed=s, value=0.9, **{kind: k}) for s, k in pairs])
 
     def protocol(**split):
         data = record.DatasetInfo(name="d", display_name="d", classes=["a"], images=10)
@@ -263,7 +263,9 @@ def test_runs_label_says_seeds_folds_or_splits_times_seeds():
     cv, repeated = protocol(level="case", folds=5), protocol(level="field", fractions=[0.8, 0.2])
     assert comparison.runs_label(row((0, None), (1, None), (2, None)), repeated) == "3 seeds"
     assert comparison.runs_label(row(*[(0, f) for f in range(5)]), cv) == "5 folds"
-    assert comparison.runs_label(row(*[(s, k) for k in range(3) for s in (0, 1)]), repeated) == "3 splits x 2 seeds"
+    splits = [(s, k) for k in range(3) for s in (0, 1)]
+    assert comparison.runs_label(row(*splits, kind="split_seed"), repeated) == "3 splits x 2 seeds"
+    assert comparison.runs_label(row((0, 0), (1, 0), kind="split_seed"), repeated) == "2 seeds"  # one split
     assert comparison.runs_label(row((0, 0)), None) == "1 seed"
 
 

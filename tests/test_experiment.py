@@ -26,11 +26,11 @@ def tiny_model(n_classes=4):
 
 def test_prepare_keeps_duplicates_on_one_side_and_saves_manifest(prepared):
     run, prep = prepared
-    manifest = load_manifest(run.dir / "split_manifest.csv")
+    manifest = load_manifest(run.dir / prep.split.manifest)
     assert len(manifest) == len(prep.frame) == len(prep.images)
     assert (manifest.groupby("duplicate_group")["split"].nunique() == 1).all()
     assert prep.split.duplicates_merged >= 4 and prep.split.level == "duplicate"
-    assert prep.split.manifest == "split_manifest.csv"
+    assert prep.split.manifest == f"splits/duplicate_seed{prep.split.seed}.csv"
     assert sum(prep.split.counts["test"].values()) == int((prep.frame["split"] == "test").sum())
     assert prep.images.shape[1:] == (16, 16, 3) and set(prep.frame["split"]) == {"train", "val", "test"}
 

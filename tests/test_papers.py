@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from hemasuite import augment, crossval, experiment, models, papers, record, tiles
+from hemasuite import augment, evaluation, experiment, models, papers, record, tiles
 from hemasuite.datasets import Dataset, load_dataset
 from hemasuite.errors import ParameterError, WeightsError
 from hemasuite.papers import p2_cnmc_transfer as p2
@@ -140,7 +140,7 @@ def test_features_cv_probe_ladder_and_verdict(cases_study):
     feature_cv = {level: p3.imagenet_cross_validation(cases_study, level, features, [0.1, 1.0], 0)
                   for level in p3.LEVELS}
     assert feature_cv["case"].predictions["index"].tolist() == list(range(48))
-    assert crossval.pooled_summary(feature_cv["case"].predictions)["accuracy"] == 1.0
+    assert evaluation.cv_summary(feature_cv["case"].predictions)["accuracy"] == 1.0
     assert len(feature_cv["case"].selection("lr").tried) == 4 * 2
     probes = {level: p3.probe_cross_validation(cases_study, level) for level in p3.LEVELS}
     correct = (feature_cv["case"].predictions["true"] == feature_cv["case"].predictions["predicted"]).to_numpy()
@@ -365,6 +365,8 @@ def test_p1_configurations_expand_test_time_augmentation_and_refuse_unknown_sett
     single = {**P1_PARAMS, "candidates": None, "image_size": 16, "stem_stride": 1, "stem_kernel": 3,
               "augmentation": "rotation", "test_time_augmentation": True}
     assert list(p1.configurations(single)) == ["16 px, no stem, rotation, TTA"]
+    with pytest.raises(ParameterError, match="image_size=64 would be ignored"):  # -p image_size=64 under candidates
+        p1.configurations({**P1_PARAMS, "image_size": 64})
 
 
 def test_median_denoise_in_chunks_is_the_whole_filter():
@@ -378,7 +380,7 @@ def test_median_denoise_in_chunks_is_the_whole_filter():
 
 
 def test_p1_selects_on_validation_without_reading_the_test_part(tmp_path, monkeypatch):
-    from hemasuite import ladder, validation
+    from hemasuite import evaluation, validation
     from hemasuite.papers import p1_deep_cnn as p1
 
     data = load_dataset("synthetic", cache_dir=tmp_path / "data", per_class=10, size=32)
@@ -389,7 +391,7 @@ def test_p1_selects_on_validation_without_reading_the_test_part(tmp_path, monkey
     read = []
     original = experiment.Prepared.arrays
     monkeypatch.setattr(experiment.Prepared, "arrays", lambda self, part: read.append(part) or original(self, part))
-    selection = p1.Selection(lambda size: ladder.shared_images(splits[0], images(size), size), P1_PARAMS, 0)
+    selection = p1.Selection(lambda size: evaluation.shared_images(splits[0], images(size), size), P1_PARAMS, 0)
     assert "test" not in read and "val" in read
     table = selection.table()
     assert len(table) == 4 and table["validation_score"].between(0, 1).all() and table["selected"].sum() == 1
@@ -399,17 +401,18 @@ def test_p1_selects_on_validation_without_reading_the_test_part(tmp_path, monkey
     assert chosen.chosen == [selection.chosen] and len(chosen.tried) == 4 and "split seed 3" in chosen.on
     size = selection.settings["image_size"]
     reused = selection.trained[tuple(selection.settings[k] for k in p1.SETTINGS)].model
-    runs = p1.repeated_runs([ladder.shared_images(s, images(size), size) for s in splits], selection, [0, 1], P1_PARAMS)
+    chosen = [evaluation.shared_images(s, images(size), size) for s in splits]
+    runs = p1.repeated_runs(chosen, selection, [0, 1], P1_PARAMS)
     assert [(r.split_seed, r.trained.seed) for r in runs] == [(3, 0), (3, 1), (4, 0), (4, 1)]
     assert runs[0].trained.model is reused and all(0 <= r.train_accuracy <= 1 for r in runs)
     table2 = p1.table2(runs)
     assert list(table2["class"])[:4] == data.classes
-    row = ladder.model_row(run, "cnn", "deep CNN", runs, record.Weights("random init"), "P1 deep CNN", "deep CNN",
-                           0.98, n_boot=50)
+    row = evaluation.model_row(run, "cnn", "deep CNN", runs, record.Weights("random init"), "P1 deep CNN", "deep CNN",
+                               0.98, n_boot=50)
     summary = p1.table2_summary(runs, row)
     assert summary.loc[0, "paper"] == pytest.approx(312 / 324) and summary.loc[1, "paper"] == 0.98
     data = types.SimpleNamespace(own=False, synthetic=True, display_name="SYNTHETIC")
-    text = p1.verdict(row, ladder.pooled(runs, 50), ladder.majority_row(run, splits, "duplicate"), data)
+    text = p1.verdict(row, evaluation.pooled(runs, 50), evaluation.majority_row(run, splits, "duplicate"), data)
     assert "exact 95% CI" in text and "96.3%" in text
     assert any(d.startswith("paper figure: the paper's 98% is the mean") for d in
                p1.deviations(P1_PARAMS, selection.settings, "duplicate"))

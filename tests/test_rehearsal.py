@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hemasuite import config, crossval, rehearsal, record
+from hemasuite import config, evaluation, record, rehearsal
 from hemasuite.datasets import load_dataset
 from hemasuite.errors import ParameterError
 from hemasuite.tools import rehearsal_data, runner
@@ -69,7 +69,7 @@ def test_cross_validation_runs_the_first_fold_only(rehearsing):
         calls.append(fold)
         return np.tile([0.5, 0.5], (len(test), 1))
 
-    predictions = crossval.cross_validate(labels, folds, ["a", "b"], fit_predict)
+    predictions = evaluation.cross_validate(labels, folds, ["a", "b"], fit_predict)
     assert calls == [0] and len(predictions) == 4
     assert "cross-validation folds: the first of 3 only" in rehearsal.record([])
 

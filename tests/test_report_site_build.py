@@ -137,3 +137,16 @@ def test_without_chromium_the_screenshot_stays_and_is_called_stale(tmp_path, mon
     target.write_bytes(b"old")
     line = report_site.take_screenshot(tmp_path / "index.html", target)
     assert "\n" not in line and "no Chromium" in line and "stale" in line and target.read_bytes() == b"old"
+
+
+def test_a_notebook_page_shows_its_slowest_steps():
+    from hemasuite.tools import site
+
+    run = {"seconds": 600.0, "cells": [{"cell": 1, "step": "Setup", "seconds": 6.0},
+                                       {"cell": 2, "step": "Split", "seconds": 120.0},
+                                       {"cell": 3, "step": "Train", "seconds": 420.0},
+                                       {"cell": 4, "step": "", "seconds": 30.0}]}
+    text = site.slowest_steps_cell(run).source
+    assert "this run took 10.0 min" in text
+    assert text.index("Train") < text.index("Split") < text.index("(no heading)") and "Setup" not in text
+    assert "70%" in text and site.slowest_steps_cell({"seconds": 5.0}) is None

@@ -5,8 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hemasuite import experiment, features, models, record, repeated, rows
+from hemasuite import evaluation, experiment, features, models, record
 from hemasuite.datasets import load_dataset
+from hemasuite.evaluation.predictions import COLUMNS as PREDICTION_COLUMNS
 from hemasuite.experiment import TrainedSeed
 from hemasuite.models.packaged_weights import HED_VGG16, LITE0
 from hemasuite.papers import p2_cnmc_transfer as p2
@@ -32,7 +33,7 @@ def cells(tmp_path_factory):
 @pytest.fixture(scope="module")
 def three_splits(cells):
     data, run = cells
-    return repeated.split_seeds(run, data, [0.6, 0.2, 0.2], [0, 1, 2], 32)
+    return evaluation.split_seeds(run, data, [0.6, 0.2, 0.2], [0, 1, 2], 32)
 
 
 def truth(prepared):
@@ -45,8 +46,8 @@ def truth(prepared):
 def test_train_accuracy_prefers_a_recorded_value_over_the_history():
     trained = [TrainedSeed(0, None, {"accuracy": [0.5, 0.9]}, {}),
                TrainedSeed(1, None, {"accuracy": [0.2]}, {"train_accuracy": 0.7})]
-    assert rows.train_accuracy(trained) == pytest.approx(0.8)
-    assert rows.train_accuracy([TrainedSeed(0, None, {}, {})]) is None
+    assert evaluation.train_accuracy(trained) == pytest.approx(0.8)
+    assert evaluation.train_accuracy([TrainedSeed(0, None, {}, {})]) is None
 
 
 def test_complete_uses_the_exact_interval_near_100_percent(three_splits, cells, tmp_path):
@@ -54,23 +55,24 @@ def test_complete_uses_the_exact_interval_near_100_percent(three_splits, cells, 
     prepared = three_splits[0]
     y = truth(prepared)
     perfect = [TrainedSeed(0, np.eye(4)[y], {"accuracy": [1.0]}, {})]
-    done = rows.complete(experiment.assess(run, "perfect", "perfect", prepared, perfect, 50,
-                                           record.Weights("random init")), "toy")
+    done = evaluation.complete(experiment.assess(run, "perfect", "perfect", prepared, perfect, 50,
+                                                 record.Weights("random init")), "toy")
     assert done.row.architecture == "toy" and done.row.train_accuracy == 1.0
-    assert done.row.ci_high == 1.0 and done.row.ci_low < 1.0 and done.row.ci_method == rows.EXACT
+    assert done.row.ci_high == 1.0 and done.row.ci_low < 1.0 and done.row.ci_method == evaluation.EXACT
     assert done.evaluation["ci"]["bootstrap"]["ci_low"] == 1.0  # the bootstrap collapses to a point
     wrong = y.copy()
     wrong[: len(y) // 2] = (wrong[: len(y) // 2] + 1) % 4
-    half = rows.complete(experiment.assess(run, "half", "half", prepared, [TrainedSeed(0, np.eye(4)[wrong], {}, {})],
-                                           50, record.Weights("random init")), "toy")
-    assert half.row.ci_method == rows.BOOTSTRAP and half.row.ci_low < half.row.mean < half.row.ci_high
-    table = rows.ci_table([done, half])
+    guessed = [TrainedSeed(0, np.eye(4)[wrong], {}, {})]
+    half = evaluation.complete(experiment.assess(run, "half", "half", prepared, guessed, 50,
+                                                 record.Weights("random init")), "toy")
+    assert half.row.ci_method == evaluation.BOOTSTRAP and half.row.ci_low < half.row.mean < half.row.ci_high
+    table = evaluation.ci_table([done, half])
     assert table["row's CI"].tolist() == ["exact", "bootstrap"] and table.loc[0, "exact high"] == 1.0
 
 
 def test_majority_predicts_the_most_frequent_training_class(three_splits):
     prepared = three_splits[0]
-    result = rows.majority(prepared)
+    result = evaluation.majority(prepared)
     _, y_train = prepared.arrays("train")
     top = np.bincount(y_train).argmax()
     assert (result.probabilities.argmax(axis=1) == top).all()
@@ -90,8 +92,9 @@ def test_split_seeds_keep_groups_and_images_and_differ(three_splits, cells):
         assert (prepared.frame.groupby("split_group")["split"].nunique() == 1).all()
         assert sum(prepared.split.counts["test"].values()) == (prepared.frame["split"] == "test").sum()
     assert not (first.frame["split"] == second.frame["split"]).all()
-    assert second.split.manifest == "split_manifest_seed1.csv" and (run.dir / second.split.manifest).is_file()
-    assert first.split.manifest == "split_manifest.csv"
+    level = first.split.level
+    assert second.split.manifest == f"splits/{level}_seed1.csv" and (run.dir / second.split.manifest).is_file()
+    assert first.split.manifest == f"splits/{level}_seed0.csv" and second.split.manifest_sha256
 
 
 def test_pool_gives_one_row_with_both_spreads_and_every_prediction(three_splits, cells):
@@ -105,21 +108,21 @@ def test_pool_gives_one_row_with_both_spreads_and_every_prediction(three_splits,
             guess[: prepared.split.seed + seed] = (guess[: prepared.split.seed + seed] + 1) % 4  # some wrong
             trained.append(TrainedSeed(seed, np.eye(4)[guess], {"accuracy": [0.9]}, {}))
         runs.append((prepared, trained))
-    pooled = rows.complete(repeated.pool(run, "toy", "toy model", runs, 50, record.Weights("random init")), "toy",
-                           repeated.POOLED)
-    table = repeated.accuracy_table(runs)
-    assert len(pooled.row.seeds) == 6 and [s.fold for s in pooled.row.seeds] == [0, 0, 1, 1, 2, 2]
+    pooled = evaluation.pool(run, "toy", "toy model", runs, 50, record.Weights("random init"), "toy")
+    table = evaluation.runs_table(evaluation.as_runs(runs))
+    assert len(pooled.row.seeds) == 6 and [s.split_seed for s in pooled.row.seeds] == [0, 0, 1, 1, 2, 2]
+    assert all(s.fold is None for s in pooled.row.seeds)  # a repeated split is never recorded as a fold
     assert pooled.row.mean == pytest.approx(table["accuracy"].mean())
     assert pooled.row.sd == pytest.approx(table.groupby("split_seed")["accuracy"].mean().std())
     spread = pooled.evaluation["repeated_splits"]
     assert spread["splits"] == 3 and spread["sd_across_training_seeds"] > 0
     assert pooled.row.n_test == sum(len(truth(p)) for p in three_splits)
-    assert pooled.row.train_accuracy == 0.9 and pooled.row.ci_method == repeated.POOLED
+    assert pooled.row.train_accuracy == 0.9 and pooled.row.ci_method.startswith("bootstrap over the")
     assert pooled.evaluation["over_seeds"]["accuracy"]["n"] == 6
     saved = pd.read_csv(run.dir / pooled.row.predictions)
-    assert len(saved) == 2 * pooled.row.n_test and set(saved["split_seed"]) == {0, 1, 2}
-    assert {"path", "split", "true", "predicted", "seed"} <= set(saved.columns)
-    assert repeated.spread_table([pooled]).loc[0, "splits"] == 3
+    assert len(saved) == 2 * pooled.row.n_test and set(saved["resample"]) == {0, 1, 2}
+    assert set(saved["resample_kind"]) == {"split_seed"} and saved.columns[:8].tolist() == list(PREDICTION_COLUMNS)
+    assert evaluation.spread_table([pooled]).loc[0, "splits"] == 3
 
 
 # ------------------------------------------------------------------ VGG-16 at block 4

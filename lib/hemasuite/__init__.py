@@ -19,7 +19,8 @@ The generic core, in the order a notebook uses it:
 - ``baselines``     KNN on pixel thumbnails
 - ``features``      frozen-backbone features, computed once and cached on disk
 - ``experiment``    the generic workflow: prepare, train seeds, assess, protocol, verdict
-- ``crossval``      cross-validation: settings chosen on validation, per-image fold predictions
+- ``evaluation``    one way to evaluate: resamples (split seeds, folds) x training seeds pooled into one
+                    row, the one predictions CSV, the majority-class floor, leakage-ladder rungs
 - ``metrics``       per-class tables, bootstrap CIs, ROC AUC, calibration
 - ``plots``         figures; ``plots_augment`` augmentation grids; ``explain`` Grad-CAM
 - ``record``        the results format (typed, versioned, validated) and a notebook's ``Run``

@@ -126,7 +126,7 @@ def _count(n: int, unit: str) -> str:
 def runs_label(row: ModelRow, protocol: Protocol | None) -> str:
     """What a row's mean and sd are over: ``n seeds``, ``k folds`` (cross-validation) or ``k splits x n seeds``."""
     seeds = {s.seed for s in row.seeds}
-    groups = {s.fold for s in row.seeds if s.fold is not None}
+    groups = {s.fold if s.fold is not None else s.split_seed for s in row.seeds} - {None}  # the resamples
     if len(groups) <= 1:
         return _count(len(row.seeds), "seed")
     unit = "fold" if protocol is not None and protocol.split is not None and protocol.split.folds else "split"

@@ -147,7 +147,10 @@ def set_seeds(seed: int) -> None:
 
 
 def cache_dir() -> Path:
-    """Where decoded images and backbone features are cached: ``$HEMASUITE_CACHE_DIR`` or ``<repo>/.cache``."""
-    path = Path(os.environ.get("HEMASUITE_CACHE_DIR", repo_root() / ".cache")).expanduser().resolve()
+    """The user cache of work done once per content (validation, thumbnails, decoded images, backbone features),
+    shared by every notebook and checkout: ``$HEMASUITE_CACHE_DIR``, else ``$XDG_CACHE_HOME/hemasuite``, else
+    ``~/.cache/hemasuite``. Deleting it loses nothing but time."""
+    default = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hemasuite"
+    path = Path(os.environ.get("HEMASUITE_CACHE_DIR") or default).expanduser().resolve()
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -50,7 +50,7 @@ class Prepared:
 
 def make_split(run: Run | None, dataset: Dataset, fractions, seed: int, level: str | None = None,
                report: validation.ValidationReport | None = None, near_threshold: int = validation.NEAR_THRESHOLD,
-               manifest: str = "split_manifest.csv") -> tuple[pd.DataFrame, record.Split]:
+               manifest: str | None = None) -> tuple[pd.DataFrame, record.Split]:
     """Stratified, seeded split of ``dataset`` that keeps the groups of ``level`` on one side; the frame and its record.
 
     ``level`` is a key of :data:`hemasuite.validation.SPLIT_LEVELS`; default: the strictest
@@ -59,10 +59,11 @@ def make_split(run: Run | None, dataset: Dataset, fractions, seed: int, level: s
     split one dataset several times). At ``field`` and ``case`` level, splits of field
     images (smears, tissue) are also checked for look-alike images across sides (phase
     correlation, independent of the groups); the leakier levels leave such pairs by design.
-    The manifest is saved as ``manifest`` in ``run``'s folder, its SHA-256 recorded (no
-    manifest without a run).
+    The manifest is saved as ``manifest`` in ``run``'s folder (default
+    :func:`hemasuite.splits.manifest_name`), its SHA-256 recorded (no manifest without a run).
     """
     level = level or validation.default_level(dataset)
+    manifest = manifest or splits.manifest_name(level, seed)
     if report is None:
         report = validation.validate(dataset, near_threshold=near_threshold)
     frame = dataset.frame.copy()
@@ -88,8 +89,8 @@ def prepare(run: Run | None, dataset: Dataset, fractions, seed: int, size: int,
             preprocess: Callable[[np.ndarray], np.ndarray] | None = None, preprocess_name: str | None = None,
             near_threshold: int = validation.NEAR_THRESHOLD, level: str | None = None,
             report: validation.ValidationReport | None = None) -> Prepared:
-    """The usable images (:func:`usable_images`), :func:`make_split` (manifest ``split_manifest.csv``), then every
-    image decoded at ``size``, ``preprocess``-ed."""
+    """The usable images (:func:`usable_images`), :func:`make_split` (manifest ``splits/<level>_seed<k>.csv``), then
+    every image decoded at ``size``, ``preprocess``-ed."""
     if report is None:
         report = validation.validate(dataset, near_threshold=near_threshold)
     dataset, excluded = usable_images(dataset, report)
@@ -290,20 +291,16 @@ def report(run: Run, name: str, title: str, prepared: Prepared, trained: list[Tr
     return saved
 
 
-def save_predictions(run: Run, name: str, prepared: Prepared, trained: list[TrainedSeed]) -> str:
-    """``predictions/<name>.csv``: every seed's prediction and class probabilities for every test image."""
-    classes = prepared.dataset.classes
-    test = prepared.frame[prepared.frame["split"] == "test"].reset_index(drop=True)
+def _save_predictions(run: Run, name: str, prepared: Prepared, trained: list[TrainedSeed]) -> str:
+    """Every seed's predictions of the test images in the one predictions CSV (:mod:`hemasuite.evaluation`)."""
+    from .evaluation import predictions
+
+    test = prepared.frame[prepared.frame["split"] == "test"]
     _, y_test = prepared.arrays("test")
-    split_seed = prepared.split.seed if prepared.split else None
-    parts = []
-    for seed_result in trained:
-        part = pd.DataFrame({"split_seed": split_seed, "seed": seed_result.seed, "path": test["path"],
-                             "split": "test", "true": [classes[i] for i in y_test],
-                             "predicted": [classes[i] for i in seed_result.probabilities.argmax(axis=1)]})
-        probabilities = pd.DataFrame(seed_result.probabilities, columns=[f"p_{c}" for c in classes])
-        parts.append(pd.concat([part, probabilities.round(5)], axis=1))
-    return run.save_predictions(pd.concat(parts, ignore_index=True), name)
+    level, seed = (prepared.split.level, prepared.split.seed) if prepared.split else ("image", 0)
+    return predictions.save_predictions(run, name, [
+        predictions.frame(level, "split_seed", seed, r.seed, test["path"], prepared.dataset.classes, y_test,
+                          r.probabilities) for r in trained])
 
 
 @dataclass
@@ -376,7 +373,7 @@ def assess(run: Run, key: str, title: str, prepared: Prepared, trained: list[Tra
         train_images_per_s=_speed(s.train_images_per_s for s in seeds),
         inference_images_per_s=_speed(s.inference_images_per_s for s in seeds),
         metrics={k: record.Spread(_finite(v["mean"]), _finite(v["sd"])) for k, v in over.items() if k != "accuracy"},
-        predictions=save_predictions(run, name, prepared, trained), figures=figures,
+        predictions=_save_predictions(run, name, prepared, trained), figures=figures,
         split_level=prepared.split.level if prepared.split else "image",
         ci_method=f"bootstrap over the {evaluation['n_test']} test images of the seed-mean accuracy")
     return Assessed(row, evaluation, trained, prepared, selection_record(title, trained))

@@ -237,7 +237,7 @@ def leakage_ladder(table: pd.DataFrame, title: str, chance: float | None = None)
     """Test accuracy (exact CI bar) and training accuracy per protocol, one line per model, leakiest first.
 
     ``table`` has columns order, protocol, model, test_accuracy, ci_low, ci_high, train_accuracy
-    (:func:`hemasuite.crossval.rungs_table`).
+    (:func:`hemasuite.evaluation.rungs_table`).
     """
     protocols = table.sort_values("order")["protocol"].drop_duplicates().tolist()
     fig, ax = plt.subplots(figsize=(10, 3.8))
@@ -259,7 +259,7 @@ def leakage_ladder(table: pd.DataFrame, title: str, chance: float | None = None)
 def group_accuracy(table: pd.DataFrame, title: str, value: str = "fraction_correct"):
     """Bar per group (e.g. case), coloured by class, one panel per column ``protocol``.
 
-    ``table`` has columns protocol, group, class and ``value`` (:func:`hemasuite.crossval.group_table`).
+    ``table`` has columns protocol, group, class and ``value`` (:func:`hemasuite.evaluation.group_table`).
     """
     panels = table["protocol"].drop_duplicates().tolist()
     fig, axes = plt.subplots(len(panels), 1, figsize=(9, 1.2 + 2.2 * len(panels)), squeeze=False, sharey=True)

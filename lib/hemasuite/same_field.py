@@ -34,7 +34,9 @@ import pandas as pd
 from PIL import Image
 from scipy import fft, ndimage
 
+from . import content_cache
 from .errors import DataError
+from .progress_lines import LoopProgress
 
 SIZE = 112
 MIN_OVERLAP = 0.5
@@ -57,10 +59,20 @@ def thumbnail(path, size: int = SIZE) -> np.ndarray:
 
 
 def thumbnails(paths, size: int = SIZE) -> np.ndarray:
-    """:func:`thumbnail` of every path, stacked ``(n, size, size)`` (thread pool)."""
-    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-        stack = list(pool.map(lambda p: thumbnail(p, size), paths))
-    return np.stack(stack) if stack else np.empty((0, size, size), np.float32)
+    """:func:`thumbnail` of every path, stacked ``(n, size, size)``: read once per file content (kept in the user
+    cache, :mod:`hemasuite.content_cache`), decoded in a thread pool."""
+    paths = [str(p) for p in paths]
+
+    def decode():
+        with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+            stack = list(pool.map(lambda p: thumbnail(p, size), paths))
+        return paths, np.stack(stack) if stack else np.empty((0, size, size), np.float32)
+
+    stored, stack = content_cache.cached("thumbnails", content_cache.fingerprint(paths, size), decode)[0]
+    if stored == paths:
+        return stack
+    where = {path: number for number, path in enumerate(stored)}
+    return stack[[where[path] for path in paths]]
 
 
 def downsample(images: np.ndarray, factor: int) -> np.ndarray:
@@ -124,6 +136,7 @@ def _best_shift_scores(bank: _Bank, pairs: np.ndarray, chunk: int = 256) -> tupl
     scores = np.empty(len(pairs), np.float32)
     best = np.empty(len(pairs), np.int64)
     shape = (bank.padded, bank.padded)
+    progress = LoopProgress(len(pairs), "same-field screen", "pairs")
     for start in range(0, len(pairs), chunk):
         i, j = pairs[start:start + chunk, 0], pairs[start:start + chunk, 1]
         product = fft.irfft2(bank.spectra[i] * bank.spectra[j].conj(), s=shape, workers=WORKERS)
@@ -132,6 +145,8 @@ def _best_shift_scores(bank: _Bank, pairs: np.ndarray, chunk: int = 256) -> tupl
         ncc *= bank.fixed_scale[i] * bank.moving_scale[j]
         best[start:start + chunk] = ncc.argmax(axis=1)
         scores[start:start + chunk] = ncc[np.arange(len(i)), best[start:start + chunk]]
+        progress.update(len(i))
+    progress.close()
     return scores, bank.shifts[best]
 
 
@@ -263,7 +278,7 @@ def cache_key(digests, labels, **parameters) -> str:
 # ----------------------------------------------------------------------------- independent similarity
 
 def phase_correlation(images_a: np.ndarray, images_b: np.ndarray, pairs: np.ndarray, size: int = 56,
-                      chunk: int = 512) -> np.ndarray:
+                      chunk: int = 512, what: str = "phase correlation") -> np.ndarray:
     """Peak of the phase-only correlation (whitened cross-power spectrum) of each pair ``(a_i, b_j)``.
 
     Computed on Hann-windowed ``size``-pixel thumbnails; 1 for identical images, near 0
@@ -279,10 +294,13 @@ def phase_correlation(images_a: np.ndarray, images_b: np.ndarray, pairs: np.ndar
     fa, fb = spectra(images_a), spectra(images_b)
     pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
     peaks = np.empty(len(pairs), np.float32)
+    progress = LoopProgress(len(pairs), what, "pairs")
     for start in range(0, len(pairs), chunk):
         i, j = pairs[start:start + chunk, 0], pairs[start:start + chunk, 1]
         cross = fa[i] * fb[j].conj()
         cross /= np.abs(cross) + 1e-6
         peaks[start:start + chunk] = fft.irfft2(cross, s=(2 * size, 2 * size), workers=WORKERS).reshape(
             len(i), -1).max(axis=1)
+        progress.update(len(i))
+    progress.close()
     return peaks

@@ -9,6 +9,7 @@ images on different sides with a similarity of its own.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -105,30 +106,53 @@ def grouped_folds(frame: pd.DataFrame, n_folds: int = 5, seed: int = 0, groups="
     return pd.Series(folds, index=frame.index, name="fold")
 
 
+def look_alike_pairs(images: np.ndarray, labels, threshold: float = LEAK_THRESHOLD) -> np.ndarray:
+    """Index pairs ``(i, j)``, ``i < j``, of same-class thumbnails whose phase-correlation peak reaches ``threshold``,
+    and their peaks (``(n, 3)``: i, j, peak).
+
+    Independent of any split, so computed once per content of ``images`` and ``labels`` and
+    kept in the user cache (:mod:`hemasuite.content_cache`); every split is then checked
+    against it (:func:`cross_side_matches`).
+    """
+    from . import content_cache
+    from .same_field import phase_correlation
+
+    labels = np.asarray(labels).astype(str)
+    digest = hashlib.sha256(np.ascontiguousarray(images, dtype=np.float32).tobytes())
+    digest.update("\n".join(labels).encode())
+
+    def compute() -> np.ndarray:
+        blocks = [np.empty((0, 2), np.int64)]
+        for label in pd.unique(labels):
+            members = np.flatnonzero(labels == label)
+            i, j = np.triu_indices(len(members), 1)
+            blocks.append(np.column_stack([members[i], members[j]]))
+        pairs = np.concatenate(blocks)
+        peaks = phase_correlation(images, images, pairs, what="look-alike check") if len(pairs) else np.empty(0)
+        keep = peaks >= threshold
+        return np.column_stack([pairs[keep], peaks[keep]])
+
+    key = f"{digest.hexdigest()[:32]}_{threshold}"
+    return content_cache.cached("look_alike", key, compute)[0]
+
+
 def cross_side_matches(frame: pd.DataFrame, images: np.ndarray, split_col: str = "split", label_col: str = "label",
                        threshold: float = LEAK_THRESHOLD) -> pd.DataFrame:
     """Same-class image pairs on different sides whose phase-correlation peak reaches ``threshold``.
 
     ``images`` are greyscale thumbnails (``hemasuite.same_field.thumbnails``) in frame
-    order. The similarity is independent of the groups the split was made from.
+    order. The similarity is independent of the groups the split was made from
+    (:func:`look_alike_pairs`).
     """
-    from .same_field import phase_correlation
-
     if len(images) != len(frame):
         raise ParameterError(f"images has {len(images)} entries but the frame has {len(frame)} rows")
-    sides, labels = frame[split_col].to_numpy(), frame[label_col].to_numpy()
-    blocks = [np.empty((0, 2), np.int64)]
-    for label in pd.unique(labels):
-        members = np.flatnonzero(labels == label)
-        i, j = np.triu_indices(len(members), 1)
-        keep = sides[members[i]] != sides[members[j]]
-        blocks.append(np.column_stack([members[i][keep], members[j][keep]]))
-    pairs = np.concatenate(blocks)
-    peaks = phase_correlation(images, images, pairs) if len(pairs) else np.empty(0)
-    hits = pairs[peaks >= threshold]
+    sides = frame[split_col].to_numpy()
+    found = look_alike_pairs(images, frame[label_col].to_numpy(), threshold)
+    i, j = found[:, 0].astype(np.int64), found[:, 1].astype(np.int64)
+    hits = sides[i] != sides[j]
     paths = frame["path"].to_numpy()
-    return pd.DataFrame({"path_a": paths[hits[:, 0]], "side_a": sides[hits[:, 0]], "path_b": paths[hits[:, 1]],
-                         "side_b": sides[hits[:, 1]], "peak": peaks[peaks >= threshold]})
+    return pd.DataFrame({"path_a": paths[i[hits]], "side_a": sides[i[hits]], "path_b": paths[j[hits]],
+                         "side_b": sides[j[hits]], "peak": found[hits, 2].astype(np.float32)})
 
 
 def assert_no_leakage(frame: pd.DataFrame, group_col="group", split_col: str = "split", images=None,
@@ -164,6 +188,16 @@ def split_summary(frame: pd.DataFrame, label_col: str = "label") -> pd.DataFrame
     table["share"] = (table["total"] / table["total"].sum()).round(4)
     table.columns.name = None
     return table.reset_index()
+
+
+def manifest_name(level: str, seed: int) -> str:
+    """Where a run keeps the manifest of its split at ``level`` with ``seed``: ``splits/<level>_seed<seed>.csv``."""
+    return f"splits/{level}_seed{seed}.csv"
+
+
+def folds_manifest_name(level: str, n_folds: int) -> str:
+    """Where a run keeps the manifest of its ``n_folds``-fold CV at ``level``: ``folds/<level>_k<n>.csv``."""
+    return f"folds/{level}_k{n_folds}.csv"
 
 
 def save_manifest(frame: pd.DataFrame, path) -> Path:

@@ -9,7 +9,7 @@
 - :func:`fit`: train on random crops (:func:`hemasuite.pipeline.random_tiles`), keep the
   epoch with the best per-image validation accuracy.
 - :func:`fit_fold`: inside one training part, carve a validation part (group-aware), fit
-  every candidate, keep the best (:func:`hemasuite.crossval.select_on_validation`) and
+  every candidate, keep the best (:func:`hemasuite.evaluation.select_on_validation`) and
   predict the test part once; :func:`cross_validate` does it in every fold.
 - :func:`pooled_features`: frozen-backbone features of a grid of tiles, averaged per
   image, through the feature cache.
@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field, fields
 import numpy as np
 import pandas as pd
 
-from . import augment, config, crossval, features, models, pipeline, record, splits, training
+from . import augment, config, evaluation, features, models, pipeline, record, splits, training
 from .errors import ParameterError
 
 
@@ -210,7 +210,7 @@ def fit_fold(frame: pd.DataFrame, images: np.ndarray, labels: np.ndarray, n_clas
                           as_settings(values), seed))
         return fitted[-1].validation_accuracy
 
-    chosen, _ = crossval.select_on_validation({name: asdict(s) for name, s in options.items()}, score)
+    chosen, _ = evaluation.select_on_validation({name: asdict(s) for name, s in options.items()}, score)
     tried = pd.DataFrame([{"candidate": name, "epoch": epoch + 1, "validation_accuracy": accuracy,
                            "validation_loss": loss}
                           for name, run in zip(options, fitted) for epoch, (accuracy, loss) in enumerate(run.scores)])
@@ -225,7 +225,7 @@ def fit_fold(frame: pd.DataFrame, images: np.ndarray, labels: np.ndarray, n_clas
 
 @dataclass
 class TileCV:
-    """Per-image test predictions of a cross-validation (:func:`hemasuite.crossval.cross_validate`) and its folds."""
+    """Per-image test predictions of a cross-validation (:func:`hemasuite.evaluation.cross_validate`) and its folds."""
 
     predictions: pd.DataFrame
     folds: list[FoldRecord]
@@ -245,7 +245,7 @@ class TileCV:
 
     def fold_table(self) -> pd.DataFrame:
         """Per fold: images in each part, the choice, validation, training and test accuracy."""
-        test = crossval.fold_table(self.predictions).set_index("fold")["accuracy"]
+        test = evaluation.fold_table(self.predictions).set_index("fold")["accuracy"]
         return pd.DataFrame([{"fold": f.fold, "train": f.train_images, "validation": f.val_images,
                               "test": f.test_images, "chosen": f.label(),
                               "validation_accuracy": f.tried.loc[(f.tried["candidate"] == f.chosen)
@@ -274,7 +274,7 @@ def cross_validate(frame: pd.DataFrame, images: np.ndarray, classes, folds, grou
         return probabilities
 
     parts = [(np.flatnonzero(folds != k), np.flatnonzero(folds == k)) for k in np.unique(folds)]
-    return TileCV(crossval.cross_validate(labels, parts, list(classes), fit_predict), records)
+    return TileCV(evaluation.cross_validate(labels, parts, list(classes), fit_predict), records)
 
 
 def pooled_features(images: np.ndarray, paths, backbone: str, weights, tile: int, stride: int, chunk: int = 48,

@@ -22,6 +22,7 @@ import tensorflow as tf
 from . import rehearsal
 from .config import check_choice
 from .errors import ParameterError
+from .progress_lines import LoopProgress
 
 
 def per_second(count: int, seconds: float) -> float:
@@ -169,7 +170,9 @@ def train(build_model: Callable[[], keras.Model], train_data: tf.data.Dataset, n
         replicas = strategy.num_replicas_in_sync
         start = time.perf_counter()
         # tf.data shuffles (seeded) itself; shuffle=False stops Keras warning that it would ignore it
-        fitted = model.fit(divisible_batches(train_data, replicas), epochs=epochs, callbacks=callbacks or [],
+        shown = [EpochProgress(epochs, n_train)] if verbose == 0 else []  # Keras prints its own otherwise
+        fitted = model.fit(divisible_batches(train_data, replicas), epochs=epochs,
+                           callbacks=[*(callbacks or []), *shown],
                            validation_data=None if val_data is None else divisible_batches(val_data, replicas),
                            verbose=verbose, shuffle=False)
         wall = time.perf_counter() - start
@@ -178,6 +181,38 @@ def train(build_model: Callable[[], keras.Model], train_data: tf.data.Dataset, n
                   "global_batch_size": getattr(train_data, "global_batch_size", None)})
     return TrainResult(model, history, wall, per_second(n_train * len(history.get("loss", [])), wall),
                        len(history.get("loss", [])), policy, type(strategy).__name__, strategy.num_replicas_in_sync)
+
+
+class EpochProgress(keras.callbacks.Callback):
+    """After an epoch, once training has run for a while, a progress line: the epoch, its loss and accuracy, images
+    per second and the time left (:class:`hemasuite.progress_lines.LoopProgress`)."""
+
+    def __init__(self, epochs: int, n_train: int):
+        super().__init__()
+        self.epochs, self.n_train = epochs, n_train
+        self.progress = LoopProgress(epochs * n_train, "training", "images")
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        scores = ", ".join(f"{name} {logs[name]:.3f}" for name in ("loss", "accuracy", "val_accuracy") if name in logs)
+        self.progress.update(self.n_train, f"epoch {epoch + 1}/{self.epochs}" + (f" ({scores})" if scores else ""))
+
+    def on_train_end(self, logs=None):
+        self.progress.close()
+
+
+class BatchProgress(keras.callbacks.Callback):
+    """Progress lines of a long prediction or feature extraction: batches done, batches per second, time left."""
+
+    def __init__(self, batches: int, what: str):
+        super().__init__()
+        self.progress = LoopProgress(batches, what, "batches")
+
+    def on_predict_batch_end(self, batch, logs=None):
+        self.progress.update()
+
+    def on_predict_end(self, logs=None):
+        self.progress.close()
 
 
 class BestValidationEpoch(keras.callbacks.Callback):
@@ -216,7 +251,9 @@ class BestValidationEpoch(keras.callbacks.Callback):
 def predict(model: keras.Model, data: tf.data.Dataset) -> tuple[np.ndarray, float]:
     """Class probabilities for an (unshuffled) dataset and the inference images per second."""
     start = time.perf_counter()
-    probabilities = model.predict(data, verbose=0)
+    batches = int(data.cardinality())
+    shown = [BatchProgress(batches, "predicting")] if batches > 0 else []
+    probabilities = model.predict(data, verbose=0, callbacks=shown)
     wall = time.perf_counter() - start
     return np.asarray(probabilities, dtype=np.float64), per_second(len(probabilities), wall)
 

@@ -15,7 +15,7 @@ import io
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -25,7 +25,7 @@ from scipy import sparse
 from scipy.fft import dctn
 from scipy.sparse.csgraph import connected_components
 
-from . import config
+from . import config, content_cache
 from . import same_field as fields
 from .errors import ParameterError
 from .imageio import DECODE_ERRORS, describe_error, is_image_file, to_rgb, too_many_pixels
@@ -471,6 +471,7 @@ class ValidationReport:
     same_field_threshold: float = fields.THRESHOLD
     same_field_groups: list[list[str]] = field(default_factory=list)
     same_field_seconds: float = 0.0
+    cached: bool = False
 
     @property
     def same_field_pairs(self) -> pd.DataFrame:
@@ -500,11 +501,26 @@ class ValidationReport:
                                     if len(near_pairs) else 0},
                 "same_field": same,
                 "manifest": self.manifest.summary() if self.manifest else None,
-                "seconds": round(self.seconds, 2)}
+                "seconds": round(self.seconds, 2), "cached": self.cached}
 
 
 def validate(dataset, manifest=None, near_threshold: int = NEAR_THRESHOLD, same_field: bool | None = None,
              same_field_threshold: float = fields.THRESHOLD) -> ValidationReport:
+    """:func:`validate_now`, computed once per dataset content and settings and then read from the user cache
+    (:mod:`hemasuite.content_cache`); a changed, added or removed file, or another manifest, validates again.
+    The report says whether it came from the cache (``cached``)."""
+    key = content_cache.fingerprint(
+        dataset.frame["path"], dataset.name, str(dataset.root), tuple(dataset.frame["label"]),
+        tuple(dataset.frame["group"]), tuple(dataset.classes), repr(dataset.problems), repr(dataset.info),
+        content_cache.fingerprint([manifest]) if manifest is not None else None, near_threshold, same_field,
+        same_field_threshold)
+    report, hit = content_cache.cached("validation", key, lambda: validate_now(
+        dataset, manifest, near_threshold, same_field, same_field_threshold))
+    return replace(report, cached=hit)
+
+
+def validate_now(dataset, manifest=None, near_threshold: int = NEAR_THRESHOLD, same_field: bool | None = None,
+                 same_field_threshold: float = fields.THRESHOLD) -> ValidationReport:
     """Validate a :class:`~hemasuite.datasets.Dataset`.
 
     Starts from the problems the loader recorded (``dataset.problems``: files it did not

@@ -2,7 +2,7 @@
 
 The network is :func:`hemasuite.models.p1_deep_cnn`, trained through the generic
 workflow (:mod:`hemasuite.experiment`) on repeated field-level splits
-(:mod:`hemasuite.ladder`); the paper's own Table 2 is :data:`TABLE2`.
+(:mod:`hemasuite.evaluation`); the paper's own Table 2 is :data:`TABLE2`.
 
 Settings are chosen on validation data only (:func:`select`): every candidate (input size
 and stem, training augmentation) is trained on the training part of the first split and
@@ -20,9 +20,8 @@ import pandas as pd
 from .. import (
     augment,
     config,
-    crossval,
+    evaluation,
     experiment,
-    ladder,
     metrics,
     models,
     pipeline,
@@ -33,8 +32,8 @@ from .. import (
 )
 from ..datasets import is_folder_name
 from ..errors import ParameterError
+from ..evaluation import ResampleRun
 from ..experiment import Prepared, TrainedSeed
-from ..ladder import SplitRun
 
 ID = "P1"
 NOTEBOOK = "11_p1_deep_cnn"
@@ -85,6 +84,12 @@ def configurations(p: dict) -> dict[str, dict]:
     candidates = p.get("candidates") or [{k: p[k] for k in SETTINGS}]
     if not p.get("candidates") and any(p[k] is None for k in SETTINGS):
         raise ParameterError(f"set either candidates (a list of settings) or every one of {list(SETTINGS)}")
+    fixed = {k: p[k] for k in SETTINGS if p.get("candidates") and p[k] is not None}
+    if fixed:
+        given = ", ".join(f"{k}={v!r}" for k, v in fixed.items())
+        raise ParameterError(f"{given} would be ignored: this profile chooses {list(SETTINGS)} among its "
+                             f"{len(p['candidates'])} candidates on validation data. To fix them, also pass "
+                             f"candidates=None and every one of {list(SETTINGS)}; or pass a candidates list")
     tta = [False, True] if p["test_time_augmentation"] == "select" else [bool(p["test_time_augmentation"])]
     found = {}
     for i, candidate in enumerate(candidates):
@@ -116,8 +121,8 @@ def make_splits(run, data, report, p: dict, images: Callable[[int], np.ndarray])
     """One field-level (the dataset's strictest level) split per ``p['split_seeds']``, over the images at the first
     candidate's size."""
     size = next(iter(configurations(p).values()))["image_size"]
-    return [ladder.split_once(run, data, report, validation.default_level(data), seed, p["fractions"], images(size),
-                              size, denoise(p["denoise"])[1]) for seed in p["split_seeds"]]
+    return [evaluation.split_once(run, data, report, validation.default_level(data), seed, p["fractions"], images(size),
+                                  size, denoise(p["denoise"])[1]) for seed in p["split_seeds"]]
 
 
 def train(prepared: Prepared, settings: dict, seeds, p: dict, predict: str = "test") -> list[TrainedSeed]:
@@ -151,7 +156,7 @@ class Selection:
     def __init__(self, prepared_at: Callable[[int], Prepared], p: dict, seed: int):
         self.prepared_at, self.p, self.seed = prepared_at, p, seed
         self.trained: dict[tuple, TrainedSeed] = {}
-        self.chosen, self.tried = crossval.select_on_validation(configurations(p), self._score)
+        self.chosen, self.tried = evaluation.select_on_validation(configurations(p), self._score)
         self.settings = configurations(p)[self.chosen]
 
     def _candidate(self, settings: dict) -> TrainedSeed:
@@ -193,17 +198,37 @@ class Selection:
         return TrainedSeed(trained.seed, probabilities, trained.history, summary, trained.model)
 
 
-def repeated_runs(prepared: list[Prepared], selection: Selection, seeds, p: dict) -> list[SplitRun]:
+def cnn_fit(size: int, n_classes: int, seeds, epochs: int, batch_size: int, learning_rate: float,
+            augmentation: str, stem_stride: int = 1, stem_kernel: int = 3) -> Callable[[Prepared], list[TrainedSeed]]:
+    """``fit`` of :func:`hemasuite.evaluation.fit_splits`: P1's deep CNN (optional strided stem), Adam with cosine
+    decay, last epoch."""
+    def build():
+        return models.p1_deep_cnn((size, size, 3), n_classes, stem_stride=stem_stride, stem_kernel=stem_kernel)
+
+    def fit(prepared: Prepared) -> list[TrainedSeed]:
+        return experiment.train_seeds(prepared, build, seeds, epochs, batch_size,
+                                      training.adam(learning_rate, epochs, "cosine"),
+                                      augment=augment.cell_augmentation(augmentation), keep_models=True, verbose=0)
+    return fit
+
+
+def cnn_name(size: int, stem_stride: int = 1, stem_kernel: int = 3) -> str:
+    """The model of :func:`cnn_fit` in words."""
+    stem = f", {stem_kernel}x{stem_kernel} stride-{stem_stride} stem" if stem_stride > 1 else ""
+    return f"P1 deep CNN, {size} px{stem}"
+
+
+def repeated_runs(prepared: list[Prepared], selection: Selection, seeds, p: dict) -> list[ResampleRun]:
     """The chosen configuration on every split and training seed; the selection split's first seed is the candidate
     already trained there."""
     def fit(part: Prepared) -> list[TrainedSeed]:
         reuse = [selection.first_run(part)] if part.split.seed == p["split_seeds"][0] else []
         rest = list(seeds)[len(reuse):]
         return reuse + (train(part, selection.settings, rest, p) if rest else [])
-    return ladder.fit_splits(prepared[0].split.level, prepared, fit)
+    return evaluation.fit_splits(prepared[0].split.level, prepared, fit)
 
 
-def figures(run, runs: list[SplitRun], n_boot: int) -> dict:
+def figures(run, runs: list[ResampleRun], n_boot: int) -> dict:
     """Training curves, confusion matrix, ROC and reliability of the first split's runs."""
     first = [r for r in runs if r.split_seed == runs[0].split_seed]
     prepared, trained = first[0].prepared, [r.trained for r in first]
@@ -211,7 +236,7 @@ def figures(run, runs: list[SplitRun], n_boot: int) -> dict:
                              experiment.evaluate(prepared, trained, n_boot))
 
 
-def table2(runs: list[SplitRun]) -> pd.DataFrame:
+def table2(runs: list[ResampleRun]) -> pd.DataFrame:
     """P1's Table 2 (TP TN FP FN ACC PRE SEN F1 SP) per class: counts of the first run, rates averaged over runs."""
     classes = runs[0].prepared.dataset.classes
     tables = [metrics.per_class_table(r.labels(), r.trained.probabilities.argmax(axis=1), classes) for r in runs]
@@ -221,7 +246,7 @@ def table2(runs: list[SplitRun]) -> pd.DataFrame:
     return table
 
 
-def table2_summary(runs: list[SplitRun], row: record.ModelRow) -> pd.DataFrame:
+def table2_summary(runs: list[ResampleRun], row: record.ModelRow) -> pd.DataFrame:
     """Both readings of the paper's headline (overall accuracy, mean of the per-class ACC column), sensitivity and
     specificity: the paper's and this run's (means over runs)."""
     classes = runs[0].prepared.dataset.classes

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .. import config, experiment, features, models, pipeline, record, rows, training
+from .. import config, evaluation, experiment, features, models, pipeline, record, training
 from ..datasets import Dataset, binary_stand_in
 from ..experiment import Assessed, Prepared
 from ..models import weights_kind
@@ -75,8 +75,8 @@ def table2(assessed: dict[str, Assessed]) -> pd.DataFrame:
 def _assess(run, key: str, title: str, prepared: Prepared, trained, n_boot: int, weights: record.Weights,
             architecture: str, paper_model: str | None = None, variant: str | None = None) -> Assessed:
     paper_value = REPORTED[paper_model]["accuracy"] if paper_model else None
-    return rows.complete(experiment.assess(run, key, title, prepared, trained, n_boot, weights, paper_model,
-                                           paper_value, variant), architecture)
+    return evaluation.complete(experiment.assess(run, key, title, prepared, trained, n_boot, weights, paper_model,
+                                                 paper_value, variant), architecture)
 
 
 def alexnet(input_shape, weights, fc_units: int):
@@ -109,7 +109,7 @@ def train_cnn_and_alexnet(run, prepared: Prepared, epochs: int, batch_size: int,
 
 def majority(run, prepared: Prepared, seed: int, n_boot: int) -> Assessed:
     """Always the most frequent training class: the floor of this imbalanced task, as a row."""
-    return _assess(run, "majority", "majority class", prepared, [rows.majority(prepared, seed)], n_boot,
+    return _assess(run, "majority", "majority class", prepared, [evaluation.majority(prepared, seed)], n_boot,
                    record.Weights("none (no training)"), "majority class")
 
 

@@ -32,7 +32,7 @@ from PIL import Image
 from .. import (
     baselines,
     config,
-    crossval,
+    evaluation,
     experiment,
     models,
     pipeline,
@@ -258,7 +258,7 @@ def study(run, data: Dataset, n_folds: int, seed: int) -> Study:
         frame[f"fold_{level}"] = splits.grouped_folds(frame, n_folds, seed, groups=groups)
         splits.assert_no_leakage(frame, groups, f"fold_{level}", images=thumbs if level == "case" else None)
         manifest = splits.save_manifest(frame.assign(group=groups, split="test", fold=frame[f"fold_{level}"]),
-                                        run.path(f"folds_{level}.csv"))
+                                        run.path(splits.folds_manifest_name(level, n_folds)))
         counts = pd.crosstab(frame[f"fold_{level}"], frame["label"])
         described[level] = record.Split(
             level=level, method=f"stratified grouped {n_folds}-fold cross-validation (StratifiedGroupKFold): "
@@ -321,7 +321,7 @@ def imagenet_cross_validation(study: Study, level: str, features: np.ndarray, c_
         fits.append({"fold": fold, **fitted})
         return fits[-1].pop("probabilities")
 
-    return FeatureCV(crossval.cross_validate(labels, study.folds(level), study.data.classes, fit_predict), fits)
+    return FeatureCV(evaluation.cross_validate(labels, study.folds(level), study.data.classes, fit_predict), fits)
 
 
 def nearest_neighbour(train_images, train_labels, test_images, side: int = 32) -> np.ndarray:
@@ -338,8 +338,8 @@ def nearest_neighbour(train_images, train_labels, test_images, side: int = 32) -
 def probe_cross_validation(study: Study, level: str) -> pd.DataFrame:
     """:func:`nearest_neighbour` under ``level``'s folds."""
     labels = study.labels
-    return crossval.cross_validate(labels, study.folds(level), study.data.classes, lambda fold, train, test:
-                                   nearest_neighbour(study.images[train], labels[train], study.images[test]))
+    return evaluation.cross_validate(labels, study.folds(level), study.data.classes, lambda fold, train, test:
+                                     nearest_neighbour(study.images[train], labels[train], study.images[test]))
 
 
 def case_overlap(study: Study, level: str) -> dict:
@@ -376,28 +376,28 @@ def paper_protocol_rung(study: Study, options: dict[str, tiles.TileSettings], pe
     probabilities, fold = tiles.fit_fold(leaky.frame, leaky.images, labels, len(classes), train, test, None, options,
                                          seed, val_fraction)
     probe = nearest_neighbour(leaky.images[train], labels[train], leaky.images[test])
-    return PaperRung(leaky, tiles.TileCV(crossval.prediction_frame(labels, test, probabilities, classes), [fold]),
-                     crossval.prediction_frame(labels, test, probe, classes), leakage(leaky))
+    return PaperRung(leaky, tiles.TileCV(evaluation.prediction_frame(labels, test, probabilities, classes), [fold]),
+                     evaluation.prediction_frame(labels, test, probe, classes), leakage(leaky))
 
 
 def ladder(dataset: str, paper: PaperRung, tile_cvs: dict[str, tiles.TileCV], probes: dict[str, pd.DataFrame],
            features: dict[str, FeatureCV], backbone: str) -> list[record.Rung]:
     """Rungs of the tile CNN and the probe (all three protocols) and of the ImageNet-feature model (CV levels)."""
-    rungs = [crossval.rung(dataset, 0, RUNGS["augmented"], "augmented", "tile CNN", paper.tile_cnn.predictions,
-                           paper.tile_cnn.train_accuracy),
-             crossval.rung(dataset, 0, RUNGS["augmented"], "augmented", "1-NN pixel probe", paper.probe)]
+    rungs = [evaluation.rung(dataset, 0, RUNGS["augmented"], "augmented", "tile CNN", paper.tile_cnn.predictions,
+                             paper.tile_cnn.train_accuracy),
+             evaluation.rung(dataset, 0, RUNGS["augmented"], "augmented", "1-NN pixel probe", paper.probe)]
     for order, level in ((1, "image"), (2, "case")):
-        rungs += [crossval.rung(dataset, order, RUNGS[level], level, "tile CNN", tile_cvs[level].predictions,
-                                tile_cvs[level].train_accuracy),
-                  crossval.rung(dataset, order, RUNGS[level], level, "1-NN pixel probe", probes[level]),
-                  crossval.rung(dataset, order, RUNGS[level], level, feature_model(backbone),
-                                features[level].predictions, features[level].train_accuracy)]
+        rungs += [evaluation.rung(dataset, order, RUNGS[level], level, "tile CNN", tile_cvs[level].predictions,
+                                  tile_cvs[level].train_accuracy),
+                  evaluation.rung(dataset, order, RUNGS[level], level, "1-NN pixel probe", probes[level]),
+                  evaluation.rung(dataset, order, RUNGS[level], level, feature_model(backbone),
+                                  features[level].predictions, features[level].train_accuracy)]
     return rungs
 
 
 def ladder_figure(run, rungs: list[record.Rung], study: Study) -> pd.DataFrame:
     """The ladder as a table (saved) and a figure (saved), with the majority-class rate."""
-    table = crossval.rungs_table(rungs)
+    table = evaluation.rungs_table(rungs)
     run.save_table(table, "leakage_ladder")
     majority = float(pd.Series(study.labels).value_counts(normalize=True).max())
     run.save_figure(plots.leakage_ladder(table, f"P3 - {study.data.display_name}: leakage ladder", majority),
@@ -426,17 +426,17 @@ def cv_summary(results: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """Per model x protocol: pooled accuracy with its exact CI, mean +/- sd over folds, every fold's accuracy."""
     rows = []
     for name, predictions in results.items():
-        summary = crossval.pooled_summary(predictions)
+        summary = evaluation.cv_summary(predictions)
         rows.append({"model": name, "images": summary["images"], "pooled_accuracy": summary["accuracy"],
                      "ci_low": summary["ci"]["ci_low"], "ci_high": summary["ci"]["ci_high"],
                      "fold_mean": summary["fold_mean"], "fold_sd": summary["fold_sd"],
-                     "folds": ", ".join(f"{v:.2f}" for v in crossval.fold_table(predictions)["accuracy"])})
+                     "folds": ", ".join(f"{v:.2f}" for v in evaluation.fold_table(predictions)["accuracy"])})
     return pd.DataFrame(rows).astype({"fold_sd": float})
 
 
 def per_case(run, study: Study, results: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """Fraction correct per case for each model x protocol (table and figure saved), cases in class order."""
-    table = pd.concat([crossval.group_table(predictions, study.frame["case_group"], study.data.classes)
+    table = pd.concat([evaluation.group_table(predictions, study.frame["case_group"], study.data.classes)
                        .assign(protocol=name) for name, predictions in results.items()], ignore_index=True)
     run.save_table(table, "per_case")
     run.save_figure(plots.group_accuracy(table, f"P3 - {study.data.display_name}: fraction correct per case"),
@@ -453,24 +453,24 @@ def rows(run, study: Study, tile_cvs: dict[str, tiles.TileCV], features: dict[st
     found = []
     for level in LEVELS:
         cv = tile_cvs[level]
-        found.append(crossval.model_row(
+        found.append(evaluation.cv_model_row(
             run, f"tile_cnn_{level}_cv", "tile CNN (native resolution)", cv.predictions, paths, classes,
             record.Weights("random init"), level, "tile CNN", cv.train_accuracy, [f"fold {f.fold}: {f.label()}"
                                                                                   for f in cv.folds],
             variant=RUNGS[level], **paper_value))
-    found.append(crossval.model_row(
+    found.append(evaluation.cv_model_row(
         run, "tile_cnn_paper_protocol", "tile CNN (native resolution)", paper.tile_cnn.predictions,
         paper.protocol.frame["path"], classes, record.Weights("random init"), None, "tile CNN",
         paper.tile_cnn.train_accuracy, [paper.tile_cnn.folds[0].label()], variant=RUNGS["augmented"], leaky=True,
         **paper_value))
     for level in LEVELS:
         cv = features[level]
-        found.append(crossval.model_row(
+        found.append(evaluation.cv_model_row(
             run, f"imagenet_features_{level}_cv", feature_model(backbone), cv.predictions, paths, classes,
             feature_weights(backbone, weights), level, ARCHITECTURES.get(backbone, backbone), cv.train_accuracy,
             [f"fold {f['fold']}: {f['selection']['chosen']}" for f in cv.folds], variant=RUNGS[level]))
-    found += [crossval.majority_row(run, f"majority_{level}_cv", tile_cvs[level].predictions, paths, classes, level,
-                                    variant=RUNGS[level]) for level in LEVELS]
+    found += [evaluation.cv_majority_row(run, f"majority_{level}_cv", tile_cvs[level].predictions, paths, classes,
+                                         level, variant=RUNGS[level]) for level in LEVELS]
     return found + ([assessed.row for assessed in network["network"].values()] if network else [])
 
 

@@ -38,7 +38,7 @@ from sklearn.linear_model import LogisticRegression
 
 from .. import (
     config,
-    crossval,
+    evaluation,
     experiment,
     explain,
     features,
@@ -402,7 +402,7 @@ def choose_c(x: np.ndarray, y: np.ndarray, groups: np.ndarray, rows: np.ndarray,
             correct.append(probe.probabilities(x[val]).argmax(axis=1) == y[val])
         return float(np.concatenate(correct).mean())
 
-    best, tried = crossval.select_on_validation({f"C={c:g}": {"C": float(c)} for c in sorted(c_grid)}, score)
+    best, tried = evaluation.select_on_validation({f"C={c:g}": {"C": float(c)} for c in sorted(c_grid)}, score)
     return float(tried.loc[tried["candidate"] == best, "C"].iloc[0]), tried
 
 
@@ -433,7 +433,7 @@ class CVResult:
 
     @property
     def summary(self) -> dict:
-        return crossval.pooled_summary(self.predictions)
+        return evaluation.cv_summary(self.predictions)
 
     @property
     def label(self) -> str:
@@ -463,7 +463,7 @@ def probe_cv(cases: Cases, folds: np.ndarray, level: str, feats: VariantFeatures
         tried.extend(record.Tried(f"fold {fold}: {r.candidate}", r.validation_score) for r in table.itertuples())
         return probe.probabilities(x_test)
 
-    predictions = crossval.cross_validate(cases.labels, _pairs(folds), cases.classes, fit_predict)
+    predictions = evaluation.cross_validate(cases.labels, _pairs(folds), cases.classes, fit_predict)
     extractor = feats.extractor
     title = f"{extractor.architecture} features + logistic regression"
     selection = record.Selection(f"{title} [{feats.variant}, {LEVEL_NAMES[level]}]", "C (L2 penalty 1/C)",
@@ -515,7 +515,7 @@ def finetune_cv(cases: Cases, folds: np.ndarray, level: str, feats: VariantFeatu
         tiles = result.model.predict(x_test, batch_size=ACTIVATION_BATCH, verbose=0)
         return pd.DataFrame(tiles).groupby(test_rows).mean().reindex(test).to_numpy()
 
-    predictions = crossval.cross_validate(cases.labels, _pairs(folds), cases.classes, fit_predict)
+    predictions = evaluation.cross_validate(cases.labels, _pairs(folds), cases.classes, fit_predict)
     title = f"{extractor.architecture}, last block fine-tuned on tiles"
     selection = record.Selection(f"{title} [{feats.variant}, {LEVEL_NAMES[level]}]", "epoch",
                                  f"1 of {val_folds} inner grouped folds of each training part ({level} level): "
@@ -532,24 +532,22 @@ def finetune_cv(cases: Cases, folds: np.ndarray, level: str, feats: VariantFeatu
 
 # ---------------------------------------------------------------------------- results
 
+def _classes_and_paths(predictions: pd.DataFrame) -> tuple[list[str], np.ndarray]:
+    """The classes of a CV result's probabilities, and its images' paths by image index."""
+    classes = [c.removeprefix("p_") for c in predictions.columns if c.startswith("p_")]
+    paths = np.full(int(predictions["index"].max()) + 1, "", dtype=object)  # by image index: tested or not
+    paths[predictions["index"].to_numpy()] = predictions["path"].to_numpy()
+    return classes, paths
+
+
 def model_row(run, result: CVResult) -> record.ModelRow:
     """The results row of one CV result, with its per-image predictions CSV (every image, its fold and case)."""
-    s = result.summary
-    classes = [c.removeprefix("p_") for c in result.predictions.columns if c.startswith("p_")]
-    table = result.predictions.assign(split="test", true=[classes[i] for i in result.predictions["true"]],
-                                      predicted=[classes[i] for i in result.predictions["predicted"]])
-    columns = ["path", "case", "split", "fold", "true", "predicted", *[f"p_{c}" for c in classes]]
-    predictions = run.save_predictions(table[columns].round(5), result.key)
-    per_fold = crossval.fold_table(result.predictions)
-    seeds = [record.SeedValue(seed=int(run.params.get("seed", 0)), value=float(r.accuracy), fold=int(r.fold),
-                              chosen=result.selection.chosen[i] if i < len(result.selection.chosen) else None)
-             for i, r in enumerate(per_fold.itertuples())]
-    return record.ModelRow(
-        key=result.key, model=result.model, weights=result.weights, seeds=seeds, mean=s["accuracy"],
-        sd=s["fold_sd"], ci_low=s["ci"]["ci_low"], ci_high=s["ci"]["ci_high"], n_test=s["images"],
-        variant=f"{result.variant}, {LEVEL_NAMES[result.level]}", train_images_per_s=result.train_images_per_s,
-        predictions=predictions, architecture=result.architecture, split_level=result.level,
-        ci_method=s["ci"]["method"], train_accuracy=round(result.train_accuracy, 4))
+    classes, paths = _classes_and_paths(result.predictions)
+    return evaluation.cv_model_row(
+        run, result.key, result.model, result.predictions, paths, classes, result.weights, result.level,
+        architecture=result.architecture, train_accuracy=round(result.train_accuracy, 4),
+        chosen=list(result.selection.chosen), seed=int(run.params.get("seed", 0)), columns=("case",),
+        variant=f"{result.variant}, {LEVEL_NAMES[result.level]}", train_images_per_s=result.train_images_per_s)
 
 
 def majority_rows(run, results: list[CVResult]) -> list[record.ModelRow]:
@@ -557,11 +555,9 @@ def majority_rows(run, results: list[CVResult]) -> list[record.ModelRow]:
     found = []
     for level in dict.fromkeys(r.level for r in results):
         predictions = next(r for r in results if r.level == level).predictions.sort_values("index")
-        classes = [c.removeprefix("p_") for c in predictions.columns if c.startswith("p_")]
-        paths = np.full(int(predictions["index"].max()) + 1, "", dtype=object)  # by image index: tested or not
-        paths[predictions["index"].to_numpy()] = predictions["path"].to_numpy()
-        found.append(crossval.majority_row(run, f"majority_{level}", predictions, paths, classes, level,
-                                           variant=LEVEL_NAMES[level]))
+        classes, paths = _classes_and_paths(predictions)
+        found.append(evaluation.cv_majority_row(run, f"majority_{level}", predictions, paths, classes, level,
+                                                variant=LEVEL_NAMES[level]))
     return found
 
 
@@ -587,7 +583,7 @@ def case_table(result: CVResult) -> pd.DataFrame:
     classes = [c.removeprefix("p_") for c in result.predictions.columns if c.startswith("p_")]
     frame = result.predictions.sort_values("index")
     groups = pd.Series(frame["case"].to_numpy(), index=frame["index"].to_numpy()).sort_index().to_numpy()
-    return crossval.group_table(frame.assign(index=np.arange(len(frame))), groups, classes).rename(
+    return evaluation.group_table(frame.assign(index=np.arange(len(frame))), groups, classes).rename(
         columns={"group": "case"})
 
 

@@ -1,7 +1,7 @@
 """P4 (Nadim et al., Sequential CNN for ALL): reported numbers, the CNN, its baselines, deviations and verdict.
 
 Every model runs on the same field-level splits (several split seeds,
-:mod:`hemasuite.repeated`) and gets one row pooled over them.
+:mod:`hemasuite.evaluation`) and gets one row pooled over them.
 
 - :func:`train_cnn`: the Sequential CNN with ImageDataGenerator-style augmentation.
 - :func:`majority_baseline`, :func:`knn_baseline`: the majority-class floor and KNN on
@@ -21,14 +21,12 @@ from .. import (
     augment,
     baselines,
     config,
-    crossval,
+    evaluation,
     experiment,
     features,
     metrics,
     models,
     record,
-    repeated,
-    rows,
     training,
 )
 from ..datasets import is_folder_name
@@ -53,16 +51,15 @@ PRETRAINED_VARIANT = "frozen ImageNet features + softmax; stand-in for the paper
 def train_cnn(run, splits: list[Prepared], seeds, epochs: int, batch_size: int, learning_rate: float,
               augmentation: dict, select_best_epoch: bool, n_boot: int) -> Assessed:
     """The Sequential CNN on every split with every training seed (Adam with cosine decay, ``augmentation`` on
-    training batches only), pooled into one row (:func:`hemasuite.repeated.pool`)."""
+    training batches only), pooled into one row (:func:`hemasuite.evaluation.pool`)."""
     shape, n_classes = (splits[0].size, splits[0].size, 3), len(splits[0].dataset.classes)
     runs = [(prepared, experiment.train_seeds(
         prepared, lambda: models.p4_sequential_cnn(shape, n_classes), seeds, epochs, batch_size,
         training.adam(learning_rate, epochs, schedule="cosine"),
         augment=lambda s: augment.imagedatagenerator_layers(**augmentation, seed=s), restore_best=select_best_epoch))
         for prepared in splits]
-    cnn = repeated.pool(run, "cnn", "Sequential CNN", runs, n_boot, record.Weights("random init"), "Sequential CNN",
-                        REPORTED["Sequential CNN"]["accuracy"])
-    return rows.complete(cnn, ARCHITECTURES["cnn"], repeated.POOLED)
+    return evaluation.pool(run, "cnn", "Sequential CNN", runs, n_boot, record.Weights("random init"),
+                           ARCHITECTURES["cnn"], "Sequential CNN", REPORTED["Sequential CNN"]["accuracy"])
 
 
 def per_class_correct(prepared: Prepared, trained: TrainedSeed) -> pd.DataFrame:
@@ -80,13 +77,13 @@ def per_class_correct(prepared: Prepared, trained: TrainedSeed) -> pd.DataFrame:
 def _pooled(run, key: str, title: str, runs, n_boot: int, weights: record.Weights, paper_name: str | None = None,
             variant: str | None = None) -> Assessed:
     paper_value = REPORTED[paper_name]["accuracy"] if paper_name else None
-    assessed = repeated.pool(run, key, title, runs, n_boot, weights, paper_name, paper_value, variant)
-    return rows.complete(assessed, ARCHITECTURES[key.removeprefix("baseline_")], repeated.POOLED)
+    return evaluation.pool(run, key, title, runs, n_boot, weights, ARCHITECTURES[key.removeprefix("baseline_")],
+                           paper_name, paper_value, variant)
 
 
 def majority_baseline(run, splits: list[Prepared], seed: int, n_boot: int) -> Assessed:
     """Always the most frequent training class, on every split: the floor every model must clear."""
-    runs = [(prepared, [rows.majority(prepared, seed)]) for prepared in splits]
+    runs = [(prepared, [evaluation.majority(prepared, seed)]) for prepared in splits]
     return _pooled(run, "baseline_majority", "majority class", runs, n_boot, record.Weights("none (no training)"))
 
 
@@ -129,7 +126,7 @@ def pretrained_baseline(run, splits: list[Prepared], backbone: str, sizes, seeds
             [head] = pretrained_head(sources[setting["size"]], seeds[:1], epochs, batch_size, learning_rate, dropout)
             return max(head.history["val_accuracy"])
 
-        best, table = crossval.select_on_validation({f"{size} px": {"size": size} for size in sizes}, score)
+        best, table = evaluation.select_on_validation({f"{size} px": {"size": size} for size in sizes}, score)
         source = sources[int(table.loc[table["candidate"] == best, "size"].iloc[0])]
         runs.append((source, pretrained_head(source, seeds, epochs, batch_size, learning_rate, dropout)))
         chosen.append(f"split {prepared.split.seed}: {best}")
@@ -238,4 +235,4 @@ def details(p: dict, splits: list[Prepared]) -> dict:
             "splits": [record.to_dict(prepared.split) for prepared in splits], "training_seeds": list(p["seeds"]),
             "model_selection": experiment.model_selection(p["select_best_epoch"]),
             "weights": "random init (trained from scratch, as in the paper)",
-            "rows": "pooled over split seeds (seeds[].fold is the split seed); sd is across splits"}
+            "rows": "pooled over split seeds (seeds[].split_seed); sd is across splits"}

@@ -29,7 +29,7 @@ from sklearn.model_selection import GridSearchCV, GroupKFold
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.svm import SVC
 
-from .. import augment, config, experiment, features, models, record, rows, training
+from .. import augment, config, evaluation, experiment, features, models, record, training
 from ..datasets import Dataset
 from ..errors import WeightsError
 from ..experiment import Assessed, Prepared, TrainedSeed
@@ -225,7 +225,7 @@ def _assess(run, technique: str, backbone: str, prepared: Prepared, trained, n_b
                                  experiment.weights_record(weights, backbone), paper_model,
                                  REPORTED.get(model, {}).get("accuracy"), None if paper_model else BEYOND_THE_PAPER)
     assessed.details = {**built, "backbone": backbone}
-    return rows.complete(assessed, name)
+    return evaluation.complete(assessed, name)
 
 
 def result_name(backbone: str, weights) -> str:
@@ -276,8 +276,9 @@ def fine_tuning(run, rotated: Prepared, backbones, weights, seed: int, seeds, ep
 
 def majority(run, prepared: Prepared, seed: int, n_boot: int) -> Assessed:
     """The majority-class floor of the split (the most frequent training class, always)."""
-    return rows.complete(experiment.assess(run, "majority", "majority class", prepared, [rows.majority(prepared, seed)],
-                                           n_boot, record.Weights("none (no training)")), "majority class")
+    floor = [evaluation.majority(prepared, seed)]
+    return evaluation.complete(experiment.assess(run, "majority", "majority class", prepared, floor, n_boot,
+                                                 record.Weights("none (no training)")), "majority class")
 
 
 def train_small_cnn(run, rotated: Prepared, seeds, epochs: int, batch_size: int, learning_rate: float,
@@ -286,8 +287,8 @@ def train_small_cnn(run, rotated: Prepared, seeds, epochs: int, batch_size: int,
     shape = (rotated.size, rotated.size, 3)
     trained = experiment.train_seeds(rotated, lambda: models.p5_small_cnn(shape, len(rotated.dataset.classes)), seeds,
                                      epochs, batch_size, training.sgd(learning_rate, momentum))
-    return rows.complete(experiment.assess(run, "small_cnn", "small CNN", rotated, trained, n_boot,
-                                           record.Weights("random init")), "P5 small CNN")
+    return evaluation.complete(experiment.assess(run, "small_cnn", "small CNN", rotated, trained, n_boot,
+                                                 record.Weights("random init")), "P5 small CNN")
 
 
 def paper_tables(feature_results: dict[str, Assessed], tuning_results: dict[str, Assessed]) -> pd.DataFrame:

@@ -35,7 +35,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from .. import augment, config, features, ladder, models, pipeline, splits, tiles, training
+from .. import augment, config, features, models, pipeline, splits, tiles, training
 from ..datasets import Dataset, choose, load_dataset
 from ..errors import DataError, WeightsError
 from ..imageio import read_rgb
@@ -148,7 +148,7 @@ def runs_workload(counts: dict, epochs: int, repeats: dict[str, int], views: int
                   train_scored: bool = False) -> Workload:
     """:func:`hemasuite.experiment.train_seeds` once per repetition: ``epochs`` x the training split, the validation
     split predicted after every epoch (when there is one), the test split once (x ``views`` with test-time
-    augmentation) and, with ``train_scored``, the training split once more (:func:`hemasuite.ladder.fit_splits`)."""
+    augmentation) and, with ``train_scored``, the training split once more (:func:`hemasuite.evaluation.fit_splits`)."""
     runs, words = repetitions(repeats)
     train, val, test = counts["train"], counts.get("val", 0), counts["test"]
     detail = (f"{words} x {epochs} epochs x {train:,} images" + (f"; val {val:,} per epoch" if val else "")
@@ -233,13 +233,13 @@ def _tiles_per_image(size: tuple[int, int], tile: int, stride: int) -> int:
 # ---------------------------------------------------------------------------- the notebooks' networks
 
 def ladder_stages(params: dict, data_dir=None, input_size: int | None = None) -> Iterator[Stage]:
-    """02: P1's deep CNN at every level x split seed x training seed (:func:`hemasuite.ladder.cnn_fit`)."""
+    """02: P1's deep CNN at every level x split seed x training seed (:func:`hemasuite.papers.p1_deep_cnn.cnn_fit`)."""
     data, _ = counted_dataset(params["dataset"], data_dir, params.get("stand_in"))
     counts = split_counts(data.frame, params["fractions"], params["seed"])
     shape, n_classes, epochs = _side(params["image_size"], input_size), len(data.classes), params["epochs"]
     stride, kernel = params["stem_stride"], params["stem_kernel"]
     repeats = {"level": len(params["levels"]), "split seed": len(params["split_seeds"]), "seed": len(params["seeds"])}
-    yield Stage("02_leakage_ladder", ladder.cnn_name(params["image_size"], stride, kernel),
+    yield Stage("02_leakage_ladder", p1.cnn_name(params["image_size"], stride, kernel),
                 functools.partial(models.p1_deep_cnn, shape, n_classes, stem_stride=stride, stem_kernel=kernel),
                 shape, n_classes, runs_workload(counts, epochs, repeats, train_scored=True), "random init",
                 params["batch_size"], INFERENCE_BATCH, training.adam(params["learning_rate"], epochs, "cosine"),

@@ -44,6 +44,20 @@ def step_titles(path: Path) -> dict[int, tuple[int, int, str]]:
     return titles
 
 
+def cell_seconds(executed: Path, source: Path) -> list[dict]:
+    """Seconds of every code cell of the executed notebook (papermill's ``duration``), with its step's heading."""
+    titles = step_titles(Path(source))
+    timings = []
+    for index, cell in enumerate(nbformat.read(executed, 4).cells):
+        if cell.cell_type != "code" or index + 1 not in titles:
+            continue
+        number, _, heading = titles[index + 1]
+        duration = cell.get("metadata", {}).get("papermill", {}).get("duration")
+        timings.append({"cell": number, "step": heading,
+                        "seconds": round(float(duration), 1) if duration is not None else None})
+    return timings
+
+
 class Progress(logging.Handler):
     """Prints ``label``'s cells and epochs to ``out`` as the kernel reports them (see the module docstring)."""
 

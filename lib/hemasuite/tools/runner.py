@@ -45,7 +45,7 @@ from .. import config, parameters, rehearsal
 from ..errors import ParameterError, SuiteError
 from ..record import dirty_files, write_json_atomic
 from . import rehearsal_data
-from .progress import ANSI, Progress
+from .progress import ANSI, Progress, cell_seconds
 from .site import COMPARISON, STARTUP_NOISE, build_site, path_cleaner
 
 KERNEL = "hemasuite"
@@ -218,7 +218,8 @@ def run_one(path: Path, profile: str, overrides: dict, reports: Path, data_dir: 
     params = notebook_run_parameters(path, profile, overrides, reports, data_dir)
     params["output_dir"] = str(staging_results)
     executed = staging / f"{stem}.ipynb"
-    record = {"notebook": stem, "profile": profile, "parameters": params, "pid": os.getpid(),
+    record = {"notebook": stem, "profile": profile, "parameters": portable_parameters(params, reports, folder),
+              "pid": os.getpid(),
               "started_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
     update_status(reports, folder, [{**record, "status": "running"}])
     start = time.perf_counter()
@@ -240,6 +241,7 @@ def run_one(path: Path, profile: str, overrides: dict, reports: Path, data_dir: 
         return record
     published = reports / folder
     published.mkdir(parents=True, exist_ok=True)
+    cells = cell_seconds(executed, path)
     drop_startup_noise(executed)
     strip_machine_paths(executed, reports)
     if rehearsal.active():
@@ -252,7 +254,7 @@ def run_one(path: Path, profile: str, overrides: dict, reports: Path, data_dir: 
         shutil.move(str(staging / f"{stem}{suffix}"), str(published / f"{stem}{suffix}"))
     shutil.rmtree(staging, ignore_errors=True)
     record.update(status="ok", seconds=round(time.perf_counter() - start, 1),
-                  html=f"{folder}/{stem}.html", notebook_file=f"{folder}/{stem}.ipynb")
+                  html=f"{folder}/{stem}.html", notebook_file=f"{folder}/{stem}.ipynb", cells=cells)
     return record
 
 
@@ -332,6 +334,18 @@ def profile_lock(reports: Path, profile: str):
             yield path
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def portable_parameters(params: dict, reports: Path, folder: str) -> dict:
+    """``params`` as runs.json records them, naming no folder of this machine: the results folders as published
+    (``reports/<profile>/results``), a data folder relative to the checkout."""
+    shown = dict(params)
+    for name in ("output_dir", "results_dir"):
+        if name in shown:
+            shown[name] = f"{reports.name}/{folder}/results"
+    if shown.get("data_dir") and Path(shown["data_dir"]).is_absolute():
+        shown["data_dir"] = os.path.relpath(shown["data_dir"], config.repo_root())
+    return shown
 
 
 def notebook_run_parameters(path: Path, profile: str, overrides: dict, reports: Path, data_dir: str | None) -> dict:

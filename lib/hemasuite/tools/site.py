@@ -47,6 +47,7 @@ SCREENSHOT_SIZE = (1400, 1800)
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 FOLD_LINES = 15
+SLOWEST_STEPS = 3
 FOLD_TABLE_ROWS = 30
 NOT_PUBLISHED = {".buildinfo", "objects.inv", "_sources", ".doctrees"}
 NOT_SERVED = shutil.ignore_patterns("*.map", "locales")  # source maps and gettext catalogues: never loaded
@@ -295,8 +296,22 @@ def key_numbers_cell(summary: pd.DataFrame, stem: str):
                                          + markdown_table(rows[columns]) + "\n```\n")
 
 
-def clean_notebook(path: Path, clean_paths, summary: pd.DataFrame):
-    """A readable copy of an executed notebook (code folded, outputs cleaned, long logs and tables folded)."""
+def slowest_steps_cell(run: dict, n: int = SLOWEST_STEPS):
+    """A Markdown cell with the run's time and its ``n`` slowest cells (``cells`` of its runs.json record)."""
+    import nbformat
+
+    cells = sorted((c for c in run.get("cells") or [] if c.get("seconds") is not None), key=lambda c: -c["seconds"])
+    if not cells or not run.get("seconds"):
+        return None
+    rows = pd.DataFrame([{"cell": c["cell"], "step": c["step"] or "(no heading)", "minutes": f"{c['seconds'] / 60:.1f}",
+                          "share of the run": f"{c['seconds'] / run['seconds']:.0%}"} for c in cells[:n]])
+    return nbformat.v4.new_markdown_cell(f"```{{admonition}} Slowest steps (this run took {run['seconds'] / 60:.1f} "
+                                         f"min)\n:class: note\n\n{markdown_table(rows)}\n```\n")
+
+
+def clean_notebook(path: Path, clean_paths, summary: pd.DataFrame, run: dict | None = None):
+    """A readable copy of an executed notebook (code folded, outputs cleaned, long logs and tables folded), its key
+    numbers and slowest steps (from ``run``, its runs.json record) under the title."""
     import nbformat
 
     notebook = nbformat.read(path, 4)
@@ -309,14 +324,14 @@ def clean_notebook(path: Path, clean_paths, summary: pd.DataFrame):
         cell.source = clean_paths(cell.source)
         cell.outputs = [o for o in (clean_output(o, clean_paths) for o in merge_streams(cell.outputs)) if o]
         cells += split_long_outputs(cell)
-    key_numbers = key_numbers_cell(summary, path.stem)
-    if key_numbers is not None:  # right under the title line, above the notebook's introduction
+    added = [c for c in (key_numbers_cell(summary, path.stem), slowest_steps_cell(run or {})) if c is not None]
+    if added:  # right under the title line, above the notebook's introduction
         title = next((i for i, c in enumerate(cells) if c.cell_type == "markdown"), -1)
         heading, _, rest = cells[title].source.partition("\n") if title >= 0 else ("", "", "")
         if title >= 0 and heading.startswith("# ") and rest.strip():
             cells[title].source = heading
             cells.insert(title + 1, nbformat.v4.new_markdown_cell(rest.strip()))
-        cells.insert(title + 1, key_numbers)
+        cells[title + 1:title + 1] = added
     notebook.cells = cells
     return notebook
 
@@ -477,7 +492,7 @@ def write_sources(reports: Path, profile: str, source: Path) -> None:
         if not (entry.get("last_good") and executed.exists()):
             continue
         docname = f"{prefix}/{stem}" if prefix != "." else stem
-        notebook = clean_notebook(executed, clean_paths, summary)
+        notebook = clean_notebook(executed, clean_paths, summary, entry["last_good"])
         (source / docname).parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(notebook, source / f"{docname}.ipynb")
         pages[stem], titles[stem] = f"{docname}.ipynb", notebook_title(notebook)

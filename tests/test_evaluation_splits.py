@@ -4,9 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hemasuite import experiment, ladder, pipeline, record, validation
+from hemasuite import evaluation, experiment, pipeline, record, validation
 from hemasuite.datasets import load_dataset
 from hemasuite.errors import DataError, ParameterError
+from hemasuite.evaluation import pooling
+from hemasuite.evaluation.predictions import COLUMNS as PREDICTION_COLUMNS
 from hemasuite.experiment import TrainedSeed
 from hemasuite.record import Run
 from hemasuite.splits import load_manifest
@@ -24,7 +26,7 @@ def setting(tmp_path_factory):
 
 def split(setting, level, seed=0):
     run, data, report, images = setting
-    return ladder.split_once(run, data, report, level, seed, [0.7, 0.3], images, 16)
+    return evaluation.split_once(run, data, report, level, seed, [0.7, 0.3], images, 16)
 
 
 def oracle(correct_if_related: bool = True, accuracy_otherwise: float = 0.5):
@@ -44,7 +46,7 @@ def oracle(correct_if_related: bool = True, accuracy_otherwise: float = 0.5):
 
 @pytest.fixture
 def no_model_needed(monkeypatch):
-    monkeypatch.setattr(ladder, "train_accuracy", lambda model, prepared: 1.0)
+    monkeypatch.setattr(pooling, "measure_train_accuracy", lambda model, prepared: 1.0)
 
 
 def test_each_level_keeps_its_groups_and_saves_a_hashed_manifest(setting):
@@ -72,34 +74,35 @@ def test_an_image_split_marks_test_images_whose_duplicate_is_in_training(setting
 def test_images_must_match_the_dataset(setting):
     run, data, report, images = setting
     with pytest.raises(ParameterError, match="images for"):
-        ladder.split_once(run, data, report, "image", 0, [0.7, 0.3], images[:5], 16)
+        evaluation.split_once(run, data, report, "image", 0, [0.7, 0.3], images[:5], 16)
 
 
 def test_pooled_accuracy_keeps_splits_and_training_seeds_apart(setting, no_model_needed):
-    runs = ladder.fit_splits("image", [split(setting, "image", s) for s in (0, 1, 2)], oracle())
+    runs = evaluation.fit_splits("image", [split(setting, "image", s) for s in (0, 1, 2)], oracle())
     assert len(runs) == 6 and runs[0].trained.model is not None and runs[1].trained.model is None
-    summary = ladder.pooled(runs, n_boot=200)
+    summary = evaluation.pooled(runs, n_boot=200)
     correct = np.concatenate([r.correct() for r in runs])
     assert summary["exact"]["k"] == correct.sum() and summary["exact"]["n"] == len(correct)
     assert summary["exact"]["ci_low"] < summary["exact"]["value"] < summary["exact"]["ci_high"]
     assert summary["splits"] == 3 and summary["training_seeds_per_split"] == 2
     assert summary["sd_across_training_seeds"] == 0  # the fake model gives both seeds one answer
     assert summary["bootstrap"]["n_test"] == sum(r.labels().size for r in runs) // 2
-    table = ladder.runs_table(runs)
+    table = evaluation.runs_table(runs)
     assert table["accuracy_with_relative"].dropna().eq(1.0).all()
 
 
 def test_model_and_majority_rows(setting, no_model_needed):
     run = setting[0]
     parts = [split(setting, "field", s) for s in (0, 1)]
-    runs = ladder.fit_splits("field", parts, oracle(accuracy_otherwise=1.0))
-    row = ladder.model_row(run, "m", "model", runs, record.Weights("random init"), "fake", n_boot=100)
+    runs = evaluation.fit_splits("field", parts, oracle(accuracy_otherwise=1.0))
+    row = evaluation.model_row(run, "m", "model", runs, record.Weights("random init"), "fake", n_boot=100)
     assert row.mean == 1.0 and row.train_accuracy == 1.0 and row.split_level == "field"
     assert [(v.split_seed, v.seed) for v in row.seeds] == [(0, 0), (0, 1), (1, 0), (1, 1)]
     predictions = pd.read_csv(run.dir / row.predictions)
-    assert {"path", "split", "true", "predicted", "split_seed", "seed"} <= set(predictions.columns)
+    assert predictions.columns[:8].tolist() == list(PREDICTION_COLUMNS) and "relative_in_train" in predictions
+    assert set(predictions["resample_kind"]) == {"split_seed"} and set(predictions["split_level"]) == {"field"}
     assert len(predictions) == sum(r.labels().size for r in runs)
-    majority = ladder.majority_row(run, parts, "field")
+    majority = evaluation.majority_row(run, parts, "field")
     shares = [float(np.mean(p.arrays("test")[1] == np.bincount(p.arrays("train")[1]).argmax())) for p in parts]
     assert majority.mean == pytest.approx(np.mean(shares)) and majority.weights.label.startswith("none")
     assert majority.ci_low <= majority.mean <= majority.ci_high
@@ -109,23 +112,23 @@ def test_model_and_majority_rows(setting, no_model_needed):
 def test_rungs_are_ordered_leakiest_first_and_show_the_leak(setting, no_model_needed):
     fit = oracle(accuracy_otherwise=0.3)
     runs = [r for level in ("field", "image") for r in
-            ladder.fit_splits(level, [split(setting, level, s) for s in (0, 1, 2)], fit)]
-    rungs = ladder.rungs(runs, "synthetic", "fake", n_boot=100)
+            evaluation.fit_splits(level, [split(setting, level, s) for s in (0, 1, 2)], fit)]
+    rungs = evaluation.rungs(runs, "synthetic", "fake", n_boot=100)
     assert [(r.order, r.level) for r in rungs] == [(0, "image"), (1, "field")]
     assert rungs[0].test_accuracy > rungs[1].test_accuracy and rungs[0].splits == 3
-    table = ladder.table(rungs, runs)
+    table = evaluation.table(rungs, runs)
     assert table.loc[0, "test_with_relative_in_train"] > 0 and table.loc[1, "test_with_relative_in_train"] == 0
-    text = ladder.verdict(rungs, table)
+    text = evaluation.verdict(rungs, table)
     assert "random image split" in text and "points" in text
-    ladder.figure(rungs, "t")
+    evaluation.figure(rungs, "t")
     record.from_dict(record.Results, record.to_dict(record.Results(
         "02", "smoke", "t", 1.0, record.environment(), {}, ladder=rungs)))
 
 
 def test_every_split_needs_the_same_training_seeds(setting, no_model_needed):
-    runs = ladder.fit_splits("image", [split(setting, "image", s) for s in (0, 1)], oracle())
+    runs = evaluation.fit_splits("image", [split(setting, "image", s) for s in (0, 1)], oracle())
     with pytest.raises(ParameterError, match="same training seeds"):
-        ladder.pooled(runs[:3])
+        evaluation.pooled(runs[:3])
 
 
 def test_duplicate_level_allows_twins_across_sides_but_field_level_checks_them(monkeypatch, setting):
@@ -145,7 +148,7 @@ def test_fit_must_keep_its_models(setting):
     def forgetful(prepared):
         return [TrainedSeed(0, np.eye(3)[prepared.arrays("test")[1]], {}, {}, None)]
     with pytest.raises(ParameterError, match="keep_models"):
-        ladder.fit_splits("image", [split(setting, "image")], forgetful)
+        evaluation.fit_splits("image", [split(setting, "image")], forgetful)
 
 
 def test_a_real_training_accuracy(setting):
@@ -154,11 +157,21 @@ def test_a_real_training_accuracy(setting):
     prepared = split(setting, "image")
     model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.GlobalAveragePooling2D(),
                               keras.layers.Dense(3, activation="softmax")])
-    value = ladder.train_accuracy(model, prepared)
+    value = evaluation.measure_train_accuracy(model, prepared)
     assert 0 <= value <= 1
 
 
 def test_a_split_that_cannot_hold_a_level_fails(setting):
     run, data, report, images = setting
     with pytest.raises((DataError, ParameterError)):
-        ladder.split_once(run, data, report, "case-ish", 0, [0.7, 0.3], images, 16)
+        evaluation.split_once(run, data, report, "case-ish", 0, [0.7, 0.3], images, 16)
+
+
+def test_predictions_refuse_an_unknown_resample_kind_and_missing_columns(setting):
+    from hemasuite.errors import ParameterError
+    from hemasuite.evaluation import predictions
+
+    with pytest.raises(ParameterError, match="resample kind"):
+        predictions.frame("case", "repeat", 0, 0, ["a.png"], ["x", "y"], [0], [[0.9, 0.1]])
+    with pytest.raises(ParameterError, match="lack the columns"):
+        predictions.save_predictions(setting[0], "bad", pd.DataFrame({"path": ["a.png"], "p_x": [1.0]}))

@@ -1,0 +1,66 @@
+"""Work done once per dataset content and kept in the user cache (:func:`hemasuite.config.cache_dir`).
+
+A dataset's validation report, its greyscale thumbnails and its look-alike pairs do not
+depend on the notebook or the split, so every notebook reads them from here:
+
+- :func:`fingerprint`: the content key of a list of files (sorted paths, sizes and
+  modification times): a changed, added or removed file gives another key;
+- :func:`cached`: a value loaded from ``<cache>/<kind>/<key>.pkl`` or computed and stored
+  there (written atomically; an unreadable entry is computed again).
+
+Entries are never overwritten in place and never trusted across :data:`VERSION` changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Callable, TypeVar
+
+from . import config
+
+VERSION = 1  # bump when what a cached value means changes
+T = TypeVar("T")
+
+
+def fingerprint(paths, *extra) -> str:
+    """Content key of the files ``paths`` (sorted, with sizes and modification times) and of ``extra`` values."""
+    digest = hashlib.sha256(f"v{VERSION}\n".encode())
+    for path in sorted(map(str, paths)):
+        try:
+            stat = os.stat(path)
+            digest.update(f"{path}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+        except OSError:
+            digest.update(f"{path}\tmissing\n".encode())
+    digest.update(repr(extra).encode())
+    return digest.hexdigest()[:32]
+
+
+def entry(kind: str, key: str) -> Path:
+    """Where the value of ``kind`` with ``key`` is kept."""
+    return config.cache_dir() / kind / f"{key}.pkl"
+
+
+def cached(kind: str, key: str, compute: Callable[[], T]) -> tuple[T, bool]:
+    """``(value, hit)``: the stored value of ``kind``/``key``, or ``compute()`` stored for the next caller."""
+    path = entry(kind, key)
+    if path.is_file():
+        try:
+            with open(path, "rb") as handle:
+                return pickle.load(handle), True
+        except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError):
+            pass  # unreadable or from other code: computed again below
+    value = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            pickle.dump(value, out, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+    return value, False
