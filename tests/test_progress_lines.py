@@ -30,6 +30,15 @@ def test_short_loops_stay_silent_and_long_ones_say_how_long_is_left():
     assert lines[-1].endswith("31/100 pairs, 0.9 pairs/s, about 1 min 18 s left")
 
 
+def test_no_closing_line_repeats_the_last_one():
+    clock, lines = Clock(), []
+    progress = LoopProgress(1, "predicting", "batches", clock=clock, out=lambda text, flush: lines.append(text))
+    clock.now = 30
+    progress.update()
+    progress.close()
+    assert lines == ["predicting: 1/1 batches, 0.0 batches/s, 30 s"]
+
+
 def test_a_silent_loop_prints_no_closing_line():
     lines = []
     progress = LoopProgress(3, "x", out=lambda text, flush: lines.append(text))

@@ -28,6 +28,7 @@ class LoopProgress:
         self.interval, self.quiet, self.clock, self.out = interval, quiet, clock, out
         self.done, self.start, self.note = 0, clock(), ""
         self.last: float | None = None
+        self.shown = 0  # ``done`` at the last line printed
 
     def line(self) -> str:
         elapsed = max(self.clock() - self.start, 1e-9)
@@ -45,10 +46,10 @@ class LoopProgress:
         now = self.clock()
         if now - self.start < self.quiet or (self.last is not None and now - self.last < self.interval):
             return
-        self.last = now
+        self.last, self.shown = now, self.done
         self.out(self.line(), flush=True)
 
     def close(self) -> None:
-        """The closing line, where a progress line was printed."""
-        if self.last is not None:
+        """The closing line, where a progress line was printed and work was done since."""
+        if self.last is not None and self.done != self.shown:
             self.out(self.line(), flush=True)

@@ -25,6 +25,7 @@ import pandas as pd
 from .. import experiment, metrics, pipeline, record, training
 from ..errors import ParameterError
 from ..experiment import Assessed, Prepared, TrainedSeed
+from ..progress_lines import LoopProgress
 from . import predictions as written
 
 NEAR_PERFECT = 0.95
@@ -79,6 +80,7 @@ def measure_train_accuracy(model, prepared: Prepared, rescale: float = 1 / 255) 
 def fit_splits(level: str, prepared: list[Prepared], fit, keep_first_model: bool = True) -> list[ResampleRun]:
     """``fit(prepared)`` (one trained seed per training seed) on every split; models dropped once measured."""
     runs = []
+    progress = LoopProgress(len(prepared), f"{level}-level splits", "splits")
     for part in prepared:
         for trained in fit(part):
             if trained.model is None:
@@ -86,6 +88,8 @@ def fit_splits(level: str, prepared: list[Prepared], fit, keep_first_model: bool
             runs.append(ResampleRun(level, part, trained, measure_train_accuracy(trained.model, part)))
             if not (keep_first_model and len(runs) == 1):
                 trained.model = None
+        progress.update(note=f"split seed {part.split.seed} done")
+    progress.close()
     return runs
 
 

@@ -22,6 +22,7 @@ import pandas as pd
 from .. import experiment, metrics, record, rehearsal, same_field, splits, validation
 from ..errors import ParameterError
 from ..experiment import Prepared
+from ..progress_lines import LoopProgress
 
 
 def split_once(run, dataset, report: validation.ValidationReport, level: str, seed: int, fractions,
@@ -120,6 +121,7 @@ def cross_validate(labels, folds: Iterable[tuple[np.ndarray, np.ndarray]], class
     parts, seen = [], np.zeros(len(labels), dtype=int)
     folds = list(folds)
     chosen = rehearsal.first_resamples(folds)  # all of them, except in a rehearsal
+    progress = LoopProgress(len(chosen), "cross-validation", "folds")
     for fold, (train_index, test_index) in enumerate(chosen):
         train_index, test_index = np.asarray(train_index), np.asarray(test_index)
         if np.intersect1d(train_index, test_index).size:
@@ -130,6 +132,8 @@ def cross_validate(labels, folds: Iterable[tuple[np.ndarray, np.ndarray]], class
                                  f"expected {(len(test_index), len(classes))}")
         seen[test_index] += 1
         parts.append(prediction_frame(labels, test_index, probabilities, classes, fold))
+        progress.update(note=f"fold {fold + 1} done")
+    progress.close()
     if len(chosen) == len(folds) and not np.all(seen == 1):
         raise ParameterError(f"the folds' test parts must cover every image once: {int((seen == 0).sum())} never "
                              f"tested, {int((seen > 1).sum())} tested more than once")
