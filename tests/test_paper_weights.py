@@ -276,7 +276,7 @@ def test_alexnet_state_dict_of_another_network_is_refused(tmp_path):
                             "features.0.bias": np.zeros(32, np.float32), "extra.weight": np.zeros(1, np.float32)})
     model = torchvision_alexnet.torchvision_alexnet(include_top=False, input_shape=(64, 64, 3))
     with pytest.raises(WeightsError) as error:
-        torchvision_alexnet.load_torch_state(model, path)
+        torchvision_alexnet.load_alexnet_state(model, path)
     message = str(error.value)
     assert f"{path} is not torchvision's AlexNet state dict" in message
     assert "missing: features.3.weight, features.3.bias" in message and "unexpected: extra.weight" in message

@@ -62,15 +62,15 @@ def test_every_profile_names_a_valid_cpu_policy():
 def test_cpu_profile_follows_the_recorded_validation_choice():
     record = json.loads((config.repo_root() / precision_choice.OUTPUT).read_text())
     assert config.cpu_precision("cpu") == record["choice"]
-    assert record["choice"] == precision_choice.choose(record["bfloat16_minus_float32"], record["speedup"])
+    assert record["choice"] == precision_choice.choose_policy(record["bfloat16_minus_float32"], record["speedup"])
 
 
 def test_choice_rule():
     even = {"ci_low": -0.02, "ci_high": 0.01}
     worse = {"ci_low": -0.05, "ci_high": -0.01}
-    assert precision_choice.choose(even, speedup=1.3) == "mixed_bfloat16"
-    assert precision_choice.choose(worse, speedup=1.3) == "float32"
-    assert precision_choice.choose(even, speedup=0.9) == "float32"
+    assert precision_choice.choose_policy(even, speedup=1.3) == "mixed_bfloat16"
+    assert precision_choice.choose_policy(worse, speedup=1.3) == "float32"
+    assert precision_choice.choose_policy(even, speedup=0.9) == "float32"
 
 
 def test_carved_split_reads_only_training_rows(real_data):

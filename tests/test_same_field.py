@@ -89,10 +89,10 @@ def test_phase_correlation_is_high_for_shifted_crops_only(fields):
 
 
 def test_cache_key_depends_on_content_and_parameters():
-    key = same_field.cache_key(["x", "y"], ["a", "a"], size=112)
-    assert key == same_field.cache_key(["x", "y"], ["a", "a"], size=112)
-    assert key != same_field.cache_key(["x", "z"], ["a", "a"], size=112)
-    assert key != same_field.cache_key(["x", "y"], ["a", "a"], size=56)
+    key = same_field.pair_cache_key(["x", "y"], ["a", "a"], size=112)
+    assert key == same_field.pair_cache_key(["x", "y"], ["a", "a"], size=112)
+    assert key != same_field.pair_cache_key(["x", "z"], ["a", "a"], size=112)
+    assert key != same_field.pair_cache_key(["x", "y"], ["a", "a"], size=56)
 
 
 def test_empty_and_single_image_sets():

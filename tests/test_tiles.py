@@ -132,7 +132,7 @@ def test_cross_validate_tests_every_image_once_with_its_fold():
     frame = pd.DataFrame({"path": [f"im{i}.png" for i in range(12)], "label": np.array(["red", "green"])[labels]})
     folds = np.arange(12) % 3
     options = tiles.candidates({**BASE, "epochs": 1}, {"tile 8": {"tile": 8}})
-    result = tiles.cross_validate(frame, images, ["red", "green"], folds, None, options, seed=0, val_fraction=0.25)
+    result = tiles.cross_validate_tiles(frame, images, ["red", "green"], folds, None, options, seed=0, val_fraction=0.25)
     assert result.predictions["index"].tolist() == list(range(12))
     assert (result.predictions["fold"].to_numpy() == folds).all()
     assert [f.fold for f in result.folds] == [0, 1, 2] and 0 <= result.train_accuracy <= 1
@@ -141,7 +141,7 @@ def test_cross_validate_tests_every_image_once_with_its_fold():
     selection = result.selection("tile CNN", "validation")
     assert len(selection.chosen) == 3 and len(selection.tried) == 3  # one candidate x one epoch per fold
     with pytest.raises(ParameterError, match="classes"):
-        tiles.cross_validate(frame, images, ["red", "blue"], folds, None, options, seed=0)
+        tiles.cross_validate_tiles(frame, images, ["red", "blue"], folds, None, options, seed=0)
 
 
 def test_pooled_features_average_tile_features_and_come_from_the_cache(tmp_path):

@@ -240,7 +240,7 @@ def test_validate_groups_same_field_twins(field_set, monkeypatch, tmp_path):
 
 def test_level_groups(field_set, monkeypatch, tmp_path):
     from hemasuite.errors import ParameterError
-    from hemasuite.validation import group_table, level_groups
+    from hemasuite.validation import grouping_table, level_groups
 
     monkeypatch.setenv("HEMASUITE_CACHE_DIR", str(tmp_path))
     found = validate(field_set, same_field=True)
@@ -250,6 +250,6 @@ def test_level_groups(field_set, monkeypatch, tmp_path):
     assert duplicate_group_ids(frame.assign(group=frame["path"]), found).nunique() == 4
     with pytest.raises(ParameterError, match="split level"):
         level_groups(frame, found, "patient")
-    table = group_table([found]).iloc[0]
+    table = grouping_table([found]).iloc[0]
     assert (table["same_field_groups"], table["images_in_merged_groups"]) == (1, 2)
     assert table["share_in_merged_groups"] == pytest.approx(0.4)

@@ -268,7 +268,7 @@ def find_pairs(images: np.ndarray, labels, threshold: float = THRESHOLD, within_
     return found if keep_all else found[found["score"] >= threshold].reset_index(drop=True)
 
 
-def cache_key(digests, labels, **parameters) -> str:
+def pair_cache_key(digests, labels, **parameters) -> str:
     """Content key of a detection run: file SHA-256s and labels in order, and the parameters."""
     text = "\n".join(f"{d}\t{l}" for d, l in zip(digests, labels))
     text += "\n" + repr(sorted(parameters.items()))

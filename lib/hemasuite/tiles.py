@@ -6,11 +6,11 @@
   per-tile colour jitter.
 - :func:`image_probabilities`: an image's class probabilities, the mean over a grid of
   its tiles.
-- :func:`fit`: train on random crops (:func:`hemasuite.pipeline.random_tiles`), keep the
+- :func:`fit_tile_model`: train on random crops (:func:`hemasuite.pipeline.random_tiles`), keep the
   epoch with the best per-image validation accuracy.
 - :func:`fit_fold`: inside one training part, carve a validation part (group-aware), fit
   every candidate, keep the best (:func:`hemasuite.evaluation.select_on_validation`) and
-  predict the test part once; :func:`cross_validate` does it in every fold.
+  predict the test part once; :func:`cross_validate_tiles` does it in every fold.
 - :func:`pooled_features`: frozen-backbone features of a grid of tiles, averaged per
   image, through the feature cache.
 """
@@ -133,7 +133,7 @@ def accuracy_and_loss(probabilities: np.ndarray, labels: np.ndarray) -> tuple[fl
 
 @dataclass
 class Fitted:
-    """A tile CNN trained by :func:`fit`, restored to its best validation epoch (0-based ``best_epoch``)."""
+    """A tile CNN trained by :func:`fit_tile_model`, restored to its best validation epoch (0-based ``best_epoch``)."""
 
     model: object = field(repr=False)
     settings: TileSettings
@@ -147,8 +147,8 @@ class Fitted:
         return self.scores[self.best_epoch][0]
 
 
-def fit(images, labels, val_images, val_labels, n_classes: int, settings: TileSettings, seed: int,
-        verbose: int = 0) -> Fitted:
+def fit_tile_model(images, labels, val_images, val_labels, n_classes: int, settings: TileSettings, seed: int,
+                   verbose: int = 0) -> Fitted:
     """Train on random crops of ``images``; after every epoch score the validation images (per image, mean of tiles).
 
     The weights of the epoch with the best validation accuracy (ties: lowest loss) are kept.
@@ -206,8 +206,8 @@ def fit_fold(frame: pd.DataFrame, images: np.ndarray, labels: np.ndarray, n_clas
     fitted: list[Fitted] = []
 
     def score(values: dict) -> float:
-        fitted.append(fit(images[fit_index], labels[fit_index], images[val_index], labels[val_index], n_classes,
-                          as_settings(values), seed))
+        fitted.append(fit_tile_model(images[fit_index], labels[fit_index], images[val_index], labels[val_index],
+                                     n_classes, as_settings(values), seed))
         return fitted[-1].validation_accuracy
 
     chosen, _ = evaluation.select_on_validation({name: asdict(s) for name, s in options.items()}, score)
@@ -255,8 +255,8 @@ class TileCV:
                              for f in self.folds])
 
 
-def cross_validate(frame: pd.DataFrame, images: np.ndarray, classes, folds, groups, options: dict[str, TileSettings],
-                   seed: int, val_fraction: float = 0.2) -> TileCV:
+def cross_validate_tiles(frame: pd.DataFrame, images: np.ndarray, classes, folds, groups,
+                         options: dict[str, TileSettings], seed: int, val_fraction: float = 0.2) -> TileCV:
     """:func:`fit_fold` in every fold of ``folds`` (fold number per row of ``frame``); every image tested once.
 
     ``groups`` (one per row, or None) are kept together by the inner validation split.

@@ -320,7 +320,7 @@ def same_field_pairs(files: pd.DataFrame, thumbs: np.ndarray, threshold: float =
     """
     start = time.perf_counter()
     readable = files[files["error"].isna()]
-    key = fields.cache_key(readable["sha256"], readable["label"], size=fields.SIZE, overlap=fields.MIN_OVERLAP,
+    key = fields.pair_cache_key(readable["sha256"], readable["label"], size=fields.SIZE, overlap=fields.MIN_OVERLAP,
                            screen=fields.SCREEN_THRESHOLD, factor=fields.SCREEN_FACTOR)
     cache = config.cache_dir() / "same_field" / f"{key}.csv"
     if use_cache and cache.is_file():
@@ -427,7 +427,7 @@ def same_field_calibration(dataset, report: ValidationReport, n_random: int = 20
                      ignore_index=True)
 
 
-def group_table(reports) -> pd.DataFrame:
+def grouping_table(reports) -> pd.DataFrame:
     """Per dataset: images, duplicate and same-field pairs / groups, and the images in multi-image groups."""
     rows = []
     for report in reports:

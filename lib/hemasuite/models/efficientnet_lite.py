@@ -4,7 +4,7 @@ Lite0 is EfficientNet-B0's block table without squeeze-and-excitation, with ReLU
 activations, batch normalisation epsilon 1e-3 and TensorFlow "same" padding (Keras'
 ``padding="same"``). It expects ``(pixels - 127) / 128`` (:func:`preprocess_input`).
 Layer names follow the PyTorch state dict (:func:`torch_name`), which
-:func:`load_torch_state` copies in after checking that every tensor finds its layer.
+:func:`load_lite0_state` copies in after checking that every tensor finds its layer.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def efficientnet_lite0(include_top: bool = True, weights=None, input_shape=None,
         x = layers.GlobalMaxPooling2D(name="max_pool")(x)
     model = keras.Model(inputs, x, name="efficientnet_lite0")
     if weights is not None:
-        load_torch_state(model, weights)
+        load_lite0_state(model, weights)
     return model
 
 
@@ -99,7 +99,7 @@ def _keras_weights(layer, state: dict, prefix: str) -> list[np.ndarray]:
     return [state[f"{prefix}.weight"].T, state[f"{prefix}.bias"]]
 
 
-def load_torch_state(model: keras.Model, path) -> None:
+def load_lite0_state(model: keras.Model, path) -> None:
     """Copy an EfficientNet-Lite0 PyTorch state dict into ``model`` (from :func:`efficientnet_lite0`).
 
     Every layer must find its tensors, and every tensor its layer (the classifier's only

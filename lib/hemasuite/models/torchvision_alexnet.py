@@ -7,7 +7,7 @@ to 6x6, and a classifier of dropout, FC6 (4,096), dropout, FC7 (4,096), 1,000 cl
 The fully connected layers are named ``fc6``, ``fc7`` and ``predictions`` like those of
 :func:`hemasuite.models.custom.alexnet`. It expects torchvision's input: pixels / 255,
 normalised by ImageNet's channel mean and standard deviation (:func:`preprocess_input`).
-:func:`load_torch_state` copies torchvision's ``alexnet-owt-7be5be79.pth`` in after checking
+:func:`load_alexnet_state` copies torchvision's ``alexnet-owt-7be5be79.pth`` in after checking
 every key and shape.
 """
 
@@ -110,7 +110,7 @@ def torchvision_alexnet(include_top: bool = True, weights=None, input_shape=None
         x = layers.GlobalMaxPooling2D(name="max_pool")(x)
     model = keras.Model(inputs, x, name="torchvision_alexnet")
     if weights is not None:
-        load_torch_state(model, weights)
+        load_alexnet_state(model, weights)
     return model
 
 
@@ -145,7 +145,7 @@ def keras_weights(layer_name: str, state: dict, prefix: str) -> list[np.ndarray]
     return [weight.T, bias]
 
 
-def load_torch_state(model: keras.Model, path) -> None:
+def load_alexnet_state(model: keras.Model, path) -> None:
     """Copy torchvision's AlexNet state dict into ``model`` (from :func:`torchvision_alexnet`; without its top, the
     classifier's tensors are checked but not used)."""
     state = load_state_dict(path)

@@ -284,7 +284,7 @@ def tile_cross_validation(study: Study, level: str, options: dict[str, tiles.Til
                           val_fraction: float) -> tiles.TileCV:
     """The tile CNN under ``level``'s folds, each fold's setting and epoch chosen on an inner ``level`` split."""
     fold = study.frame[f"fold_{level}"].to_numpy()
-    return tiles.cross_validate(study.frame, study.images, study.data.classes, fold, study.groups(level), options,
+    return tiles.cross_validate_tiles(study.frame, study.images, study.data.classes, fold, study.groups(level), options,
                                 seed, val_fraction)
 
 

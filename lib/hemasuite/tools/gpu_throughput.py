@@ -261,7 +261,7 @@ def measure(net: Network, steps: int, repeats: int, warmup: int, network_limit_s
 
 # ---------------------------------------------------------------------------- environment and reports
 
-def environment(policy: str) -> dict:
+def gpu_environment(policy: str) -> dict:
     import keras
 
     env = {"date_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -358,7 +358,7 @@ def main(argv=None) -> dict:
 def _run(args: argparse.Namespace, started: float) -> dict:
     import keras
 
-    env = environment(args.policy)
+    env = gpu_environment(args.policy)
     label = args.label or f"Keras 3 / {env['backend']} on {env['device']}"
     record = {"label": label, "environment": env,
               "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},

@@ -143,11 +143,11 @@ def device_label() -> str:
     return f"CPU: {device['processor']}, {device['cpu_count']} cores"
 
 
-def check(stage_list: list[Stage], steps: int = 3, batch_size: int | None = None) -> pd.DataFrame:
+def time_stages(stage_list: list[Stage], steps: int = 3, batch_size: int | None = None) -> pd.DataFrame:
     """:func:`measure` every stage; one table row each with the estimated wall time of its full run."""
     device, rows = device_label(), []
     for stage in stage_list:
-        print(fit(f"[paper-check] {stage.notebook}: {stage.model}", 96) + " ...", flush=True)
+        print(clip(f"[paper-check] {stage.notebook}: {stage.model}", 96) + " ...", flush=True)
         speed = measure(stage, steps, batch_size)
         train = speed["train_images_per_s"]
         seconds = stage.workload.seconds(None if np.isnan(train) else train, speed["infer_images_per_s"])
@@ -188,7 +188,7 @@ def flops_table(stage_list: list[Stage], tflops) -> pd.DataFrame:
 
     rows = []
     for stage in stage_list:
-        print(fit(f"[paper-check] FLOPs of {stage.notebook}: {stage.model}", 96) + " ...", flush=True)
+        print(clip(f"[paper-check] FLOPs of {stage.notebook}: {stage.model}", 96) + " ...", flush=True)
         config.set_seeds(0)
         model = stage.build()
         flops = forward_flops(model, stage.input_shape)
@@ -211,7 +211,7 @@ def per_notebook(table: pd.DataFrame) -> pd.DataFrame:
 
 # ---------------------------------------------------------------------------- terminal
 
-def fit(text: str, width: int) -> str:
+def clip(text: str, width: int) -> str:
     """``text`` cut to ``width`` characters, an ellipsis marking the cut."""
     text = str(text)
     return text if len(text) <= width else text[:max(width - 1, 0)] + "…"
@@ -251,8 +251,8 @@ def terminal_lines(table: pd.DataFrame, width: int = WIDTH) -> list[str]:
     lines = []
     if measured and len(table):
         first = table.iloc[0]
-        lines.append(fit(f"device: {first['device']}", width))
-        lines.append(fit(f"policy: {', '.join(dict.fromkeys(table['policy']))}; strategy: "
+        lines.append(clip(f"device: {first['device']}", width))
+        lines.append(clip(f"policy: {', '.join(dict.fromkeys(table['policy']))}; strategy: "
                          f"{', '.join(dict.fromkeys(table['strategy']))}", width))
     header = "    " + f"{'network':<{name}}" + "".join(" " + f"{label:>{cell - 1}}" for label in numbers)
     lines.append((header + ("  weights" if measured else "")).rstrip())
@@ -260,9 +260,9 @@ def terminal_lines(table: pd.DataFrame, width: int = WIDTH) -> list[str]:
     for notebook, rows in table.groupby("notebook", sort=False):
         sums = ", ".join(f"{_number(totals.loc[notebook, c])} h" + ("" if measured else f" at {c[10:]}")
                          for c in hours)
-        lines.append(fit(f"{notebook}: {sums}", width))
+        lines.append(clip(f"{notebook}: {sums}", width))
         for _, row in rows.iterrows():
-            line = "    " + f"{fit(row['model'], name - 1):<{name}}" + "".join(
+            line = "    " + f"{clip(row['model'], name - 1):<{name}}" + "".join(
                 " " + f"{_number(row[column]):>{cell - 1}}" for column in numbers.values())
             if measured:
                 line += "  " + weights_kind(row["weights source"])
@@ -275,7 +275,7 @@ def short_notice(line: str, width: int = 100) -> list[str]:
     anything else wrapped."""
     match = STAND_IN_NOTICE.match(line)
     if match:
-        return [fit(f"{match[1]} is not in the data folder: counted on its stand-in {match[2]}", width)]
+        return [clip(f"{match[1]} is not in the data folder: counted on its stand-in {match[2]}", width)]
     return textwrap.wrap(line, width, subsequent_indent="  ", break_on_hyphens=False) or [""]
 
 
@@ -343,7 +343,7 @@ def main(argv=None) -> int:
                   "augmentation and CPU steps are not counted: small networks will be input-bound and slower.")]
         name = "gpu_estimate"
     else:
-        table = check(found, args.steps, args.batch_size or (LIMIT_BATCH if args.limit else None))
+        table = time_stages(found, args.steps, args.batch_size or (LIMIT_BATCH if args.limit else None))
         notes = [(f"Measured {when} (UTC), {scope}, {args.steps} timed step(s) after a warm-up, synthetic pixels "
                   "(or features). Estimated wall time = training images of the full run / train img/s + inference "
                   "images / infer img/s, at the batches shown.")]

@@ -7,7 +7,7 @@ carved from the *training* part of notebook 11's recorded cpu split
 test images are never read. Both validation accuracies, their paired bootstrap
 difference and the training images per second (median epoch after the first, which
 includes graph compilation; the policies alternate seed by seed) go to ``reports/cpu/precision_choice.json`` with the choice
-(:func:`choose`): ``mixed_bfloat16`` only when it trains faster and its validation
+(:func:`choose_policy`): ``mixed_bfloat16`` only when it trains faster and its validation
 accuracy is not below float32's beyond noise.
 """
 
@@ -92,7 +92,7 @@ def paired_difference(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, seed: in
             "n_images": int(len(diff))}
 
 
-def choose(difference: dict, speedup: float) -> str:
+def choose_policy(difference: dict, speedup: float) -> str:
     """``mixed_bfloat16`` when it is faster and its accuracy is not lower beyond noise (interval reaches 0)."""
     return "mixed_bfloat16" if speedup > 1 and difference["ci_high"] >= 0 else "float32"
 
@@ -128,7 +128,7 @@ def run(manifest=MANIFEST, output=OUTPUT, size: int = 64, epochs: int = 8, batch
         "bfloat16_minus_float32": difference, "train_images_per_s": speed, "speedup": round(speedup, 3),
         "rule": "mixed_bfloat16 if it trains faster and the 95% paired bootstrap interval of its validation "
                 "accuracy minus float32's reaches 0; else float32",
-        "choice": choose(difference, speedup), "wall_time_s": round(time.perf_counter() - start, 1),
+        "choice": choose_policy(difference, speedup), "wall_time_s": round(time.perf_counter() - start, 1),
         "load_average_1_5_15_min": {"before": [round(v, 2) for v in load_before],
                                     "after": [round(v, 2) for v in os.getloadavg()]},
         "environment": environment()}
