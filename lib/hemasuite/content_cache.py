@@ -26,10 +26,11 @@ VERSION = 1  # bump when what a cached value means changes
 T = TypeVar("T")
 
 
-def fingerprint(paths, *extra) -> str:
-    """Content key of the files ``paths`` (sorted, with sizes and modification times) and of ``extra`` values."""
+def fingerprint(paths, *extra, ordered: bool = False) -> str:
+    """Content key of the files ``paths`` (with sizes and modification times; sorted unless ``ordered``, for a
+    value that follows their order) and of ``extra`` values."""
     digest = hashlib.sha256(f"v{VERSION}\n".encode())
-    for path in sorted(map(str, paths)):
+    for path in (list(map(str, paths)) if ordered else sorted(map(str, paths))):
         try:
             stat = os.stat(path)
             digest.update(f"{path}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())

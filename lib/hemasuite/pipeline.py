@@ -11,15 +11,14 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError, ImageReadError, ParameterError
+from . import content_cache
+from .errors import DataError, ParameterError
 from .imageio import read_rgb
 
 TF_DECODABLE = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
@@ -31,16 +30,9 @@ def _hw(size) -> tuple[int, int] | None:
 
 
 def cache_key(paths, size) -> str:
-    """Hash of every file's path, byte size and modification time, and the target size."""
-    entries = []
-    for path in paths:
-        try:
-            stat = os.stat(path)
-        except OSError as error:
-            raise ImageReadError(path, f"cannot stat file ({error.strerror})") from error
-        entries.append([str(path), stat.st_size, stat.st_mtime_ns])
-    payload = json.dumps({"files": entries, "size": _hw(size)})
-    return hashlib.sha256(payload.encode()).hexdigest()[:20]
+    """Key of decoded images: every file's path, byte size and modification time in order, and the target size
+    (:func:`hemasuite.content_cache.fingerprint`)."""
+    return content_cache.fingerprint(paths, _hw(size), ordered=True)[:20]
 
 
 def load_images(frame, size, cache_dir=None, workers: int | None = None) -> np.ndarray:
