@@ -5,6 +5,7 @@
 #   make test               notebook lint, unit tests, every notebook run once (smoke profile) and checked
 #   make nbval              every notebook under nbval, as opened in JupyterLab (smoke values)
 #   make rehearse           the paper profile's code paths on this CPU, work cut (reports/rehearsal/)
+#   make rehearse EAGER=1   the same with eager training steps (quicker; the one make test runs)
 #   make lab                JupyterLab with the suite's kernel
 #   make bench              performance benchmark into reports/benchmarks/
 #   make site               rebuild the report site (reports/index.html, docs/ pages, screenshot) from reports/cpu
@@ -17,6 +18,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PROFILE ?= cpu
 NOTEBOOKS ?=
+EAGER ?=
 DATASET ?=
 REPORTS ?=
 ALLOW_DIRTY ?=
@@ -39,7 +41,7 @@ reports: env
 		$(if $(DATASET),--dataset $(DATASET)) $(if $(REPORTS),--reports $(REPORTS)) $(if $(ALLOW_DIRTY),--allow-dirty)
 
 rehearse: env
-	$(BIN)/python -m hemasuite.tools.runner --profile paper --rehearse $(if $(NOTEBOOKS),--notebooks $(NOTEBOOKS))
+	$(BIN)/python -m hemasuite.tools.runner --profile paper --rehearse $(if $(EAGER),--eager) $(if $(NOTEBOOKS),--notebooks $(NOTEBOOKS))
 
 site: env
 	$(BIN)/python -m hemasuite.tools.site cpu
@@ -47,7 +49,7 @@ site: env
 test: env
 	$(BIN)/python -m ruff check notebooks
 	out=$$(mktemp -d); trap 'rm -rf "$$out"' EXIT; \
-	HEMASUITE_OUTPUT_DIR=$$out $(BIN)/python -m pytest tests -p no:cacheprovider
+	HEMASUITE_OUTPUT_DIR=$$out $(BIN)/python -m pytest tests -p no:cacheprovider --durations=25
 
 nbval: env
 	out=$$(mktemp -d); trap 'rm -rf "$$out"' EXIT; \

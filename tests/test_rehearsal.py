@@ -133,6 +133,8 @@ def test_rehearse_refuses_another_profile_a_missing_data_dir_and_a_rehearsal_env
     with pytest.raises(ParameterError, match="--data-dir .*typo does not exist"):
         runner.run_notebooks("paper", rehearse=True, data_dir=str(tmp_path / "typo"), reports=tmp_path / "reports")
     assert runner.parse_arguments(["--rehearse"]).profile is None  # main() reads that as paper
+    with pytest.raises(ParameterError, match="--eager applies to a rehearsal only"):
+        runner.run_notebooks("smoke", eager=True)
     monkeypatch.setenv(rehearsal.ENV, "1")
     with pytest.raises(ParameterError, match="rehearses the 'paper' profile, not 'smoke'"):
         start_run("00_rehearsal_check", profile="smoke", data_dir=None, output_dir=None, seed=0)
@@ -152,17 +154,53 @@ print(result.strategy, result.replicas, result.policy, training.distribution_rec
 """
 
 
-def test_two_replicas_train_and_validate_on_batches_that_do_not_split_evenly(tmp_path):
+@pytest.mark.parametrize("mode", ["1", rehearsal.EAGER])
+def test_two_replicas_train_and_validate_on_batches_that_do_not_split_evenly(mode):
     """A last batch of 55 on 2 replicas made Keras fail ("Inputs to operation AddN ... must have the same size");
-    the rehearsal found it. In a fresh process: the CPU is split into logical devices before TensorFlow starts."""
+    the rehearsal found it. In a fresh process: the CPU is split into logical devices before TensorFlow starts.
+    Compiled (make rehearse) and eagerly (make test's rehearsal)."""
     import os
     import subprocess
     import sys
 
     done = subprocess.run([sys.executable, "-c", MIRRORED_ODD_BATCH], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, rehearsal.ENV: "1", "TF_CPP_MIN_LOG_LEVEL": "3"})
+                          env={**os.environ, rehearsal.ENV: mode, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert done.returncode == 0, done.stderr[-3000:]
     assert "MirroredStrategy 2 mixed_float16" in done.stdout and "'global_batch_sizes': [64]" in done.stdout
+
+
+def test_eager_is_a_kind_of_rehearsal_and_says_so_in_its_cuts(monkeypatch):
+    distribution = {"strategy": "MirroredStrategy", "replicas": 2, "precision_policy": "mixed_float16"}
+    monkeypatch.setenv(rehearsal.ENV, rehearsal.EAGER)
+    assert rehearsal.active() and rehearsal.eager()
+    assert rehearsal.GRAPHS[True] in rehearsal.record([], distribution)
+    monkeypatch.setenv(rehearsal.ENV, "1")
+    assert rehearsal.active() and not rehearsal.eager()
+    assert rehearsal.GRAPHS[False] in rehearsal.record([], distribution)
+    monkeypatch.setenv(rehearsal.ENV, "0")
+    assert not rehearsal.active() and not rehearsal.eager()
+
+
+def test_a_compiled_rehearsal_builds_each_architecture_s_graph_once(monkeypatch):
+    import keras
+
+    def network(width):
+        inputs = keras.Input((8,))
+        return keras.Model(inputs, keras.layers.Dense(width)(inputs))
+
+    monkeypatch.setattr(rehearsal, "_built", set())
+    monkeypatch.setattr(rehearsal, "_runtime_cuts", [])
+    monkeypatch.delenv(rehearsal.ENV, raising=False)
+    assert not rehearsal.runs_eagerly(network(2), "fit") and not rehearsal._built  # outside a rehearsal: compiled
+    monkeypatch.setenv(rehearsal.ENV, "1")
+    assert not rehearsal.runs_eagerly(network(2), "fit")  # first of its kind: compiled
+    assert not rehearsal.runs_eagerly(network(2), "predict")  # another step: its own graph
+    assert not rehearsal.runs_eagerly(network(3), "fit")  # another architecture
+    assert not rehearsal._runtime_cuts
+    assert rehearsal.runs_eagerly(network(2), "fit")  # the same network again: eager, and recorded
+    assert rehearsal._runtime_cuts == [rehearsal.REPEATED_GRAPH]
+    monkeypatch.setenv(rehearsal.ENV, rehearsal.EAGER)
+    assert rehearsal.runs_eagerly(network(4), "fit")  # an eager rehearsal: always
 
 
 def test_divisible_batches_cut_each_batch_to_a_multiple_of_the_replicas():

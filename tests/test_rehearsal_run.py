@@ -1,4 +1,6 @@
-"""The rehearsal of the paper profile, run once per test session by the real runner: every notebook 00-23 and 90.
+"""The rehearsal of the paper profile, run once per test session by the real runner: every notebook 00-23 and 90,
+its training and inference steps run eagerly (``make rehearse`` compiles them; building the paper networks' graphs
+under two replicas takes minutes per network on 2 cores).
 
 It needs no real images (absent datasets are generated in their real layout), so it runs
 on a fresh machine too; with ``../shared/data`` present it reads the real Taleqani and
@@ -25,7 +27,7 @@ def rehearsal_reports(tmp_path_factory):
         for name, value in (("HEMASUITE_OFFLINE", "1"), ("KERAS_HOME", folder / "keras"),
                             ("HEMASUITE_WEIGHTS_DIR", folder / "weights"), ("HEMASUITE_CACHE_DIR", folder / "cache")):
             patch.setenv(name, str(value))
-        records = runner.run_notebooks("paper", reports=folder / "reports", rehearse=True)
+        records = runner.run_notebooks("paper", reports=folder / "reports", rehearse=True, eager=True)
     return folder / "reports", records
 
 
@@ -47,6 +49,8 @@ def test_each_result_says_rehearsal_and_lists_its_cuts(rehearsal_reports):
         found = results(reports, record["notebook"])
         assert found["rehearsal"] is True and found["profile"] == "paper", record["notebook"]
         assert found["cuts"], record["notebook"]
+        if record["notebook"] in TRAINING_NOTEBOOKS:
+            assert rehearsal.GRAPHS[True] in found["cuts"], record["notebook"]
 
 
 def test_every_training_notebook_ran_two_replicas_under_mixed_float16(rehearsal_reports):

@@ -36,7 +36,8 @@ def test_random_tiles_are_windows_of_their_image_new_every_epoch_and_reproducibl
     second = [(x.numpy(), y.numpy()) for x, y in data]
     crops, onehot = first[0]
     assert crops.shape == (7, 4, 4, 3) and onehot.shape == (7, 3) and len(first) == 1
-    assert np.bincount(onehot.argmax(axis=1), minlength=3).tolist() in ([3, 2, 2], [2, 3, 2], [2, 2, 3])
+    counts = np.bincount(onehot.argmax(axis=1), minlength=3)  # each image ceil(7 / 3) = 3 times, cut to 7
+    assert counts.sum() == 7 and counts.max() <= 3 and counts.min() >= 1, counts
     for crop, label in zip(np.rint(crops * 255).astype(np.uint8), onehot.argmax(axis=1)):
         windows = pipeline.extract_patches(images[label], 4, 1)
         assert any(np.array_equal(crop, window) for window in windows)

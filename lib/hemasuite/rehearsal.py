@@ -14,10 +14,12 @@ resolution, as a GPU run would:
 What is cut follows rules on the parameters' names (:func:`cut_parameters`), so a setting
 added to ``paper`` later is rehearsed without a rehearsal copy of it, plus a few rules at
 run time: images per class (:func:`subsample`) and the first resample of a cross-validation
-(:func:`first_resamples`). Training runs as compiled graphs, as on a GPU (run eagerly,
-``MirroredStrategy``'s replicas can order their collective ops differently and fail). Every cut
-is recorded in results.json (:func:`record`), and every table, figure and page says that it
-is a rehearsal (:data:`BANNER`).
+(:func:`first_resamples`). Training and inference run as compiled graphs, as on a GPU, once per
+architecture (:func:`runs_eagerly`); the test suite's rehearsal (``--eager``, :data:`EAGER`) runs
+them eagerly instead, because building the paper networks' graphs under two replicas costs
+minutes each on 2 cores. Every cut is
+recorded in results.json (:func:`record`), and every table, figure and page says that it is a
+rehearsal (:data:`BANNER`).
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ import os
 import numpy as np
 import pandas as pd
 
-ENV = "HEMASUITE_REHEARSAL"
+ENV = "HEMASUITE_REHEARSAL"  # 1: compiled graphs, as on a GPU (make rehearse); EAGER: eager steps (make test)
+EAGER = "eager"
 FOLDER = "rehearsal"  # reports/rehearsal/: never committed, never mixed with cpu or paper results
 PROFILE = "paper"
 REPLICAS = 2
@@ -39,12 +42,23 @@ N_BOOT = 10
 IMAGES_PER_CLASS = 8
 IMAGES_PER_GROUP = 1
 TARGET_SCALE = 300  # P3's augmentation target (per_class) and the like, divided by this
+GRAPHS = {False: "graphs: compiled without Grappler's rewrites (they pay off over a long run, not over one step)",
+          True: "graphs: training and inference steps run eagerly (the test suite's rehearsal; make rehearse "
+                "compiles them, as a GPU run does)"}
+REPEATED_GRAPH = ("graphs: a network whose graph this run had already built (same layers, parameters and input "
+                  "shapes) ran its later steps eagerly")
 _runtime_cuts: list[str] = []
+_built: set[tuple] = set()  # (step, architecture) of every graph a compiled rehearsal built in this process
 
 
 def active() -> bool:
-    """True inside a rehearsal (``$HEMASUITE_REHEARSAL`` is 1)."""
-    return os.environ.get(ENV, "").strip() == "1"
+    """True inside a rehearsal (``$HEMASUITE_REHEARSAL`` is 1 or :data:`EAGER`)."""
+    return os.environ.get(ENV, "").strip() in ("1", EAGER)
+
+
+def eager() -> bool:
+    """True inside an eager rehearsal: training and inference steps run eagerly, not as compiled graphs."""
+    return os.environ.get(ENV, "").strip() == EAGER
 
 
 # ---------------------------------------------------------------------------- parameters
@@ -97,6 +111,31 @@ def cut_parameters(params: dict) -> tuple[dict, list[str]]:
 def forget_cuts() -> None:
     """Start a new run's record of run-time cuts."""
     _runtime_cuts.clear()
+
+
+def runs_eagerly(model, step: str) -> bool:
+    """Whether a rehearsal runs ``model``'s ``step`` (``"fit"`` or ``"predict"``) eagerly: always in an eager
+    rehearsal; in a compiled one, when this process already built that step's graph for the same architecture
+    (the compiled path was checked once; building it again costs minutes for a paper network on 2 cores)."""
+    if not active():
+        return False
+    if eager():
+        return True
+    key = (step, architecture(model))
+    if key in _built:
+        note(REPEATED_GRAPH)
+        return True
+    _built.add(key)
+    return False
+
+
+def architecture(model) -> tuple:
+    """What makes two Keras models the same network here: class, layer count, parameter count, input shapes."""
+    try:
+        shapes = tuple(tuple(tensor.shape) for tensor in model.inputs)
+    except (AttributeError, TypeError, ValueError):  # a model not built on symbolic inputs: never the same
+        return (id(model),)
+    return type(model).__name__, len(model.layers), model.count_params(), shapes
 
 
 def note(cut: str) -> None:
@@ -180,6 +219,6 @@ def record(parameter_cuts: list[str], distribution: dict | None = None) -> list[
     ran = [f"devices: the CPU split into logical devices, {distribution['strategy']} with {distribution['replicas']} "
            "replicas (gradients reduced to one device: a GPU run all-reduces with NCCL)",
            f"precision: {distribution['precision_policy']} on the CPU (the policy of a GPU run)",
-           "graphs: compiled without Grappler's rewrites (they pay off over a long run, not over one step)"] \
+           GRAPHS[eager()]] \
         if distribution else []
     return [*parameter_cuts, *_runtime_cuts, *ran]

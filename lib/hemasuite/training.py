@@ -167,6 +167,8 @@ def train(build_model: Callable[[], keras.Model], train_data: tf.data.Dataset, n
     with policy_scope() as policy:
         strategy = distribution_strategy()
         model = compiled_model(build_model, optimizer, strategy, loss, run_eagerly)
+        if rehearsal.runs_eagerly(model, "fit"):
+            model.run_eagerly = True
         replicas = strategy.num_replicas_in_sync
         start = time.perf_counter()
         # tf.data shuffles (seeded) itself; shuffle=False stops Keras warning that it would ignore it
@@ -249,7 +251,10 @@ class BestValidationEpoch(keras.callbacks.Callback):
 
 
 def predict(model: keras.Model, data: tf.data.Dataset) -> tuple[np.ndarray, float]:
-    """Class probabilities for an (unshuffled) dataset and the inference images per second."""
+    """Class probabilities for an (unshuffled) dataset and the inference images per second (eagerly where a
+    rehearsal says so: :func:`hemasuite.rehearsal.runs_eagerly`)."""
+    if rehearsal.runs_eagerly(model, "predict"):
+        model.run_eagerly = True
     start = time.perf_counter()
     batches = int(data.cardinality())
     shown = [BatchProgress(batches, "predicting")] if batches > 0 else []
