@@ -54,14 +54,30 @@ def test_session_start_applies_the_profile_and_results_record_it(tmp_path, monke
     assert record.environment().precision == recorded
 
 
+def test_auto_is_bfloat16_only_where_the_cpu_computes_it(monkeypatch):
+    avx2 = "processor\t: 0\nflags\t\t: fpu sse2 avx2 fma avx512f\n"
+    assert not training.native_bfloat16(avx2)
+    assert training.native_bfloat16(avx2.replace("avx512f", "avx512f avx512_bf16"))
+    assert training.native_bfloat16("Features\t: fp asimd bf16 i8mm\n")
+    assert not training.native_bfloat16("model name\t: bf16 in a name is not a flag\n")
+    for native, policy, reason in ((True, "mixed_bfloat16", "natively"), (False, "float32", "no native bfloat16")):
+        monkeypatch.setattr(training, "native_bfloat16", lambda: native)
+        training.set_cpu_policy("auto", "profile cpu: cpu_precision")
+        recorded = training.precision_record()
+        assert recorded["cpu_policy"] == policy and reason in recorded["cpu_policy_from"], recorded
+
+
 def test_every_profile_names_a_valid_cpu_policy():
     for name in config.profile_names():
         assert config.cpu_precision(name) in config.CPU_PRECISIONS
 
 
-def test_cpu_profile_follows_the_recorded_validation_choice():
+def test_cpu_profile_follows_the_recorded_validation_choice_where_bfloat16_is_native(monkeypatch):
     record = json.loads((config.repo_root() / precision_choice.OUTPUT).read_text())
-    assert config.cpu_precision("cpu") == record["choice"]
+    assert config.cpu_precision("cpu") == "auto"
+    monkeypatch.setattr(training, "native_bfloat16", lambda: True)
+    training.set_cpu_policy(config.cpu_precision("cpu"), "profile cpu: cpu_precision")
+    assert training.precision_record()["cpu_policy"] == record["choice"]
     assert record["choice"] == precision_choice.choose_policy(record["bfloat16_minus_float32"], record["speedup"])
 
 

@@ -103,16 +103,12 @@ def test_empty_and_single_image_sets():
 
 
 @pytest.mark.real_data
-def test_real_taleqani_twins(real_data):
+def test_real_taleqani_twins(real_taleqani):
     """The twins named in the data review are found; a random image split leaks them, a field split does not."""
-    from hemasuite.datasets import load_dataset
     from hemasuite.splits import assert_no_leakage, split_dataset
-    from hemasuite.validation import level_groups, validate
+    from hemasuite.validation import level_groups
 
-    if not (real_data / "taleqani_all").is_dir():
-        pytest.skip(f"real images not found at {real_data / 'taleqani_all'}: set LEUKEMIA_DATA_DIR")
-    dataset = load_dataset("taleqani_all", real_data)
-    report = validate(dataset)
+    dataset, report = real_taleqani
     pairs = {frozenset(p.split("-")[-2] + "-" + p.split("-")[-1][:-4] for p in (a, b))
              for a, b in zip(report.same_field_pairs["path_a"], report.same_field_pairs["path_b"])}
     for a, b in (("Early-638", "Early-636"), ("Benign-293", "Benign-290"), ("Pre-189", "Pre-187")):

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from hemasuite.datasets import Dataset, load_dataset
+from hemasuite.datasets import Dataset
 from hemasuite.datasets.synthetic import write_synthetic
 from hemasuite.imageio import is_image_file
 from hemasuite.validation import check_manifest, duplicate_group_ids, file_hashes, validate
@@ -159,11 +159,8 @@ def test_manifest_missing_mismatch_and_unlisted(tmp_path):
 
 
 @pytest.mark.real_data
-def test_real_taleqani_is_complete_and_readable(real_data):
-    if not (real_data / "taleqani_all").is_dir():
-        pytest.skip(f"real images not found at {real_data / 'taleqani_all'}: set LEUKEMIA_DATA_DIR")
-    dataset = load_dataset("taleqani_all", real_data)
-    report = validate(dataset, manifest=real_data / "MANIFEST.sha256")
+def test_real_taleqani_is_complete_and_readable(real_taleqani):
+    dataset, report = real_taleqani
     assert len(dataset.frame) == 3256
     assert dataset.counts().to_dict() == {"Benign": 504, "Early": 985, "Pre": 963, "Pro": 804}
     assert report.manifest.ok and report.manifest.checked == 3256

@@ -22,7 +22,7 @@ DATA_ENV = "LEUKEMIA_DATA_DIR"
 OUTPUT_ENV = "HEMASUITE_OUTPUT_DIR"
 PROFILES_ENV = "HEMASUITE_PROFILES"
 PROFILE_SECTIONS = ("description", "common", "notebooks", "cpu_precision")
-CPU_PRECISIONS = ("float32", "mixed_bfloat16")
+CPU_PRECISIONS = ("float32", "mixed_bfloat16", "auto")  # auto: bfloat16 where the CPU computes it natively
 
 
 def repo_root() -> Path:
