@@ -32,10 +32,10 @@ def documented(tmp_path, monkeypatch, no_weight_files):
     """``stages(notebooks, input_size=None, **overrides)`` of the paper profile on the documented dataset sizes,
     the notebooks' parameters changed by ``overrides``; returns ``{(notebook, model): stage}``."""
     monkeypatch.delenv("LEUKEMIA_DATA_DIR", raising=False)
-    original = paper_stages.notebook_parameters
+    original = paper_stages.paper_parameters
 
     def listed(notebooks, input_size=None, **overrides):
-        monkeypatch.setattr(paper_stages, "notebook_parameters",
+        monkeypatch.setattr(paper_stages, "paper_parameters",
                             lambda stem, profile="paper": {**original(stem, profile), **overrides})
         found = paper_stages.stages(notebooks=notebooks, data_dir=tmp_path / "absent", input_size=input_size)
         return {(s.notebook, s.model): s for s in found}
@@ -44,7 +44,7 @@ def documented(tmp_path, monkeypatch, no_weight_files):
 
 
 def counts(fractions, classes=TALEQANI):
-    return paper_stages.split_counts(paper_stages.class_frame(classes), fractions, 0)
+    return paper_stages.split_sizes(paper_stages.class_frame(classes), fractions, 0)
 
 
 def test_every_paper_notebook_that_trains_is_checked():
@@ -55,7 +55,7 @@ def test_every_paper_notebook_that_trains_is_checked():
 
 
 def test_parameters_are_the_notebook_cell_then_the_profile():
-    params = paper_stages.notebook_parameters("11_p1_deep_cnn")
+    params = paper_stages.paper_parameters("11_p1_deep_cnn")
     assert params["image_size"] == 224 and params["epochs"] == 50  # profile
     assert params["batch_size"] == 32 and params["fractions"] == [0.8, 0.1, 0.1]  # parameters cell
 
@@ -65,7 +65,7 @@ def test_documented_sizes_when_the_data_is_absent(tmp_path, monkeypatch):
     data, source = paper_stages.counted_dataset("iicbu_lymphoma", tmp_path / "absent")
     assert source == "documented sizes" and len(data.frame) == 374 and data.classes == ["CLL", "FL", "MCL"]
     assert paper_stages.native_size(data, source) == (312, 417)
-    split = paper_stages.split_counts(data.frame, [0.8, 0.2], seed=0)
+    split = paper_stages.split_sizes(data.frame, [0.8, 0.2], seed=0)
     assert split["train"] + split["test"] == 374 and abs(split["test"] - 75) <= 2
 
 
@@ -121,7 +121,7 @@ def test_workloads_of_the_paper_run(documented):
 
 def test_p4_every_network_on_every_split(documented):
     by_model = documented(["10_p4_sequential_cnn"], input_size=32)
-    params, split = paper_stages.notebook_parameters("10_p4_sequential_cnn"), counts([0.7, 0.15, 0.15])
+    params, split = paper_stages.paper_parameters("10_p4_sequential_cnn"), counts([0.7, 0.15, 0.15])
     runs = len(params["seeds"]) * len(params["split_seeds"])
     cnn = by_model["10_p4_sequential_cnn", "Sequential CNN"]
     assert cnn.workload.trained == params["epochs"] * split["train"] * runs == 50 * split["train"] * 9

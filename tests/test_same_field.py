@@ -39,7 +39,7 @@ def test_other_scenes_score_low_and_batched_scores_match_scikit_image(fields):
     _, thumbs = fields
     pairs = np.column_stack(np.triu_indices(len(thumbs), 1))
     batched, shifts = same_field._best_shift_scores(same_field._bank(thumbs), pairs)
-    registered = same_field.register(thumbs, pairs)
+    registered = same_field.register_pairs(thumbs, pairs)
     np.testing.assert_allclose(batched, registered["score"], atol=1e-3)
     assert registered["score"].iloc[1:].max() < same_field.THRESHOLD
     assert shifts[0].tolist() == [18, 26]
@@ -64,7 +64,7 @@ def test_detail_separates_look_alike_cells_from_a_copy():
     a, b = look_alike_cells()
     brighter = np.clip(np.asarray(a, dtype=np.int16) + 12, 0, 255).astype(np.uint8)
     thumbs = np.stack([grey(a), grey(b), grey(Image.fromarray(brighter))])
-    table = same_field.register(thumbs, [[0, 1], [0, 2]]).set_index("j")
+    table = same_field.register_pairs(thumbs, [[0, 1], [0, 2]]).set_index("j")
     assert table.loc[1, "score"] > 0.8  # the layout agrees ...
     assert table.loc[1, "detail"] < NEAR_CONFIRM  # ... the texture does not
     assert table.loc[2, "detail"] > 0.95
@@ -99,7 +99,7 @@ def test_empty_and_single_image_sets():
     assert same_field.find_pairs(np.zeros((1, 112, 112), np.float32), ["a"]).empty
     pairs, scores = same_field.screen(np.zeros((2, 112, 112), np.float32), ["a", "b"])
     assert len(pairs) == 0 and len(scores) == 0
-    assert isinstance(same_field.register(np.zeros((2, 112, 112), np.float32), np.empty((0, 2))), pd.DataFrame)
+    assert isinstance(same_field.register_pairs(np.zeros((2, 112, 112), np.float32), np.empty((0, 2))), pd.DataFrame)
 
 
 @pytest.mark.real_data

@@ -16,7 +16,7 @@ from threadpoolctl import threadpool_limits
 from .training import per_second
 
 
-def thumbnails(images: np.ndarray, side: int) -> np.ndarray:
+def downscaled(images: np.ndarray, side: int) -> np.ndarray:
     """Flattened ``side`` x ``side`` RGB thumbnails as float features."""
     return np.stack([np.asarray(Image.fromarray(im).resize((side, side), Image.BILINEAR), dtype=np.float32).ravel()
                      for im in images])
@@ -32,9 +32,9 @@ def knn(train: tuple, val: tuple, test: tuple, k_values=(1, 3, 5, 7, 9, 15), sid
     images/s (thumbnails + scaler + index of the training set) and inference images/s
     (thumbnails + neighbour search of the test set).
     """
-    x_val = thumbnails(val[0], side)
+    x_val = downscaled(val[0], side)
     start = time.perf_counter()
-    x_train = thumbnails(train[0], side)
+    x_train = downscaled(train[0], side)
     thumbnail_seconds = time.perf_counter() - start
     scores = {}
     for k in k_values:
@@ -45,7 +45,7 @@ def knn(train: tuple, val: tuple, test: tuple, k_values=(1, 3, 5, 7, 9, 15), sid
     model = make_pipeline(StandardScaler(), KNeighborsClassifier(n_neighbors=best)).fit(x_train, train[1])
     fit_seconds = thumbnail_seconds + time.perf_counter() - start
     start = time.perf_counter()
-    probabilities = model.predict_proba(thumbnails(test[0], side))
+    probabilities = model.predict_proba(downscaled(test[0], side))
     predict_seconds = time.perf_counter() - start
     return {"k": best, "features": f"{side}x{side} RGB pixels, standardised",
             "train_accuracy": float(model.score(x_train, train[1])),

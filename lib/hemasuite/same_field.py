@@ -194,7 +194,7 @@ def _pearson(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / norm) if norm > 0 else 0.0
 
 
-def register(images: np.ndarray, pairs: np.ndarray, min_overlap: float = MIN_OVERLAP) -> pd.DataFrame:
+def register_pairs(images: np.ndarray, pairs: np.ndarray, min_overlap: float = MIN_OVERLAP) -> pd.DataFrame:
     """Each pair registered with scikit-image's masked phase correlation; its overlap's NCC and detail NCC.
 
     Returns one row per pair: ``i, j, score, detail, dy, dx`` (image ``j`` shifted by
@@ -239,8 +239,8 @@ def calibration_scores(images: np.ndarray, labels, n_random: int = 2000, seed: i
     pair is a twin.
     """
     if candidates is None:
-        candidates = register(images, screen(images, labels)[0])
-    random = register(images, random_pairs(labels, n_random, seed))
+        candidates = register_pairs(images, screen(images, labels)[0])
+    random = register_pairs(images, random_pairs(labels, n_random, seed))
     return pd.concat([candidates.assign(kind="candidate"), random.assign(kind="random")], ignore_index=True)
 
 
@@ -263,8 +263,8 @@ def find_pairs(images: np.ndarray, labels, threshold: float = THRESHOLD, within_
     """
     if len(images) < 2:
         return pd.DataFrame(columns=PAIR_COLUMNS)
-    check_separates(register(images, random_pairs(labels, n_random, seed, within_class)), threshold)
-    found = register(images, screen(images, labels, within_class)[0])
+    check_separates(register_pairs(images, random_pairs(labels, n_random, seed, within_class)), threshold)
+    found = register_pairs(images, screen(images, labels, within_class)[0])
     return found if keep_all else found[found["score"] >= threshold].reset_index(drop=True)
 
 

@@ -35,7 +35,7 @@ PROBLEM_COLUMNS = ["kind", "path", "detail"]
 # 12+ bits mostly distinct fields (distances are even: every hash has 32 bits set).
 NEAR_THRESHOLD = 10
 # A pHash hit is a near duplicate only if the fine texture agrees once the two are registered
-# (same_field.register's ``detail``): 0.99+ for re-encoded or brightened copies, at most 0.64 for
+# (same_field.register_pairs's ``detail``): 0.99+ for re-encoded or brightened copies, at most 0.64 for
 # different centred cells, which share a layout (and so a pHash) but not their texture.
 NEAR_CONFIRM = 0.8
 SPLIT_LEVELS = {"image": "every image on its own (random image split)",
@@ -276,7 +276,7 @@ def near_duplicate_pairs(files: pd.DataFrame, threshold: int = NEAR_THRESHOLD, t
     """Readable, not byte-identical pairs whose pHashes differ in at most ``threshold`` bits.
 
     With ``thumbs`` (greyscale thumbnails of the readable rows, in order) each pair is
-    registered (:func:`hemasuite.same_field.register`) and ``confirmed`` only when its
+    registered (:func:`hemasuite.same_field.register_pairs`) and ``confirmed`` only when its
     ``detail`` correlation reaches ``confirm``; without, every hit counts as confirmed.
     """
     readable = files[files["error"].isna()]
@@ -292,7 +292,7 @@ def near_duplicate_pairs(files: pd.DataFrame, threshold: int = NEAR_THRESHOLD, t
                           "bits": np.bitwise_count(hashes[pairs[:, 0]] ^ hashes[pairs[:, 1]]).astype(int)})
     if thumbs is None:
         return table.assign(detail=np.nan, confirmed=True)
-    detail = fields.register(thumbs, pairs)["detail"].to_numpy() if len(pairs) else np.empty(0)
+    detail = fields.register_pairs(thumbs, pairs)["detail"].to_numpy() if len(pairs) else np.empty(0)
     return table.assign(detail=detail, confirmed=detail >= confirm)
 
 
@@ -421,7 +421,7 @@ def same_field_calibration(dataset, report: ValidationReport, n_random: int = 20
     """
     readable = report.files[report.files["error"].isna()]
     thumbs = fields.thumbnails(readable["path"])
-    random = fields.register(thumbs, fields.random_pairs(readable["label"].to_numpy(), n_random, seed))
+    random = fields.register_pairs(thumbs, fields.random_pairs(readable["label"].to_numpy(), n_random, seed))
     candidates = report.same_field_candidates[["score", "detail", "dy", "dx"]]
     return pd.concat([candidates.assign(kind="candidate"), random.drop(columns=["i", "j"]).assign(kind="random")],
                      ignore_index=True)

@@ -20,7 +20,7 @@ machine it ran on. Four parts:
    with its weights source: inference as a frozen feature extractor, and one training
    step of the whole network with a new softmax head (fine-tuning), on synthetic pixels
    (the speed depends only on the shape), through the paper check's timing
-   (:func:`hemasuite.tools.paper_check.measure`) under the ``cpu`` profile's precision.
+   (:func:`hemasuite.tools.paper_check.measure_stage`) under the ``cpu`` profile's precision.
 5. **Suite time:** the ``smoke`` profile is run now, in a temporary folder, and timed;
    the ``cpu`` profile is the sum of each notebook's last good run in
    ``reports/cpu/runs.json``, against the 60-minute goal, with its slowest cells.
@@ -293,13 +293,13 @@ def pretrained_benchmark(configs=PRETRAINED, steps: int = 3, infer_batch: int = 
             continue
         stage = functools.partial(paper_stages.Stage, "bench", name, input_shape=shape, n_classes=n_classes,
                                   workload=paper_stages.Workload(0, 0, "bench"), weights_source=source, rescale=1.0)
-        features = paper_check.measure(stage(build=functools.partial(models.backbone_features, name, shape,
+        features = paper_check.measure_stage(stage(build=functools.partial(models.backbone_features, name, shape,
                                                                      "imagenet"), train_batch=None,
                                              infer_batch=infer_batch), steps)
         row.update(weights_source=source, inference_images_per_s=features["infer_images_per_s"],
                    inference_batch=infer_batch, train_images_per_s=math.nan, train_batch=None, train_policy=None)
         if train_batch:
-            fitted = paper_check.measure(stage(build=functools.partial(models.transfer_classifier, name, shape,
+            fitted = paper_check.measure_stage(stage(build=functools.partial(models.transfer_classifier, name, shape,
                                                                        n_classes, weights="imagenet"),
                                                train_batch=train_batch, infer_batch=train_batch,
                                                optimizer=training.adam(1e-4, 1, "constant")), steps)

@@ -217,7 +217,7 @@ def synthetic_batch(batch: int, size: int, classes: int, seed: int = 0):
     return keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(y)
 
 
-def measure(net: Network, steps: int, repeats: int, warmup: int, network_limit_s: float,
+def measure_network(net: Network, steps: int, repeats: int, warmup: int, network_limit_s: float,
             size: int | None = None, batch: int | None = None) -> dict:
     """Build, compile and time ``net``'s training step; one result row."""
     import keras
@@ -379,7 +379,7 @@ def _run(args: argparse.Namespace, started: float) -> dict:
         write(record, args.output)
         print(f"[gpu-throughput] {time.perf_counter() - started:.0f} s: {key} {size}px batch {batch} ...", flush=True)
         try:
-            row = measure(net, args.steps, args.repeats, args.warmup, args.network_limit_s, args.size, args.batch)
+            row = measure_network(net, args.steps, args.repeats, args.warmup, args.network_limit_s, args.size, args.batch)
         except Exception as error:  # noqa: BLE001 -- one network's failure is recorded, the others still run
             row = {**pending, "status": f"failed: {type(error).__name__}: {str(error)[:300]}"}
             keras.backend.clear_session()

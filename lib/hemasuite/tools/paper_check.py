@@ -98,7 +98,7 @@ def _synthetic(stage: Stage, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndar
     return x, rng.integers(0, stage.n_classes, n)
 
 
-def measure(stage: Stage, steps: int = 3, batch_size: int | None = None) -> dict:
+def measure_stage(stage: Stage, steps: int = 3, batch_size: int | None = None) -> dict:
     """Warm-up, then ``steps`` timed training steps and ``steps`` timed inference batches; images/s of each."""
     import keras
 
@@ -148,7 +148,7 @@ def time_stages(stage_list: list[Stage], steps: int = 3, batch_size: int | None 
     device, rows = device_label(), []
     for stage in stage_list:
         print(clip(f"[paper-check] {stage.notebook}: {stage.model}", 96) + " ...", flush=True)
-        speed = measure(stage, steps, batch_size)
+        speed = measure_stage(stage, steps, batch_size)
         train = speed["train_images_per_s"]
         seconds = stage.workload.seconds(None if np.isnan(train) else train, speed["infer_images_per_s"])
         rows.append({"notebook": stage.notebook, "model": stage.model, "device": device, "policy": speed["policy"],

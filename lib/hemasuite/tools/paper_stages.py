@@ -94,7 +94,7 @@ class Stage:
 
 # ---------------------------------------------------------------------------- parameters and image counts
 
-def notebook_parameters(stem: str, profile: str = "paper") -> dict:
+def paper_parameters(stem: str, profile: str = "paper") -> dict:
     """The notebook's parameters as the runner sets them: its ``parameters`` cell, then the profile's values."""
     import papermill
 
@@ -123,7 +123,7 @@ def class_frame(counts: dict) -> pd.DataFrame:
     return pd.DataFrame({"path": names, "label": labels, "group": names})
 
 
-def split_counts(frame: pd.DataFrame, fractions, seed: int) -> dict:
+def split_sizes(frame: pd.DataFrame, fractions, seed: int) -> dict:
     """Images per split of the suite's seeded, stratified split of ``frame``."""
     split = splits.split_dataset(frame, fractions, seed=seed, groups=None)["split"]
     return {name: int(count) for name, count in split.value_counts().items()}
@@ -235,7 +235,7 @@ def _tiles_per_image(size: tuple[int, int], tile: int, stride: int) -> int:
 def ladder_stages(params: dict, data_dir=None, input_size: int | None = None) -> Iterator[Stage]:
     """02: P1's deep CNN at every level x split seed x training seed (:func:`hemasuite.papers.p1_deep_cnn.cnn_fit`)."""
     data, _ = counted_dataset(params["dataset"], data_dir, params.get("stand_in"))
-    counts = split_counts(data.frame, params["fractions"], params["seed"])
+    counts = split_sizes(data.frame, params["fractions"], params["seed"])
     shape, n_classes, epochs = _side(params["image_size"], input_size), len(data.classes), params["epochs"]
     stride, kernel = params["stem_stride"], params["stem_kernel"]
     repeats = {"level": len(params["levels"]), "split seed": len(params["split_seeds"]), "seed": len(params["seeds"])}
@@ -251,7 +251,7 @@ def p4_stages(params: dict, data_dir=None, input_size: int | None = None) -> Ite
     the softmax layer trained on them, each network baseline (KNN trains no network)."""
     stem = "10_p4_sequential_cnn"
     data, _ = counted_dataset(params["dataset"], data_dir, params.get("stand_in"))
-    counts = split_counts(data.frame, params["fractions"], params["seed"])
+    counts = split_sizes(data.frame, params["fractions"], params["seed"])
     n_classes, epochs, batch = len(data.classes), params["epochs"], params["batch_size"]
     split_seeds = {"split seed": len(params["split_seeds"])}
     shape = _side(params["image_size"], input_size)
@@ -299,7 +299,7 @@ def p1_stages(params: dict, data_dir=None, input_size: int | None = None) -> Ite
     """11: the deep CNN (its first configuration: the paper profile has one) on every split seed with every seed;
     8 dihedral views of every test image when test-time augmentation may be chosen."""
     data, _ = counted_dataset(params["dataset"], data_dir, params.get("stand_in"))
-    counts = split_counts(data.frame, params["fractions"], params["seed"])
+    counts = split_sizes(data.frame, params["fractions"], params["seed"])
     configurations = p1.configurations(params)
     settings = next(iter(configurations.values()))
     shape, n_classes = _side(settings["image_size"], input_size), len(data.classes)
@@ -332,8 +332,8 @@ def p3_stages(params: dict, data_dir=None, input_size: int | None = None) -> Ite
     n_classes, test_fraction, per_class = len(data.classes), params["test_fraction"], params["per_class"]
     augmented = per_class * n_classes  # P3's protocol: Augmentor copies of every class, then split
     if params["backbone"]:
-        originals = split_counts(data.frame, [1 - test_fraction, test_fraction], params["seed"])
-        paper = split_counts(class_frame(dict.fromkeys(data.classes, per_class)), [1 - test_fraction, test_fraction],
+        originals = split_sizes(data.frame, [1 - test_fraction, test_fraction], params["seed"])
+        paper = split_sizes(class_frame(dict.fromkeys(data.classes, per_class)), [1 - test_fraction, test_fraction],
                              params["seed"])
         case_split = {"train": round(per_class * (1 - test_fraction)) * n_classes, "test": originals["test"]}
         seeds, epochs = {"seed": len(params["backbone_seeds"])}, params["epochs"]
@@ -381,7 +381,7 @@ def p2_stages(params: dict, data_dir=None, input_size: int | None = None) -> Ite
     stem = "21_p2_cnmc_transfer"
     data, _ = counted_dataset(params["dataset"], data_dir, params.get("stand_in"))
     data = p2.task(data)
-    counts, images = split_counts(data.frame, params["fractions"], params["seed"]), len(data.frame)
+    counts, images = split_sizes(data.frame, params["fractions"], params["seed"]), len(data.frame)
     shape, epochs, batch = _side(params["image_size"], input_size), params["epochs"], params["batch_size"]
     optimizer = training.sgd(params["learning_rate"], params["momentum"])
     work = runs_workload(counts, epochs, {"seed": len(params["seeds"])})
@@ -421,7 +421,7 @@ def p5_stages(params: dict, data_dir=None, input_size: int | None = None) -> Ite
     stem = "22_p5_bone_marrow"
     data, _ = counted_dataset(params["dataset"], data_dir, params.get("stand_in"))
     data = p5.stratified_subset(data, params["n_images"], params["seed"])
-    counts = split_counts(data.frame, params["fractions"], params["seed"])
+    counts = split_sizes(data.frame, params["fractions"], params["seed"])
     rotated = {**counts, "train": 4 * counts["train"]}
     n_classes, k, seeds = len(data.classes), params["fine_tune_layers"], {"seed": len(params["seeds"])}
     optimizer = training.sgd(params["learning_rate"], params["momentum"])
@@ -543,5 +543,5 @@ def stages(profile: str = "paper", notebooks=None, data_dir=None, input_size: in
     config.check_known(dict.fromkeys(chosen), set(NOTEBOOKS), "paper_check notebooks")
     found = []
     for stem in chosen:
-        found += itertools.islice(NOTEBOOKS[stem](notebook_parameters(stem, profile), data_dir, input_size), limit)
+        found += itertools.islice(NOTEBOOKS[stem](paper_parameters(stem, profile), data_dir, input_size), limit)
     return found

@@ -293,7 +293,7 @@ def key_numbers_cell(summary: pd.DataFrame, stem: str):
         return None
     columns = ["model", "dataset", "split", "paper reported", "this suite", "95% CI"]
     return nbformat.v4.new_markdown_cell("```{admonition} Key numbers (from 90_comparison)\n:class: tip\n\n"
-                                         + markdown_table(rows[columns]) + "\n```\n")
+                                         + pipe_table(rows[columns]) + "\n```\n")
 
 
 def slowest_steps_cell(run: dict, n: int = SLOWEST_STEPS):
@@ -306,7 +306,7 @@ def slowest_steps_cell(run: dict, n: int = SLOWEST_STEPS):
     rows = pd.DataFrame([{"cell": c["cell"], "step": c["step"] or "(no heading)", "minutes": f"{c['seconds'] / 60:.1f}",
                           "share of the run": f"{c['seconds'] / run['seconds']:.0%}"} for c in cells[:n]])
     return nbformat.v4.new_markdown_cell(f"```{{admonition}} Slowest steps (this run took {run['seconds'] / 60:.1f} "
-                                         f"min)\n:class: note\n\n{markdown_table(rows)}\n```\n")
+                                         f"min)\n:class: note\n\n{pipe_table(rows)}\n```\n")
 
 
 def clean_notebook(path: Path, clean_paths, summary: pd.DataFrame, run: dict | None = None):
@@ -343,7 +343,7 @@ def markdown_cell(value) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
-def markdown_table(frame: pd.DataFrame) -> str:
+def pipe_table(frame: pd.DataFrame) -> str:
     """A DataFrame of display strings as a Markdown pipe table."""
     lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
     lines += ["| " + " | ".join(markdown_cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
@@ -400,21 +400,21 @@ def front_page(profile: str, summary: pd.DataFrame, status: pd.DataFrame, pages:
     if papers is not None and not papers.empty:
         shown = papers.copy()
         shown["paper"] = [f"[{p}]({pages[n]})" if n in pages else p for p, n in zip(shown["paper"], shown["notebook"])]
-        parts.append("```{table}\n:class: papers\n\n" + markdown_table(shown.drop(columns=["notebook"])) + "```\n")
+        parts.append("```{table}\n:class: papers\n\n" + pipe_table(shown.drop(columns=["notebook"])) + "```\n")
     if summary.empty:
         parts.append("No comparison yet for this profile: run notebook 90_comparison.\n")
     else:
         shown = summary.copy()
         shown["paper"] = [f"[{p}]({pages[n]})" if n in pages else p for p, n in zip(shown["paper"], shown["notebook"])]
         parts.append(f"::::{{dropdown}} Every model and split level ({len(shown)} rows)\n\n"
-                     "```{table}\n:class: summary\n\n" + markdown_table(
+                     "```{table}\n:class: summary\n\n" + pipe_table(
                          shown[["paper", "model", "dataset", "split", "paper reported", "this suite", "95% CI"]])
                      + "```\n::::\n")
     if verdicts:
         parts.append("## Verdicts\n")
         parts += [f":::{{dropdown}} {titles.get(stem, stem)}\n:open:\n\n{text}\n:::\n"
                   for stem, text in verdicts.items()]
-    parts += ["## Notebooks\n", markdown_table(status)]
+    parts += ["## Notebooks\n", pipe_table(status)]
     if figures:
         parts.append("## Headline figures\n")
         for figure in figures:
