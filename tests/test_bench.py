@@ -54,7 +54,7 @@ def test_pipeline_benchmark_counts_every_image_and_reports_ratios(image_folder, 
     assert result["warm_ratio"] > 0 and result["cold_ratio"] > 0
     passes = result["passes"]
     warm = passes["tf_data_warm"]["images_per_s"] / passes["imagedatagenerator_pass2"]["images_per_s"]
-    assert math.isclose(result["warm_ratio"], warm, rel_tol=0.05)
+    assert math.isclose(result["warm_ratio"], warm, rel_tol=0.05, abs_tol=0.005)  # reported to 2 decimals
     assert result["warm_goal_met"] == (result["warm_ratio"] >= 5)
 
 
