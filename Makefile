@@ -22,6 +22,7 @@ EAGER ?=
 DATASET ?=
 REPORTS ?=
 ALLOW_DIRTY ?=
+TEST_WORKERS ?= 2
 export LEUKEMIA_DATA_DIR ?= $(abspath $(CURDIR)/../shared/data)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
@@ -49,7 +50,8 @@ site: env
 test: env
 	$(BIN)/python -m ruff check notebooks
 	out=$$(mktemp -d); trap 'rm -rf "$$out"' EXIT; \
-	HEMASUITE_OUTPUT_DIR=$$out $(BIN)/python -m pytest tests -p no:cacheprovider --durations=25
+	HEMASUITE_OUTPUT_DIR=$$out $(BIN)/python -m pytest tests -p no:cacheprovider --durations=25 \
+		-n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 nbval: env
 	out=$$(mktemp -d); trap 'rm -rf "$$out"' EXIT; \

@@ -1,5 +1,10 @@
 """Shared test helpers: the real-data root, a notebook run opened as a notebook would, one training step of a model,
-and the results of the smoke-profile notebooks (run once per test session)."""
+and the results of the smoke-profile notebooks (run once per test session).
+
+``make test`` spreads the tests over two processes (pytest-xdist, ``--dist loadgroup``). A session fixture runs
+once per process, so the tests that share an expensive one run in one process (:data:`SHARED_WORK`), and the
+longest of them, the paper-profile rehearsal, starts first.
+"""
 
 import contextlib
 import os
@@ -15,6 +20,19 @@ from hemasuite import session, training
 from hemasuite.tools import runner
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_WORK = ("rehearsal_reports", "smoke_reports", "real_taleqani")  # longest first: each is one process's group
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests that use one of :data:`SHARED_WORK`'s fixtures form one xdist group (the fixture runs once), and those
+    groups come first, the longest first, so that the rest fills in beside them."""
+    def shared(item) -> int:
+        return next((i for i, name in enumerate(SHARED_WORK) if name in item.fixturenames), len(SHARED_WORK))
+
+    for item in items:
+        if shared(item) < len(SHARED_WORK):
+            item.add_marker(pytest.mark.xdist_group(SHARED_WORK[shared(item)]))
+    items.sort(key=shared)  # stable: within a group, and among the rest, the collection order stays
 
 
 @pytest.fixture(autouse=True)
