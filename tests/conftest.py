@@ -23,6 +23,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_WORK = ("rehearsal_reports", "smoke_reports", "real_taleqani")  # longest first: each is one process's group
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(config, items):
     """Tests that use one of :data:`SHARED_WORK`'s fixtures form one xdist group (the fixture runs once), and those
     groups come first, the longest first, so that the rest fills in beside them."""
@@ -33,6 +34,17 @@ def pytest_collection_modifyitems(config, items):
         if shared(item) < len(SHARED_WORK):
             item.add_marker(pytest.mark.xdist_group(SHARED_WORK[shared(item)]))
     items.sort(key=shared)  # stable: within a group, and among the rest, the collection order stays
+
+
+def pytest_collection_finish(session):
+    """Stop when xdist did not group (its ``loadgroup`` marks a grouped test's id with ``@group``; pytest 9.2 with
+    pytest-xdist 3.8.0 silently drops that, pytest-dev/pytest-xdist#1386): every shared fixture would run twice."""
+    if not session.config.getoption("loadgroup", default=False):
+        return
+    lost = [item.nodeid for item in session.items if item.get_closest_marker("xdist_group") and "@" not in item.nodeid]
+    if lost:
+        raise pytest.UsageError(f"pytest-xdist did not group {len(lost)} test(s), e.g. {lost[0]}: the pinned pytest "
+                                "and pytest-xdist versions (pyproject.toml) group them")
 
 
 @pytest.fixture(autouse=True)
