@@ -5,7 +5,8 @@
 #   make test               notebook lint, unit tests, every notebook run once (smoke profile) and checked
 #   make nbval              every notebook under nbval, as opened in JupyterLab (smoke values)
 #   make rehearse           the paper profile's code paths on this CPU, work cut (reports/rehearsal/)
-#   make rehearse EAGER=1   the same with eager training steps (quicker; the one make test runs)
+#   make rehearse EAGER=1   the same with eager training and inference steps (quicker here)
+#   make rehearse QUICK=1   eager, and the first of each list of networks / variants / candidates (make test's)
 #   make lab                JupyterLab with the suite's kernel
 #   make bench              performance benchmark into reports/benchmarks/
 #   make site               rebuild the report site (reports/index.html, docs/ pages, screenshot) from reports/cpu
@@ -19,6 +20,7 @@ BIN := $(VENV)/bin
 PROFILE ?= cpu
 NOTEBOOKS ?=
 EAGER ?=
+QUICK ?=
 DATASET ?=
 REPORTS ?=
 ALLOW_DIRTY ?=
@@ -42,7 +44,8 @@ reports: env
 		$(if $(DATASET),--dataset $(DATASET)) $(if $(REPORTS),--reports $(REPORTS)) $(if $(ALLOW_DIRTY),--allow-dirty)
 
 rehearse: env
-	$(BIN)/python -m hemasuite.tools.runner --profile paper --rehearse $(if $(EAGER),--eager) $(if $(NOTEBOOKS),--notebooks $(NOTEBOOKS))
+	$(BIN)/python -m hemasuite.tools.runner --profile paper --rehearse $(if $(EAGER),--eager) $(if $(QUICK),--quick) \
+		$(if $(NOTEBOOKS),--notebooks $(NOTEBOOKS))
 
 site: env
 	$(BIN)/python -m hemasuite.tools.site cpu

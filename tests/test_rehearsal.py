@@ -20,7 +20,8 @@ def rehearsing(monkeypatch):
 
 def test_cuts_follow_rules_on_names_at_any_depth():
     params = {"epochs": 50, "baseline_epochs": 30, "seeds": [3, 4, 5], "split_seeds": [0, 1, 2], "n_boot": 1000,
-              "tile_settings": {"epochs": 30, "tiles_per_epoch": 8192, "batch_size": 64},
+              "tile_settings": {"epochs": 30, "tiles_per_epoch": 8192, "batch_size": 64, "eval_stride": 48,
+                                "stem_stride": 1}, "imagenet_stride": 48, "imagenet_tile": 224,
               "per_class": 1200, "image_size": 224, "batch_size": 24, "learning_rate": 1e-4, "n_folds": 5,
               "c_grid": [0.1, 1.0], "weights": "imagenet", "select_best_epoch": True}
     cut, cuts = rehearsal.cut_parameters(params)
@@ -29,17 +30,20 @@ def test_cuts_follow_rules_on_names_at_any_depth():
     assert cut["tile_settings"]["tiles_per_epoch"] == 28 and cut["per_class"] == 4
     for kept in ("image_size", "batch_size", "learning_rate", "n_folds", "c_grid", "weights", "select_best_epoch"):
         assert cut[kept] == params[kept]
-    assert cut["tile_settings"]["batch_size"] == 64
+    assert cut["tile_settings"]["batch_size"] == 64 and cut["tile_settings"]["stem_stride"] == 1
+    assert cut["tile_settings"]["eval_stride"] == cut["imagenet_stride"] == 48 * rehearsal.GRID_SCALE
+    assert cut["imagenet_tile"] == 224
     assert "tile_settings.epochs: 30 -> 1" in cuts and "per_class: 1200 -> 4" in cuts
     assert not any(c.startswith(("image_size", "batch_size")) for c in cuts)
 
 
-def test_every_paper_parameter_after_its_cut_is_still_valid():
+@pytest.mark.parametrize("first_alternative", [False, True])
+def test_every_paper_parameter_after_its_cut_is_still_valid(first_alternative):
     from hemasuite import parameters
     from hemasuite.tools.runner import discover
 
     for path in discover():
-        cut, _ = rehearsal.cut_parameters(config.notebook_parameters("paper", path.stem))
+        cut, _ = rehearsal.cut_parameters(config.notebook_parameters("paper", path.stem), first_alternative)
         parameters.check(cut, parameters.notebook_defaults(path), path.stem)
 
 
@@ -135,6 +139,8 @@ def test_rehearse_refuses_another_profile_a_missing_data_dir_and_a_rehearsal_env
     assert runner.parse_arguments(["--rehearse"]).profile is None  # main() reads that as paper
     with pytest.raises(ParameterError, match="--eager applies to a rehearsal only"):
         runner.run_notebooks("smoke", eager=True)
+    with pytest.raises(ParameterError, match="--quick applies to a rehearsal only"):
+        runner.run_notebooks("smoke", quick=True)
     monkeypatch.setenv(rehearsal.ENV, "1")
     with pytest.raises(ParameterError, match="rehearses the 'paper' profile, not 'smoke'"):
         start_run("00_rehearsal_check", profile="smoke", data_dir=None, output_dir=None, seed=0)
@@ -177,8 +183,27 @@ def test_eager_is_a_kind_of_rehearsal_and_says_so_in_its_cuts(monkeypatch):
     monkeypatch.setenv(rehearsal.ENV, "1")
     assert rehearsal.active() and not rehearsal.eager()
     assert rehearsal.GRAPHS[False] in rehearsal.record([], distribution)
+    monkeypatch.setenv(rehearsal.ENV, rehearsal.QUICK)
+    assert rehearsal.active() and rehearsal.eager() and rehearsal.quick()
+    assert rehearsal.GRAPHS[True] in rehearsal.record([], distribution)
     monkeypatch.setenv(rehearsal.ENV, "0")
-    assert not rehearsal.active() and not rehearsal.eager()
+    assert not rehearsal.active() and not rehearsal.eager() and not rehearsal.quick()
+
+
+def test_a_quick_rehearsal_keeps_the_first_of_each_list_of_alternatives(monkeypatch):
+    params = {"backbones": ["alexnet", "vgg16"], "baselines": ["resnet50", "densenet121"],
+              "variants": ["none", "greyscale"], "image_level_variants": ["none", "greyscale"],
+              "tile_candidates": {"tile 96": {"tile": 96}, "tile 128": {"tile": 128}},
+              "c_grid": [0.1, 1.0], "pretrained_sizes": [224, 256], "seeds": [0, 1]}
+    monkeypatch.setenv(rehearsal.ENV, "1")
+    assert rehearsal.cut_parameters(params)[0] | {"seeds": [0, 1]} == params  # a full rehearsal keeps them all
+    monkeypatch.setenv(rehearsal.ENV, rehearsal.QUICK)
+    cut, cuts = rehearsal.cut_parameters(params)
+    assert cut["backbones"] == ["alexnet"] and cut["baselines"] == ["resnet50"]
+    assert cut["variants"] == cut["image_level_variants"] == ["none"]
+    assert cut["tile_candidates"] == {"tile 96": {"tile": 96}}
+    assert cut["c_grid"] == [0.1, 1.0] and cut["pretrained_sizes"] == [224, 256] and cut["seeds"] == [0]
+    assert "backbones: ['alexnet', 'vgg16'] -> ['alexnet']" in cuts
 
 
 def test_a_compiled_rehearsal_builds_each_architecture_s_graph_once(monkeypatch):

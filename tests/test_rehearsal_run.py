@@ -1,6 +1,7 @@
-"""The rehearsal of the paper profile, run once per test session by the real runner: every notebook 00-23 and 90,
-its training and inference steps run eagerly (``make rehearse`` compiles them; building the paper networks' graphs
-under two replicas takes minutes per network on 2 cores).
+"""The quick rehearsal of the paper profile (``make rehearse QUICK=1``), run once per test session by the real runner:
+every notebook 00-23 and 90, its training and inference steps run eagerly, and of each list of networks, stain
+variants or candidate settings the first only (``make rehearse`` runs them all, compiled; the smoke run loops over
+such lists already).
 
 It needs no real images (absent datasets are generated in their real layout), so it runs
 on a fresh machine too; with ``../shared/data`` present it reads the real Taleqani and
@@ -27,7 +28,7 @@ def rehearsal_reports(tmp_path_factory):
         for name, value in (("HEMASUITE_OFFLINE", "1"), ("KERAS_HOME", folder / "keras"),
                             ("HEMASUITE_WEIGHTS_DIR", folder / "weights"), ("HEMASUITE_CACHE_DIR", folder / "cache")):
             patch.setenv(name, str(value))
-        records = runner.run_notebooks("paper", reports=folder / "reports", rehearse=True, eager=True)
+        records = runner.run_notebooks("paper", reports=folder / "reports", rehearse=True, quick=True)
     return folder / "reports", records
 
 

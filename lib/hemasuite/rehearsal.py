@@ -15,9 +15,10 @@ What is cut follows rules on the parameters' names (:func:`cut_parameters`), so 
 added to ``paper`` later is rehearsed without a rehearsal copy of it, plus a few rules at
 run time: images per class (:func:`subsample`) and the first resample of a cross-validation
 (:func:`first_resamples`). Training and inference run as compiled graphs, as on a GPU, once per
-architecture (:func:`runs_eagerly`); the test suite's rehearsal (``--eager``, :data:`EAGER`) runs
-them eagerly instead, because building the paper networks' graphs under two replicas costs
-minutes each on 2 cores. Every cut is
+architecture (:func:`runs_eagerly`); ``--eager`` (:data:`EAGER`) runs them eagerly instead, because
+building the paper networks' graphs under two replicas costs minutes each on 2 cores. The test
+suite's rehearsal (``--quick``, :data:`QUICK`) is eager and also keeps only the first of each list
+of alternatives (:data:`ALTERNATIVES`); the smoke run loops over such lists already. Every cut is
 recorded in results.json (:func:`record`), and every table, figure and page says that it is a
 rehearsal (:data:`BANNER`).
 """
@@ -30,8 +31,10 @@ import os
 import numpy as np
 import pandas as pd
 
-ENV = "HEMASUITE_REHEARSAL"  # 1: compiled graphs, as on a GPU (make rehearse); EAGER: eager steps (make test)
+ENV = "HEMASUITE_REHEARSAL"  # 1: compiled graphs, as on a GPU (make rehearse); EAGER: eager steps; QUICK: make test's
 EAGER = "eager"
+QUICK = "quick"  # eager, and the first of each list of alternatives only
+MODES = {"1": "compiled", EAGER: "eager", QUICK: "quick"}
 FOLDER = "rehearsal"  # reports/rehearsal/: never committed, never mixed with cpu or paper results
 PROFILE = "paper"
 REPLICAS = 2
@@ -42,33 +45,49 @@ N_BOOT = 10
 IMAGES_PER_CLASS = 8
 IMAGES_PER_GROUP = 1
 TARGET_SCALE = 300  # P3's augmentation target (per_class) and the like, divided by this
+GRID_STRIDES = ("eval_stride", "imagenet_stride")  # steps of the tile grids that score and describe whole images
+GRID_SCALE = 4  # ... multiplied by this: fewer, still edge-to-edge tiles per image
+ALTERNATIVES = ("backbones", "baselines", "variants", "candidates")  # name endings: networks, stain variants, settings
+# tried side by side; a quick rehearsal keeps the first of each
 GRAPHS = {False: "graphs: compiled without Grappler's rewrites (they pay off over a long run, not over one step)",
-          True: "graphs: training and inference steps run eagerly (the test suite's rehearsal; make rehearse "
-                "compiles them, as a GPU run does)"}
+          True: "graphs: training and inference steps run eagerly (make rehearse compiles them, as a GPU run "
+                "does)"}
 REPEATED_GRAPH = ("graphs: a network whose graph this run had already built (same layers, parameters and input "
                   "shapes) ran its later steps eagerly")
 _runtime_cuts: list[str] = []
 _built: set[tuple] = set()  # (step, architecture) of every graph a compiled rehearsal built in this process
 
 
+def mode() -> str | None:
+    """The rehearsal's mode (``compiled``, ``eager`` or ``quick``, from ``$HEMASUITE_REHEARSAL``); None outside one."""
+    return MODES.get(os.environ.get(ENV, "").strip())
+
+
 def active() -> bool:
-    """True inside a rehearsal (``$HEMASUITE_REHEARSAL`` is 1 or :data:`EAGER`)."""
-    return os.environ.get(ENV, "").strip() in ("1", EAGER)
+    """True inside a rehearsal (``$HEMASUITE_REHEARSAL`` is 1, :data:`EAGER` or :data:`QUICK`)."""
+    return mode() is not None
 
 
 def eager() -> bool:
-    """True inside an eager rehearsal: training and inference steps run eagerly, not as compiled graphs."""
-    return os.environ.get(ENV, "").strip() == EAGER
+    """True inside an eager or quick rehearsal: training and inference steps run eagerly, not as compiled graphs."""
+    return mode() in (EAGER, QUICK)
+
+
+def quick() -> bool:
+    """True inside a quick rehearsal (the test suite's): eager, and the first of each list of alternatives only."""
+    return mode() == QUICK
 
 
 # ---------------------------------------------------------------------------- parameters
 
-def _cut_value(name: str, value):
+def _cut_value(name: str, value, first_alternative: bool = False):
     """The rehearsal value of one parameter (``value`` itself when no rule applies)."""
     if isinstance(value, bool) or value is None:
         return value
+    if first_alternative and name.endswith(ALTERNATIVES) and isinstance(value, (list, dict)) and len(value) > 1:
+        return value[:1] if isinstance(value, list) else dict([next(iter(value.items()))])
     if isinstance(value, dict):
-        return {key: _cut_value(key, item) for key, item in value.items()}
+        return {key: _cut_value(key, item, first_alternative) for key, item in value.items()}
     if name.endswith("epochs") and isinstance(value, int):
         return 1
     if name.endswith("seeds") and isinstance(value, list) and value:
@@ -79,11 +98,13 @@ def _cut_value(name: str, value):
         return max(2, math.ceil(value / TARGET_SCALE))
     if name == "n_images" and isinstance(value, int):
         return min(value, 4 * IMAGES_PER_CLASS)
+    if name in GRID_STRIDES and isinstance(value, int):
+        return value * GRID_SCALE
     return value
 
 
 def _changes(name: str, before, after) -> list[str]:
-    if isinstance(before, dict) and isinstance(after, dict):
+    if isinstance(before, dict) and isinstance(after, dict) and before.keys() == after.keys():
         return [change for key in before for change in _changes(f"{name}.{key}", before[key], after[key])]
     return [] if before == after else [f"{name}: {before!r} -> {after!r}"]
 
@@ -93,16 +114,21 @@ def differences(paper: dict, run: dict) -> list[str]:
     return [change for name in paper if name in run for change in _changes(name, paper[name], run[name])]
 
 
-def cut_parameters(params: dict) -> tuple[dict, list[str]]:
+def cut_parameters(params: dict, first_alternative: bool | None = None) -> tuple[dict, list[str]]:
     """``params`` with the rehearsal's cuts, and each cut as ``"name: before -> after"``.
 
     By name, at any depth of a mapping: ``*epochs`` -> 1; ``*seeds`` (split, training,
     backbone, fine-tuning seeds) -> the first; ``n_boot`` -> :data:`N_BOOT`; ``per_class``
     and ``tiles_per_epoch`` (augmentation and sampling targets) divided by
-    :data:`TARGET_SCALE`; ``n_images`` -> at most 4 x :data:`IMAGES_PER_CLASS`. Networks,
-    input sizes, batch sizes, learning rates, folds, candidates and grids are kept.
+    :data:`TARGET_SCALE`; ``n_images`` -> at most 4 x :data:`IMAGES_PER_CLASS`; the steps of the
+    tile grids that score or describe a whole image (:data:`GRID_STRIDES`) x :data:`GRID_SCALE`
+    (the grid still reaches every edge). Networks, input sizes, tile sizes, batch sizes, learning
+    rates, folds, candidates and parameter grids are kept, except in a quick rehearsal
+    (``first_alternative``, by default :func:`quick`): a list or mapping whose name ends in one of
+    :data:`ALTERNATIVES` (``backbones``, ``baselines``, ``variants``, ``candidates``) keeps its first entry.
     """
-    cut = {name: _cut_value(name, value) for name, value in params.items()}
+    first_alternative = quick() if first_alternative is None else first_alternative
+    cut = {name: _cut_value(name, value, first_alternative) for name, value in params.items()}
     return cut, differences(params, cut)
 
 

@@ -406,12 +406,12 @@ def check_before_running(paths: list[Path], profile: str, overrides: dict, repor
 
 
 @contextmanager
-def rehearsal_mode(on: bool, eager: bool = False):
-    """``$HEMASUITE_REHEARSAL`` set to 1 (``on``), or to ``eager`` (``eager`` too), or removed while the notebooks run;
-    their kernels inherit it."""
+def rehearsal_mode(on: bool, eager: bool = False, quick: bool = False):
+    """``$HEMASUITE_REHEARSAL`` set to 1 (``on``), ``eager`` or ``quick``, or removed while the notebooks run; their
+    kernels inherit it."""
     saved = os.environ.pop(rehearsal.ENV, None)
     if on:
-        os.environ[rehearsal.ENV] = rehearsal.EAGER if eager else "1"
+        os.environ[rehearsal.ENV] = rehearsal.QUICK if quick else rehearsal.EAGER if eager else "1"
     try:
         yield
     finally:
@@ -423,24 +423,27 @@ def rehearsal_mode(on: bool, eager: bool = False):
 def run_notebooks(profile: str, selection: list[str] | None = None, overrides: dict | None = None,
                   reports: Path | None = None, data_dir: str | None = None,
                   notebook_dir: Path | None = None, dataset: str | None = None,
-                  allow_dirty: bool = False, rehearse: bool = False, eager: bool = False) -> list[dict]:
+                  allow_dirty: bool = False, rehearse: bool = False, eager: bool = False,
+                  quick: bool = False) -> list[dict]:
     """Run the selected notebooks under ``profile``; returns one status record per notebook.
 
     ``dataset`` (a dataset name or ``folder:/path/to/root``) becomes each notebook's
     ``dataset`` or ``datasets`` parameter. ``rehearse`` runs the ``paper`` profile as a
     rehearsal (:mod:`hemasuite.rehearsal`) into ``reports/rehearsal/``, on a data root that
     links the real datasets present and generates the others (:func:`rehearsal_data.data_root`);
-    ``eager`` runs its training and inference steps eagerly (the test suite's quicker rehearsal).
+    ``eager`` runs its training and inference steps eagerly; ``quick`` (the test suite's rehearsal) does too, and
+    keeps the first of each list of alternatives only (:data:`hemasuite.rehearsal.ALTERNATIVES`).
     """
     config.profile(profile)
-    if eager and not rehearse:
-        raise ParameterError("--eager applies to a rehearsal only: add --rehearse")
+    for flag, given in (("--eager", eager), ("--quick", quick)):
+        if given and not rehearse:
+            raise ParameterError(f"{flag} applies to a rehearsal only: add --rehearse")
     if rehearse and profile != rehearsal.PROFILE:
         raise ParameterError(f"--rehearse rehearses the {rehearsal.PROFILE!r} profile, not {profile!r}: give "
                              f"--profile {rehearsal.PROFILE} or no --profile")
     default_reports = config.repo_root() / "reports"
     reports = Path(reports or default_reports)
-    with rehearsal_mode(rehearse, eager):
+    with rehearsal_mode(rehearse, eager, quick):
         if rehearse:
             if data_dir and not Path(data_dir).expanduser().is_dir():
                 raise ParameterError(f"--data-dir {data_dir} does not exist")
@@ -496,7 +499,10 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
                              "reports/rehearsal/ (make rehearse)")
     parser.add_argument("--eager", action="store_true",
                         help="with --rehearse: training and inference steps run eagerly, not as compiled graphs "
-                             "(quicker here; make test's rehearsal)")
+                             "(quicker here)")
+    parser.add_argument("--quick", action="store_true",
+                        help="with --rehearse: eager steps, and the first of each list of networks, stain variants "
+                             "or candidate settings only (make test's rehearsal)")
     return parser.parse_args(argv)
 
 
@@ -506,7 +512,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         records = run_notebooks(args.profile, args.notebooks, parse_overrides(args.param), args.reports,
                                 args.data_dir, dataset=args.dataset, allow_dirty=args.allow_dirty,
-                                rehearse=args.rehearse, eager=args.eager)
+                                rehearse=args.rehearse, eager=args.eager, quick=args.quick)
     except SuiteError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
