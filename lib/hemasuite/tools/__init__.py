@@ -10,4 +10,6 @@
                    run's wall time estimated (``python -m hemasuite.tools.paper_check``, ``make paper-check``)
 - ``paper_stages`` the networks of each notebook the preflight times, and the work of its full run
 - ``precision_choice``  float32 vs mixed_bfloat16 on CPU, compared on validation accuracy
+- ``compare_splits``  do two runs put the same images on each side of every split?
+                   (``python -m hemasuite.tools.compare_splits OLD NEW``)
 """
