@@ -2,7 +2,7 @@
 #   make reports            run every notebook with PROFILE (default cpu) and render reports/
 #   make reports PROFILE=smoke NOTEBOOKS="00 01"
 #   make reports NOTEBOOKS="00 01 10 11 22" DATASET=folder:/path/to/images REPORTS=/path/to/my_reports
-#   make test               notebook lint, unit tests, every notebook run once (smoke profile) and checked
+#   make test               lint (notebooks, lib, tests), unit tests, every notebook run once (smoke profile) and checked
 #   make nbval              every notebook under nbval, as opened in JupyterLab (smoke values)
 #   make rehearse           the paper profile's code paths on this CPU, work cut (reports/rehearsal/)
 #   make rehearse EAGER=1   the same with eager training and inference steps (quicker here)
@@ -51,7 +51,7 @@ site: env
 	$(BIN)/python -m hemasuite.tools.site cpu
 
 test: env
-	$(BIN)/python -m ruff check notebooks
+	$(BIN)/python -m ruff check notebooks lib tests
 	out=$$(mktemp -d); trap 'rm -rf "$$out"' EXIT; \
 	HEMASUITE_OUTPUT_DIR=$$out $(BIN)/python -m pytest tests -p no:cacheprovider --durations=25 \
 		-n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder

@@ -21,7 +21,8 @@ def prepared(tmp_path_factory, start_run):
 
 def tiny_model(n_classes=4):
     return keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3, activation="relu"),
-                             keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(n_classes, activation="softmax")])
+                             keras.layers.GlobalAveragePooling2D(),
+                             keras.layers.Dense(n_classes, activation="softmax")])
 
 
 def test_prepare_keeps_duplicates_on_one_side_and_saves_manifest(prepared):
@@ -132,8 +133,10 @@ def test_deviations_lead_with_the_profile():
 
 
 def test_learning_evidence_flags_underfitting():
-    fitted = experiment.TrainedSeed(0, np.zeros((1, 2)), {"accuracy": [0.5, 0.9, 0.99], "val_accuracy": [0.5, 0.8, 0.97]}, {})
-    under = experiment.TrainedSeed(1, np.zeros((1, 2)), {"accuracy": [0.5, 0.7, 0.8], "val_accuracy": [0.4, 0.6, 0.7]}, {})
+    fitted = experiment.TrainedSeed(0, np.zeros((1, 2)),
+                                    {"accuracy": [0.5, 0.9, 0.99], "val_accuracy": [0.5, 0.8, 0.97]}, {})
+    under = experiment.TrainedSeed(1, np.zeros((1, 2)),
+                                   {"accuracy": [0.5, 0.7, 0.8], "val_accuracy": [0.4, 0.6, 0.7]}, {})
     assert "not fitted" not in experiment.learning_evidence([fitted])
     text = experiment.learning_evidence([fitted, under])
     assert "seed 1: final training accuracy 80.0%" in text and "not fitted its training data" in text

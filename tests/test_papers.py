@@ -338,7 +338,7 @@ def test_concatenated_inception_resnet_takes_a_step_with_its_last_layers(one_ste
     assert 2 < len(model.trainable_weights) < 20 < len(model.weights)  # last layers of each backbone + new layer
 
 
-# ---------------------------------------------------------------------------- P1: selection on validation, repeated splits
+# ------------------------------------------------------------------ P1: selection on validation, repeated splits
 
 P1_PARAMS = {"profile": "smoke", "image_size": None, "stem_stride": None, "stem_kernel": None, "augmentation": None,
              "candidates": [{"image_size": 16, "stem_stride": 1, "stem_kernel": 3, "augmentation": "dihedral"},

@@ -49,10 +49,12 @@ STREAMS = ("Array.from(document.querySelectorAll('div.output.stream pre')).map(p
            "lines: p.textContent.trimEnd().split('\\n').length, folded: !!p.closest('details:not([open])')}))")
 # Cells of output tables under a column whose values must be percentages.
 PERCENT_COLUMNS = ("Array.from(document.querySelectorAll('.cell_output table')).flatMap(t => {"
-                   "const head = Array.from(t.querySelectorAll('thead tr:last-child th')).map(h => h.textContent.trim());"
+                   "const head = Array.from(t.querySelectorAll('thead tr:last-child th'))"
+                   ".map(h => h.textContent.trim());"
                    "return Array.from(t.querySelectorAll('tbody tr')).flatMap(r => Array.from(r.children)"
                    ".map((c, i) => ({column: head[i], text: c.textContent.trim()})))"
-                   ".filter(c => ['accuracy', 'mean', 'sd', 'ci_low', 'ci_high', 'ACC', 'SEN', 'share'].includes(c.column));})")
+                   ".filter(c => ['accuracy', 'mean', 'sd', 'ci_low', 'ci_high', 'ACC', 'SEN', 'share']"
+                   ".includes(c.column));})")
 NO_SCROLL = "document.documentElement.scrollWidth <= window.innerWidth"
 NOISE = ("<NA>", "absl::", "I0000 ", "retracing", "oneDNN", ".staging", "/tmp/")
 

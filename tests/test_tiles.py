@@ -56,7 +56,8 @@ def test_image_probabilities_are_the_mean_over_the_tile_grid():
     images[2, :, 20:] = [0, 200, 0]
     model = colour_model(8)
     probabilities, speed = tiles.image_probabilities(model, images, 8, 8, chunk=2)
-    expected = [model.predict(pipeline.extract_patches(image, 8, 8) / 255.0, verbose=0).mean(axis=0) for image in images]
+    expected = [model.predict(pipeline.extract_patches(image, 8, 8) / 255.0, verbose=0).mean(axis=0)
+                for image in images]
     assert probabilities.shape == (5, 2) and speed > 0
     assert np.allclose(probabilities, expected, atol=1e-5)
     assert 0.3 < probabilities[2, 0] < 0.7
@@ -83,7 +84,8 @@ def test_best_validation_epoch_can_score_with_its_own_evaluation():
 
 
 def test_candidates_override_the_base_and_refuse_unknown_settings():
-    options = tiles.candidates({"epochs": 3, "filters": [4, 8]}, {"small": {"tile": 8}, "jitter": {"colour_jitter": 0.1}})
+    options = tiles.candidates({"epochs": 3, "filters": [4, 8]},
+                               {"small": {"tile": 8}, "jitter": {"colour_jitter": 0.1}})
     assert options["small"].tile == 8 and options["small"].epochs == 3 and options["small"].filters == (4, 8)
     assert options["jitter"].tile == 128 and options["jitter"].colour_jitter == 0.1
     assert "colour_jitter" in options["jitter"].describe()["augmentation"]
@@ -133,7 +135,8 @@ def test_cross_validate_tests_every_image_once_with_its_fold():
     frame = pd.DataFrame({"path": [f"im{i}.png" for i in range(12)], "label": np.array(["red", "green"])[labels]})
     folds = np.arange(12) % 3
     options = tiles.candidates({**BASE, "epochs": 1}, {"tile 8": {"tile": 8}})
-    result = tiles.cross_validate_tiles(frame, images, ["red", "green"], folds, None, options, seed=0, val_fraction=0.25)
+    result = tiles.cross_validate_tiles(frame, images, ["red", "green"], folds, None, options, seed=0,
+                                        val_fraction=0.25)
     assert result.predictions["index"].tolist() == list(range(12))
     assert (result.predictions["fold"].to_numpy() == folds).all()
     assert [f.fold for f in result.folds] == [0, 1, 2] and 0 <= result.train_accuracy <= 1

@@ -164,7 +164,8 @@ class AugmentorPipeline:
 
 
 def rotate_crop(image: Image.Image, angle: float) -> Image.Image:
-    """Rotate by ``angle`` degrees, crop the largest centred same-aspect rectangle without empty corners, resize back."""
+    """Rotate by ``angle`` degrees, crop the largest centred same-aspect rectangle without empty corners, resize
+    back."""
     if angle == 0:
         return image
     width, height = image.size
@@ -178,7 +179,8 @@ def rotate_crop(image: Image.Image, angle: float) -> Image.Image:
 
 
 def distort(image: Image.Image, grid: int, magnitude: int, rng: np.random.Generator) -> Image.Image:
-    """Augmentor's random distortion: move the inner vertices of a ``grid`` x ``grid`` mesh, warp with ``Image.MESH``."""
+    """Augmentor's random distortion: move the inner vertices of a ``grid`` x ``grid`` mesh, warp with
+    ``Image.MESH``."""
     width, height = image.size
     xs = [i * (width // grid) for i in range(grid)] + [width]
     ys = [j * (height // grid) for j in range(grid)] + [height]
@@ -214,7 +216,8 @@ def rot90_x4(images, labels, groups=None):
     if images.shape[1] != images.shape[2]:
         raise ParameterError(f"rot90_x4 needs square images, got {images.shape[1]}x{images.shape[2]}")
     rotated = np.stack([np.rot90(images, k, axes=(1, 2)) for k in range(4)], axis=1)
-    repeat = (lambda values: None if values is None else np.repeat(np.asarray(values), 4))
+    def repeat(values):
+        return None if values is None else np.repeat(np.asarray(values), 4)
     return rotated.reshape(-1, *images.shape[1:]), repeat(labels), repeat(groups)
 
 

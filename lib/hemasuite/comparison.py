@@ -420,7 +420,8 @@ def display_table(table: pd.DataFrame, full: bool = True) -> pd.DataFrame:
         "split level": [_text(v, NOT_RECORDED if ok else MISSING) for v, ok in zip(table["split_level"], measured)],
         "metric": table["metric"],
         "paper reported": [fmt_value(v, "beyond the paper" if getattr(papers.REGISTRY.get(stem), "BEYOND_PAPER", None)
-                                     else "not reported") for v, stem in zip(table["paper_reported"], table["notebook"])],
+                                     else "not reported")
+                           for v, stem in zip(table["paper_reported"], table["notebook"])],
         "this suite (mean ± sd)": [fmt_mean_sd(r) for _, r in table.iterrows()],
         "95% CI": [fmt_ci(r) for _, r in table.iterrows()],
         "training accuracy": [fmt_value(v, NOT_RECORDED) if ok else MISSING

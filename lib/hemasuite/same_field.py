@@ -270,7 +270,7 @@ def find_pairs(images: np.ndarray, labels, threshold: float = THRESHOLD, within_
 
 def pair_cache_key(digests, labels, **parameters) -> str:
     """Content key of a detection run: file SHA-256s and labels in order, and the parameters."""
-    text = "\n".join(f"{d}\t{l}" for d, l in zip(digests, labels))
+    text = "\n".join(f"{digest}\t{label}" for digest, label in zip(digests, labels))
     text += "\n" + repr(sorted(parameters.items()))
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 

@@ -437,7 +437,8 @@ def grouping_table(reports) -> pd.DataFrame:
         sizes = merged.map(merged.value_counts())
         rows.append({"dataset": report.dataset, "images": len(report.files),
                      "exact_groups": len(report.duplicate_groups), "near_groups": len(report.near_duplicate_groups),
-                     "same_field_pairs": len(report.same_field_pairs), "same_field_groups": len(report.same_field_groups),
+                     "same_field_pairs": len(report.same_field_pairs),
+                     "same_field_groups": len(report.same_field_groups),
                      "images_in_same_field_groups": sum(map(len, report.same_field_groups)),
                      "merged_groups": int((merged.value_counts() > 1).sum()),
                      "images_in_merged_groups": int((sizes > 1).sum()),

@@ -50,7 +50,8 @@ def prelim_rows(root: Path) -> list[dict]:
         return []
     csv = next((p for p in (folder / PRELIM_LABELS, root / PRELIM_LABELS) if p.is_file()), None)
     if csv is None:
-        raise DataError(f"{folder} exists but its label file {PRELIM_LABELS} is missing (looked in {folder} and {root})")
+        raise DataError(f"{folder} exists but its label file {PRELIM_LABELS} is missing (looked in {folder} and "
+                        f"{root})")
     table = pd.read_csv(csv)
     missing = {"Patient_ID", "new_names", "labels"} - set(table.columns)
     if missing:
@@ -73,7 +74,8 @@ def prelim_rows(root: Path) -> list[dict]:
 def load_cnmc(root: Path, include_prelim_test: bool = True) -> Dataset:
     """C-NMC 2019 training folds (and the labelled preliminary test set)."""
     if not (root / "C-NMC_training_data").is_dir():
-        raise DataError(f"dataset 'cnmc2019': {root / 'C-NMC_training_data'} does not exist.\nExpected layout: {LAYOUT}")
+        raise DataError(f"dataset 'cnmc2019': {root / 'C-NMC_training_data'} does not exist.\n"
+                        f"Expected layout: {LAYOUT}")
     rows = training_rows(root) + (prelim_rows(root) if include_prelim_test else [])
     frame = frame_from_rows(rows, root, "cnmc2019", LAYOUT)
     return Dataset("cnmc2019", ["all", "hem"], frame, root,

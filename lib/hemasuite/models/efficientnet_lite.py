@@ -78,7 +78,8 @@ def efficientnet_lite0(include_top: bool = True, weights=None, input_shape=None,
 
 
 def torch_name(layer_name: str) -> str:
-    """The state-dict prefix of a Keras layer of :func:`efficientnet_lite0` (``block3_dwconv_bn`` -> ``_blocks.3._bn1``)."""
+    """The state-dict prefix of a Keras layer of :func:`efficientnet_lite0` (``block3_dwconv_bn`` ->
+    ``_blocks.3._bn1``)."""
     fixed = {"stem": "_conv_stem", "stem_bn": "_bn0", "head": "_conv_head", "head_bn": "_bn1", "predictions": "_fc"}
     if layer_name in fixed:
         return fixed[layer_name]

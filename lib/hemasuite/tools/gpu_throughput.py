@@ -379,7 +379,8 @@ def _run(args: argparse.Namespace, started: float) -> dict:
         write(record, args.output)
         print(f"[gpu-throughput] {time.perf_counter() - started:.0f} s: {key} {size}px batch {batch} ...", flush=True)
         try:
-            row = measure_network(net, args.steps, args.repeats, args.warmup, args.network_limit_s, args.size, args.batch)
+            row = measure_network(net, args.steps, args.repeats, args.warmup, args.network_limit_s, args.size,
+                                  args.batch)
         except Exception as error:  # noqa: BLE001 -- one network's failure is recorded, the others still run
             row = {**pending, "status": f"failed: {type(error).__name__}: {str(error)[:300]}"}
             keras.backend.clear_session()

@@ -6,7 +6,8 @@ carved from the *training* part of notebook 11's recorded cpu split
 (``reports/cpu/results/11_p1_deep_cnn/splits/field_seed0.csv``, split seed 0); that split's validation and
 test images are never read. Both validation accuracies, their paired bootstrap
 difference and the training images per second (median epoch after the first, which
-includes graph compilation; the policies alternate seed by seed) go to ``reports/cpu/precision_choice.json`` with the choice
+includes graph compilation; the policies alternate seed by seed) go to
+``reports/cpu/precision_choice.json`` with the choice
 (:func:`choose_policy`): ``mixed_bfloat16`` only when it trains faster and its validation
 accuracy is not below float32's beyond noise.
 """
@@ -77,7 +78,8 @@ def train_once(policy: str, carved, images: np.ndarray, seed: int, epochs: int, 
     correct = probabilities.argmax(axis=1) == y_val
     return {"policy": result.policy, "seed": seed, "val_accuracy": float(correct.mean()),
             "train_accuracy_last_epoch": result.history["accuracy"][-1],
-            "train_images_per_s": training.per_second(len(y_train), float(np.median(timer.seconds[1:] or timer.seconds))),
+            "train_images_per_s": training.per_second(len(y_train),
+                                                      float(np.median(timer.seconds[1:] or timer.seconds))),
             "epoch_seconds": [round(s, 2) for s in timer.seconds], "inference_images_per_s": inference_speed,
             "correct": correct}
 

@@ -125,9 +125,9 @@ def drop_startup_noise(notebook: Path) -> int:
 
 
 def strip_machine_paths(notebook: Path, reports: Path) -> None:
-    """Rewrite this machine's absolute paths in the notebook's papermill record, injected parameters and text outputs (:func:`~hemasuite.tools.site.path_cleaner`:
-    data folders as ``$LEUKEMIA_DATA_DIR``, the checkout's files relative to it), so a published notebook reads the
-    same on any machine."""
+    """Rewrite this machine's absolute paths in the notebook's papermill record, injected parameters and text outputs
+    (:func:`~hemasuite.tools.site.path_cleaner`: data folders as ``$LEUKEMIA_DATA_DIR``, the checkout's files
+    relative to it), so a published notebook reads the same on any machine."""
     clean = path_cleaner(reports, {})
     nb = nbformat.read(notebook, 4)
     run_record = nb.metadata.get("papermill", {})
