@@ -72,12 +72,12 @@ def real_taleqani(real_data):
     """The real Taleqani set and its validation against the data's manifest, computed once per test session (a few
     minutes: every image decoded, hashed and screened for same-field pairs)."""
     from hemasuite.datasets import load_dataset
-    from hemasuite.validation import validate
+    from hemasuite.validation import validate_dataset
 
     if not (real_data / "taleqani_all").is_dir():
         pytest.skip(f"real images not found at {real_data / 'taleqani_all'}: set LEUKEMIA_DATA_DIR")
     dataset = load_dataset("taleqani_all", real_data)
-    return dataset, validate(dataset, manifest=real_data / "MANIFEST.sha256")
+    return dataset, validate_dataset(dataset, manifest=real_data / "MANIFEST.sha256")
 
 
 def _write_notebook(folder: Path, stem: str, parameters: dict, body: str = "") -> Path:

@@ -93,7 +93,7 @@ def test_sources_and_the_views_over_the_smoke_results(results):
         assert (floor["notebook"] == stem).sum() == max(1, len(majority))
     pretraining = comparison.pretraining_table(table)
     imagenet = [row for result in found.values() for row in result.models
-                if row.architecture and comparison.weights_kind(row.weights.label) == "ImageNet"]
+                if row.architecture and comparison.start_of(row.weights.label) == "ImageNet"]
     assert (pretraining["imagenet_model"] != comparison.MISSING).sum() == len(imagenet)
     p3 = found["20_p3_densenet201_lymphoma"]
     assert len(p3.leakage.measurements) == len(p3.ladder) == 8  # 3 rungs x 2 models + 2 rungs

@@ -44,17 +44,17 @@ def test_a_changed_added_or_removed_file_gives_another_key(folder):
 
 
 def test_validation_is_read_from_the_cache_until_the_files_change(folder, cache):
-    first = validation.validate(load_folder(folder))
-    again = validation.validate(load_folder(folder))
+    first = validation.validate_dataset(load_folder(folder))
+    again = validation.validate_dataset(load_folder(folder))
     assert not first.cached and again.cached and again.summary()["cached"]
     assert again.files.equals(first.files) and len(list((cache / "validation").glob("*.pkl"))) == 1
     write(folder / "a" / "9.png", 7)  # added
-    added = validation.validate(load_folder(folder))
+    added = validation.validate_dataset(load_folder(folder))
     assert not added.cached and len(added.files) == len(first.files) + 1
     (folder / "a" / "9.png").unlink()  # removed: the first entry is valid again
-    assert validation.validate(load_folder(folder)).cached
+    assert validation.validate_dataset(load_folder(folder)).cached
     write(folder / "a" / "0.png", 4, size=30)  # changed in place
-    assert not validation.validate(load_folder(folder)).cached
+    assert not validation.validate_dataset(load_folder(folder)).cached
 
 
 def test_an_unreadable_entry_is_computed_again(cache):

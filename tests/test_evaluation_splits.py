@@ -19,7 +19,7 @@ def setting(tmp_path_factory):
     """A synthetic set with planted duplicates, its validation report, images and a run folder."""
     folder = tmp_path_factory.mktemp("ladder")
     data = load_dataset("synthetic", cache_dir=folder / "data", n_classes=3, per_class=12, size=24, n_duplicates=2)
-    report = validation.validate(data)
+    report = validation.validate_dataset(data)
     images = pipeline.load_images(data.frame, 16)
     return Run("t_ladder", folder / "out", {}), data, report, images
 

@@ -46,7 +46,7 @@ def test_missing_or_single_class_folder_is_a_clear_error(tmp_path):
 
 def test_validation_reports_every_defect_with_its_file(own):
     root, defects = own
-    report = validation.validate(load_dataset(f"folder:{root}"))
+    report = validation.validate_dataset(load_dataset(f"folder:{root}"))
     problems = report.problems
     for kind in DEFECTS:
         assert str(defects[kind]) in problems.loc[problems["kind"] == kind, "path"].tolist(), kind
@@ -63,7 +63,7 @@ def test_unreadable_messages_carry_no_memory_address():
 def test_conflicting_labels_and_unreadable_files_are_left_out_with_a_warning(own):
     root, defects = own
     data = load_dataset(f"folder:{root}")
-    report = validation.validate(data)
+    report = validation.validate_dataset(data)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         kept, excluded = experiment.usable_images(data, report)

@@ -322,7 +322,7 @@ def test_terminal_lines_fit_80_columns_and_the_file_keeps_the_whole_table(tmp_pa
     assert [line.split(":")[0] for line in lines if line.startswith(("10_", "20_", "23_"))] == list(table["notebook"])
     assert any("NO ImageNet file" in line and line.lstrip().startswith("densenet201") for line in lines)
     assert any("1,235" in line and "45,679" in line and "0.123" in line for line in lines)
-    _, md = paper_check.write(table, tmp_path, "paper_check", ["note"])
+    _, md = paper_check.write_tables(table, tmp_path, "paper_check", ["note"])
     assert LONG_NAME in md.read_text() and ABSENT in md.read_text()  # the file has what the terminal cut
     estimate = table[["notebook", "model", "input", "full run"]].assign(
         **{"forward GFLOPs/image": 4.3, "total PFLOPs": 2.1, "est. h at 30 TFLOPS": 0.2, "est. h at 7 TFLOPS": 0.9})

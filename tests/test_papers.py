@@ -386,7 +386,7 @@ def test_p1_selects_on_validation_without_reading_the_test_part(tmp_path, monkey
     data = load_dataset("synthetic", cache_dir=tmp_path / "data", per_class=10, size=32)
     run = Run("t_p1", tmp_path / "out", {})
     images = p1.image_bank(data, "median3")
-    splits = p1.make_splits(run, data, validation.validate(data), P1_PARAMS, images)
+    splits = p1.make_splits(run, data, validation.validate_dataset(data), P1_PARAMS, images)
     assert [s.split.seed for s in splits] == [3, 4] and splits[0].size == 16 and splits[0].split.manifest_sha256
     read = []
     original = experiment.Prepared.arrays

@@ -12,7 +12,7 @@ from PIL import Image
 from hemasuite.datasets import Dataset
 from hemasuite.datasets.synthetic import write_synthetic
 from hemasuite.imageio import is_image_file
-from hemasuite.validation import check_manifest, duplicate_group_ids, file_hashes, validate
+from hemasuite.validation import check_manifest, duplicate_group_ids, file_hashes, validate_dataset
 
 CLASSES = ["class_0", "class_1", "class_empty"]
 
@@ -62,7 +62,7 @@ def fixture_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def report(fixture_root):
-    return validate(folder_dataset(fixture_root))
+    return validate_dataset(folder_dataset(fixture_root))
 
 
 def problems(report, kind) -> set[str]:
@@ -152,7 +152,7 @@ def test_manifest_missing_mismatch_and_unlisted(tmp_path):
     assert check.mismatched == ["myset/class_1/cell_002.png"]
     assert check.unlisted == ["myset/class_1/extra.png"]
 
-    found = validate(dataset, manifest=manifest).problems
+    found = validate_dataset(dataset, manifest=manifest).problems
     assert set(found["kind"]) >= {"manifest_missing", "hash_mismatch", "not_in_manifest"}
     assert check_manifest(data_root, manifest, dataset.frame).missing == ["myset/class_0/cell_001.png",
                                                                           "other_set/a/b.png"]
@@ -193,7 +193,7 @@ def test_look_alike_cells_are_not_near_duplicates(tmp_path):
     b.save(tmp_path / "class_1" / "MMY_2.png")
     texture(7, (224, 224)).save(tmp_path / "class_0" / "other.png")
     dataset = folder_dataset(tmp_path, ["class_0", "class_1"])
-    found = validate(dataset)
+    found = validate_dataset(dataset)
     assert found.near_duplicate_groups == []
     assert found.summary()["near_duplicates"] == {"groups": 0, "within_class": 0, "across_classes": 0, "files": 0,
                                                  "threshold_bits": NEAR_THRESHOLD, "phash_pairs": 1,
@@ -223,15 +223,15 @@ def field_set(tmp_path_factory):
 
 def test_validate_groups_same_field_twins(field_set, monkeypatch, tmp_path):
     monkeypatch.setenv("HEMASUITE_CACHE_DIR", str(tmp_path))
-    found = validate(field_set, same_field=True)
+    found = validate_dataset(field_set, same_field=True)
     names = [[Path(p).name for p in g] for g in found.same_field_groups]
     assert names == [["f1.png", "f1_shifted.png"]]
     assert found.near_duplicate_groups == []
     summary = found.summary()["same_field"]
     assert summary["pairs"] == 1 and summary["groups"] == 1 and summary["files"] == 2
     assert list((tmp_path / "same_field").glob("*.csv"))
-    assert validate(field_set).same_field_candidates is None  # folder data are not declared field images
-    again = validate(field_set, same_field=True)
+    assert validate_dataset(field_set).same_field_candidates is None  # folder data are not declared field images
+    again = validate_dataset(field_set, same_field=True)
     pd.testing.assert_frame_equal(again.same_field_pairs, found.same_field_pairs)
 
 
@@ -240,7 +240,7 @@ def test_level_groups(field_set, monkeypatch, tmp_path):
     from hemasuite.validation import grouping_table, level_groups
 
     monkeypatch.setenv("HEMASUITE_CACHE_DIR", str(tmp_path))
-    found = validate(field_set, same_field=True)
+    found = validate_dataset(field_set, same_field=True)
     frame = field_set.frame
     sizes = {level: level_groups(frame, found, level).nunique() for level in ("image", "duplicate", "field", "case")}
     assert sizes == {"image": 5, "duplicate": 5, "field": 4, "case": 3}

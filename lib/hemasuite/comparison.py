@@ -310,7 +310,7 @@ def ladders(table: pd.DataFrame):
 _WEIGHT_WORDS = re.compile(r"imagenet|random[ -]init\w*|random|pre-?trained|from scratch|[()\[\]]", re.IGNORECASE)
 
 
-def weights_kind(label) -> str | None:
+def start_of(label) -> str | None:
     """``ImageNet``, ``random init`` or None (another start, or no weights)."""
     label = str(label).lower()
     return "ImageNet" if "imagenet" in label else ("random init" if label.startswith("random") else None)
@@ -341,7 +341,7 @@ def pretraining_table(table: pd.DataFrame) -> pd.DataFrame:
     ImageNet minus random init.
     """
     rows = table[table["architecture"].notna() & ~table["majority"]].assign(
-        kind=lambda t: t["weights"].map(weights_kind))
+        kind=lambda t: t["weights"].map(start_of))
     pairs = []
     for (stem, architecture, level), group in rows.groupby(["notebook", "architecture", "split_level"], sort=False):
         imagenet, random = group[group["kind"] == "ImageNet"], group[group["kind"] == "random init"]

@@ -65,7 +65,7 @@ def make_split(run: Run | None, dataset: Dataset, fractions, seed: int, level: s
     level = level or validation.default_level(dataset)
     manifest = manifest or splits.manifest_name(level, seed)
     if report is None:
-        report = validation.validate(dataset, near_threshold=near_threshold)
+        report = validation.validate_dataset(dataset, near_threshold=near_threshold)
     frame = dataset.frame.copy()
     frame["duplicate_group"] = validation.duplicate_group_ids(frame, report)
     frame["split_group"] = validation.level_groups(frame, report, level)
@@ -92,7 +92,7 @@ def prepare(run: Run | None, dataset: Dataset, fractions, seed: int, size: int,
     """The usable images (:func:`usable_images`), :func:`make_split` (manifest ``splits/<level>_seed<k>.csv``), then
     every image decoded at ``size``, ``preprocess``-ed."""
     if report is None:
-        report = validation.validate(dataset, near_threshold=near_threshold)
+        report = validation.validate_dataset(dataset, near_threshold=near_threshold)
     dataset, excluded = usable_images(dataset, report)
     frame, split = make_split(run, dataset, fractions, seed, level, report, near_threshold)
     images = pipeline.load_images(frame, size, cache_dir=config.cache_dir())

@@ -251,7 +251,7 @@ def check_separates(random: pd.DataFrame, threshold: float) -> None:
         raise DataError(f"same-field threshold {threshold} does not separate these images: {share:.0%} of random "
                         f"same-class pairs reach it (median {random['score'].median():.2f}). Centred single-cell "
                         f"crops all look alike to a cross-correlation; detect same-field pairs only on scenes "
-                        f"(smear fields, tissue), e.g. validate(..., same_field=False)")
+                        f"(smear fields, tissue), e.g. validate_dataset(..., same_field=False)")
 
 
 def find_pairs(images: np.ndarray, labels, threshold: float = THRESHOLD, within_class: bool = True,

@@ -505,7 +505,7 @@ class ValidationReport:
                 "seconds": round(self.seconds, 2), "cached": self.cached}
 
 
-def validate(dataset, manifest=None, near_threshold: int = NEAR_THRESHOLD, same_field: bool | None = None,
+def validate_dataset(dataset, manifest=None, near_threshold: int = NEAR_THRESHOLD, same_field: bool | None = None,
              same_field_threshold: float = fields.THRESHOLD) -> ValidationReport:
     """:func:`validate_now`, computed once per dataset content and settings and then read from the user cache
     (:mod:`hemasuite.content_cache`); a changed, added or removed file, or another manifest, validates again.

@@ -247,7 +247,7 @@ def study(run, data: Dataset, n_folds: int, seed: int) -> Study:
     correlation (:func:`hemasuite.splits.assert_no_leakage`). Manifests:
     ``folds_<level>.csv``.
     """
-    report = validation.validate(data)
+    report = validation.validate_dataset(data)
     frame = data.frame.copy()
     frame["duplicate_group"] = validation.duplicate_group_ids(frame, report)
     thumbs = same_field.thumbnails(frame["path"]) if data.info.get("image_kind") == "field" else None

@@ -109,7 +109,7 @@ def load_cases(dataset: Dataset, synthetic_per_case: int = 4) -> Cases:
     if "case" not in dataset.frame.columns:
         raise DataError(f"{dataset.name}: no case ids (column 'case'); this notebook needs them "
                         "(IICBU: iicbu_lymphoma/case_ids.csv)")
-    report = validation.validate(dataset)
+    report = validation.validate_dataset(dataset)
     frame = dataset.frame.copy()
     frame["duplicate_group"] = validation.duplicate_group_ids(frame, report, group_col=None)
     frame["case_group"] = validation.level_groups(frame, report, "case", group_col="case")

@@ -368,7 +368,7 @@ def _fmt(value, digits: int = 1) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
-def to_markdown(report: dict) -> str:
+def report_markdown(report: dict) -> str:
     """The benchmark as Markdown: ratios first, absolute numbers for context."""
     m = report["machine"]
     lines = [f"# Benchmark ({report['started_utc']})", "",
@@ -450,7 +450,7 @@ def write_report(report: dict, output) -> tuple[Path, Path]:
     write_json_atomic(json_path, report)
     stamp = report["started_utc"].replace(":", "").replace("-", "").replace("+0000", "Z")
     write_json_atomic(output / "raw" / f"benchmark_{stamp}.json", report)
-    md_path.write_text(to_markdown(report), encoding="utf-8")
+    md_path.write_text(report_markdown(report), encoding="utf-8")
     return json_path, md_path
 
 

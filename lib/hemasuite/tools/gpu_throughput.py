@@ -316,7 +316,7 @@ def markdown(record: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(record: dict, output: Path) -> None:
+def write_record(record: dict, output: Path) -> None:
     output.mkdir(parents=True, exist_ok=True)
     (output / "gpu_throughput.json").write_text(json.dumps(record, indent=2) + "\n")
     (output / "gpu_throughput.md").write_text(markdown(record))
@@ -376,7 +376,7 @@ def _run(args: argparse.Namespace, started: float) -> dict:
                    "classes": net.classes, "optimizer": net.optimizer, "status": "running (stopped from outside)"}
         record["results"].append(pending)
         record["wall_s"] = time.perf_counter() - started
-        write(record, args.output)
+        write_record(record, args.output)
         print(f"[gpu-throughput] {time.perf_counter() - started:.0f} s: {key} {size}px batch {batch} ...", flush=True)
         try:
             row = measure_network(net, args.steps, args.repeats, args.warmup, args.network_limit_s, args.size,
@@ -387,14 +387,14 @@ def _run(args: argparse.Namespace, started: float) -> dict:
             gc.collect()
         record["results"][-1] = row
         record["wall_s"] = time.perf_counter() - started
-        write(record, args.output)
+        write_record(record, args.output)
         if row["status"] == "ok":
             print(f"[gpu-throughput] {key}: compile {row['compile_s']:.1f} s, {row['step_ms']:.1f} ms/step, "
                   f"{row['images_per_s']:,.0f} images/s (runs {row['images_per_s_runs']})", flush=True)
         else:
             print(f"[gpu-throughput] {key}: {row['status']}", flush=True)
     record["wall_s"] = time.perf_counter() - started
-    write(record, args.output)
+    write_record(record, args.output)
     print(markdown(record), flush=True)
     return record
 

@@ -217,7 +217,7 @@ def clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[:max(width - 1, 0)] + "…"
 
 
-def weights_kind(source: str) -> str:
+def short_source(source: str) -> str:
     """A weights source in a few words: ``ImageNet``, ``random init`` or ``NO ImageNet file`` (timed with random
     init); the written table has the whole source."""
     source = str(source)
@@ -265,7 +265,7 @@ def terminal_lines(table: pd.DataFrame, width: int = WIDTH) -> list[str]:
             line = "    " + f"{clip(row['model'], name - 1):<{name}}" + "".join(
                 " " + f"{_number(row[column]):>{cell - 1}}" for column in numbers.values())
             if measured:
-                line += "  " + weights_kind(row["weights source"])
+                line += "  " + short_source(row["weights source"])
             lines.append(line)
     return lines
 
@@ -281,7 +281,7 @@ def short_notice(line: str, width: int = 100) -> list[str]:
 
 # ---------------------------------------------------------------------------- command line
 
-def write(table: pd.DataFrame, output: Path, name: str, notes: list[str]) -> tuple[Path, Path]:
+def write_tables(table: pd.DataFrame, output: Path, name: str, notes: list[str]) -> tuple[Path, Path]:
     """``<name>.csv`` and ``<name>.md`` (notes, the table, and the per-notebook sums) under ``output``."""
     output.mkdir(parents=True, exist_ok=True)
     csv, md = output / f"{name}.csv", output / f"{name}.md"
@@ -349,7 +349,7 @@ def main(argv=None) -> int:
                   "images / infer img/s, at the batches shown.")]
         name = "paper_check"
     print("\n".join(terminal_lines(table)))
-    csv, md = write(table, Path(args.output), name, notes)
+    csv, md = write_tables(table, Path(args.output), name, notes)
     print(f"[paper-check] written: {shown_path(csv)}")
     print(f"[paper-check] written: {shown_path(md)} (the full table)")
     return 0
