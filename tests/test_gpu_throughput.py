@@ -25,7 +25,9 @@ def test_one_small_network_is_timed_and_reported(tmp_path):
     record = script.main(["--output", str(tmp_path), "--networks", "p4_sequential_cnn", "--size", "32",
                           "--batch", "4", "--steps", "2", "--repeats", "2", "--warmup", "1", "--label", "test run"])
     assert keras.config.dtype_policy().name == policy  # the global policy is restored
-    written = json.loads((tmp_path / "gpu_throughput.json").read_text())
+    text = (tmp_path / "gpu_throughput.json").read_text()
+    assert str(tmp_path) not in text  # where it was written is no setting of the measurement
+    written = json.loads(text)
     assert written["results"] == json.loads(json.dumps(record["results"]))
     env = written["environment"]
     assert env["keras"] == keras.__version__ and env["backend"] == keras.backend.backend()

@@ -3,11 +3,17 @@
 import copy
 import dataclasses
 import json
+import subprocess
+from pathlib import Path
 
 import pytest
 
 from hemasuite import record
 from hemasuite.record import RecordError
+from hemasuite.tools import site
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TEXT_SUFFIXES = {".json", ".csv", ".md", ".html", ".ipynb", ".txt", ".js"}
 
 
 def notebook_results(smoke_reports):
@@ -132,5 +138,16 @@ def test_smoke_predictions_carry_no_machine_paths(smoke_reports):
     found = list(smoke_reports.rglob("predictions/*.csv"))
     assert found
     for csv in found:
-        text = csv.read_text()
-        assert "/tmp/" not in text and "/work/" not in text and "/home/" not in text, csv
+        assert not site.ABSOLUTE_PATH.search(csv.read_text()), csv
+
+
+def test_no_committed_report_file_names_a_machine_path():
+    """Results, manifests, records and pages under reports/ name files relative to the data root or the reports."""
+    listed = subprocess.run(["git", "ls-files", "reports"], cwd=REPO_ROOT, capture_output=True, text=True)
+    if listed.returncode != 0:
+        pytest.skip("not a git checkout: the committed reports are not known")
+    texts = [REPO_ROOT / name for name in listed.stdout.split() if Path(name).suffix in TEXT_SUFFIXES]
+    assert texts
+    found = {str(p.relative_to(REPO_ROOT)): m.group() for p in texts
+             if (m := site.ABSOLUTE_PATH.search(p.read_text(encoding="utf-8")))}
+    assert not found, found

@@ -506,7 +506,7 @@ class ValidationReport:
 
 
 def validate_dataset(dataset, manifest=None, near_threshold: int = NEAR_THRESHOLD, same_field: bool | None = None,
-             same_field_threshold: float = fields.THRESHOLD) -> ValidationReport:
+                     same_field_threshold: float = fields.THRESHOLD) -> ValidationReport:
     """:func:`validate_now`, computed once per dataset content and settings and then read from the user cache
     (:mod:`hemasuite.content_cache`); a changed, added or removed file, or another manifest, validates again.
     The report says whether it came from the cache (``cached``)."""

@@ -361,7 +361,7 @@ def _run(args: argparse.Namespace, started: float) -> dict:
     env = gpu_environment(args.policy)
     label = args.label or f"Keras 3 / {env['backend']} on {env['device']}"
     record = {"label": label, "environment": env,
-              "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+              "args": {k: v for k, v in vars(args).items() if k != "output"},  # where it is written: no setting
               "networks": {key: asdict(BY_KEY[key]) for key in args.networks}, "results": [], "skipped": [],
               "wall_s": 0.0}
     print(f"[gpu-throughput] {label}: keras {env['keras']} ({env['backend']}), devices {env.get('devices')}, "

@@ -60,8 +60,9 @@ NOISE = re.compile("|".join([
 ]))
 EPOCH_LINE = re.compile(r"^(Epoch \d+/\d+)\n(?!Epoch )", re.MULTILINE)
 UP_TO_REPORTS = re.compile(r"(?<![\w.~])/(?:[^\s'\"<>/]+/)*?(?=reports/)")
-MACHINE_PATH = re.compile(r"(?<![\w.~])/(?:tmp|home|work|root|Users|mnt|var|opt|srv|scratch|media|private|data)"
-                          r"(?:/[^\s'\"<>/]+)*/")
+MACHINE_ROOTS = r"(?:tmp|home|work|root|Users|mnt|var|opt|srv|scratch|media|private|data)"
+MACHINE_PATH = re.compile(rf"(?<![\w.~])/{MACHINE_ROOTS}(?:/[^\s'\"<>/]+)*/")  # a machine folder, shown as "…/"
+ABSOLUTE_PATH = re.compile(rf"(?<![\w.~/:])/{MACHINE_ROOTS}(?![\w.-])")  # any path under a machine root: "/root/out"
 FRACTION_HEADER = re.compile(r"(?:^|[\s_])(?:acc|accuracy|precision|pre|recall|sen|sensitivity|specificity|sp|f1|"
                              r"auc|ece|share|mean|sd|ci_low|ci_high|difference|this_run|this run|paper)"
                              r"(?:_macro)?(?: \(t\d\))?$", re.IGNORECASE)
