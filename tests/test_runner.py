@@ -1,6 +1,8 @@
 """The papermill runner: publishes successes, keeps the last good report on failure."""
 
 import json
+import tempfile
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -11,11 +13,13 @@ from hemasuite.tools import runner
 BODY = """
 from hemasuite import session
 import pandas as pd
+import tempfile
 run = session.start("{stem}", globals())
 run.save_table(pd.DataFrame({{"where": [str(run.dir)]}}), "where")
+tempfile.NamedTemporaryFile(prefix="left_by_{stem}_", delete=False).close()
 if fail:
     raise RuntimeError("planted failure")
-run.finish(details={{"value": value}})
+run.finish(details={{"value": value, "temp_in_staging": ".staging" in tempfile.gettempdir()}})
 print("value", value, run.dir)
 """
 PARAMETERS = {"profile": "smoke", "data_dir": None, "output_dir": None, "seed": 0, "value": 1, "fail": False}
@@ -53,6 +57,8 @@ def test_success_publishes_notebook_page_results_and_site(project):
     for written in (folder / "results.json", folder / "tables" / "where.csv", folder / "tables" / "where.md"):
         assert str(reports.parent) not in written.read_text(), written
     assert json.loads((folder / "results.json").read_text())["details"]["value"] == 2  # still valid JSON
+    assert results["details"]["temp_in_staging"] and not (reports / ".staging" / "smoke" / "01_second").exists()
+    assert not list(Path(tempfile.gettempdir()).glob("left_by_0*"))  # the kernels' temporary files went with it
 
 
 def test_failure_keeps_last_good_report(project):

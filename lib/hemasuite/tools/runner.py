@@ -214,7 +214,7 @@ def run_one(path: Path, profile: str, overrides: dict, reports: Path, data_dir: 
     if staging.exists():
         shutil.rmtree(staging)  # a failed or killed run's files are never published by a later one
     staging_results = staging / "results"
-    staging.mkdir(parents=True)
+    (staging / "tmp").mkdir(parents=True)
     params = notebook_run_parameters(path, profile, overrides, reports, data_dir)
     params["output_dir"] = str(staging_results)
     executed = staging / f"{stem}.ipynb"
@@ -229,7 +229,7 @@ def run_one(path: Path, profile: str, overrides: dict, reports: Path, data_dir: 
             papermill.execute_notebook(str(path), str(executed), parameters=params, kernel_name=kernel_name(),
                                        cwd=str(path.parent), progress_bar=False, log_output=True,
                                        stdout_file=progress, stderr_file=progress,
-                                       kernel_manager_class=quiet_kernel_manager(kernel_log))
+                                       kernel_manager_class=staged_kernel_manager(kernel_log, staging / "tmp"))
     except KeyboardInterrupt:
         record.update(status="killed", seconds=round(time.perf_counter() - start, 1),
                       error="KeyboardInterrupt: the run was interrupted")
@@ -258,15 +258,18 @@ def run_one(path: Path, profile: str, overrides: dict, reports: Path, data_dir: 
     return record
 
 
-def quiet_kernel_manager(log):
+def staged_kernel_manager(log, temp: Path):
     """A kernel manager class whose kernels write their process stderr (TensorFlow's C++ start-up lines, the kernel
-    app's own messages) to the file ``log`` instead of the terminal; cell outputs reach the notebook as always."""
-    class QuietKernelManager(AsyncKernelManager):
+    app's own messages) to the file ``log`` instead of the terminal, and their temporary files (TensorFlow's
+    autograph modules, for one) into the folder ``temp``, removed with the staging folder; cell outputs reach the
+    notebook as always."""
+    class StagedKernelManager(AsyncKernelManager):
         async def _async_launch_kernel(self, kernel_cmd, **kw):
             kw["stderr"] = log
+            kw["env"] = {**(kw.get("env") or os.environ), "TMPDIR": str(temp)}
             return await super()._async_launch_kernel(kernel_cmd, **kw)
 
-    return QuietKernelManager
+    return StagedKernelManager
 
 
 @contextmanager
