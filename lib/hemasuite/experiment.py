@@ -8,7 +8,7 @@
    bootstrap CI of the seed-mean accuracy (:func:`evaluate`), the standard figures and
    tables (:func:`report`), the per-image predictions, and the model's
    :class:`hemasuite.record.ModelRow`.
-4. :func:`protocol`, :func:`deviations`, :func:`verdict`: the rest of the results record.
+4. :func:`protocol`, :func:`deviations`, :func:`target_verdict`: the rest of the results record.
 """
 
 from __future__ import annotations
@@ -497,8 +497,8 @@ def without_paper(table: pd.DataFrame, prepared: Prepared) -> pd.DataFrame:
     return table.drop(columns=[c for c in table.columns if str(c).lower().startswith("paper") or c == "difference"])
 
 
-def verdict(model: str, row: record.ModelRow, target: float, synthetic: bool = False) -> str:
-    """One Markdown paragraph: seed-mean accuracy, CI, and the gap to the target."""
+def target_verdict(model: str, row: record.ModelRow, target: float, synthetic: bool = False) -> str:
+    """One Markdown paragraph: seed-mean accuracy, CI, and the gap to ``target`` (the paper's reported accuracy)."""
     text = accuracy_sentence(model, row) + " "
     gap = row.mean - target
     text += (f"Target {target:.2%} reached (+{gap:.2%})." if gap >= 0 else

@@ -238,7 +238,7 @@ def deviations(p: dict, data: Dataset) -> list[str]:
 def verdict(assessed: dict[str, Assessed], data: Dataset, pretraining: pd.DataFrame) -> str:
     """The best model against the paper's value for it, the majority-class floor, and P2's question answered."""
     best = max((r for r in assessed.values() if r.row.paper_model), key=lambda r: r.row.mean)
-    text = experiment.verdict(f"{best.row.model} [{best.row.weights.label}] ({data.display_name})", best.row,
+    text = experiment.target_verdict(f"{best.row.model} [{best.row.weights.label}] ({data.display_name})", best.row,
                               best.row.paper_value, data.synthetic)
     text += f" Always answering the majority class scores {assessed['majority class'].row.mean:.2%} on this test set."
     for row in pretraining.itertuples():

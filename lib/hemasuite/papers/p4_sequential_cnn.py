@@ -215,7 +215,7 @@ def verdict(cnn: Assessed, models_: list[Assessed], synthetic: bool) -> str:
         return (experiment.own_data_verdict([cnn, *models_], "P4's Sequential CNN")
                 + "\n\nWhat the training curves show:\n\n" + experiment.learning_evidence(cnn.trained))
     spread = cnn.evaluation["repeated_splits"]
-    text = experiment.verdict("P4 Sequential CNN", cnn.row, REPORTED["Sequential CNN"]["accuracy"], synthetic)
+    text = experiment.target_verdict("P4 Sequential CNN", cnn.row, REPORTED["Sequential CNN"]["accuracy"], synthetic)
     text += (f" Over {spread['splits']} {cnn.prepared.split.level}-level splits the sd across splits is "
              f"{_percent(spread['sd_across_splits'])} and across training seeds "
              f"{_percent(spread['sd_across_training_seeds'])}.")

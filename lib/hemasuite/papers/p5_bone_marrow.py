@@ -371,7 +371,7 @@ def verdict(candidates: list[Assessed], data: Dataset) -> str:
         return experiment.own_data_verdict(sorted(candidates, key=lambda a: -a.row.mean),
                                            "P5's feature extraction + SVM and fine-tuning (best first)")
     best = max((a for a in candidates if a.row.paper_model), key=lambda a: a.row.mean)
-    text = experiment.verdict(f"{best.row.model} [{best.row.weights.label}] ({data.display_name})", best.row,
+    text = experiment.target_verdict(f"{best.row.model} [{best.row.weights.label}] ({data.display_name})", best.row,
                               best.row.paper_value, data.synthetic)
     text += f" Paper's best: Inception V3 features + SVM, {TABLE3[TECHNIQUES[0]]['Inception V3']:.2%}."
     imagenet = [a for a in candidates if a.row.weights.imagenet]
