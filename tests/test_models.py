@@ -19,10 +19,17 @@ def test_custom_models_train_one_step(name, one_step):
     assert result.policy == "float32" and result.replicas == 1 and result.train_images_per_s > 0
 
 
+HEADS = {"densenet201": {"dense_units": 512, "dropout": 0.5}}  # P3's head on its network (one build checks both)
+
+
 @pytest.mark.parametrize("name", sorted(pretrained.BACKBONES))
 def test_backbones_build_and_step_with_random_init(name, one_step):
     shape = {"inception_v3": (75, 75, 3), "alexnet": (64, 64, 3)}.get(name, (32, 32, 3))  # their smallest inputs
-    one_step(lambda: models.transfer_classifier(name, shape, 3, weights=None, dense_units=8), shape, run_eagerly=True)
+    head = HEADS.get(name, {"dense_units": 8})
+    model = one_step(lambda: models.transfer_classifier(name, shape, 3, weights=None, **head), shape,
+                     run_eagerly=True).model
+    dense, dropout = model.get_layer(index=-3), model.get_layer(index=-2)
+    assert (dense.units, dropout.rate) == (head["dense_units"], head.get("dropout", 0.5))
 
 
 def test_missing_imagenet_weights_name_file_and_url(monkeypatch, tmp_path):

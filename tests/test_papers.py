@@ -320,12 +320,6 @@ def test_registry_maps_every_replication_notebook_to_its_paper():
 # ------------------------------------------------------------------ paper-profile models not in test_models
 
 
-def test_p3_densenet201_head_takes_a_step(one_step):
-    result = one_step(lambda: models.transfer_classifier("densenet201", (32, 32, 3), 3, dense_units=512, dropout=0.5),
-                      (32, 32, 3), run_eagerly=True)
-    assert result.model.get_layer(index=-3).units == 512
-
-
 def test_patch_cnn_takes_a_step(one_step):
     one_step(lambda: models.patch_cnn((32, 32, 3), 3, filters=(8, 16)), (32, 32, 3))
 
