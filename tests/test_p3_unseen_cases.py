@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from hemasuite import papers
+from hemasuite import papers, record, splits
 from hemasuite.datasets import load_dataset
 from hemasuite.errors import ParameterError
 from hemasuite.papers import p3_unseen_cases as unseen
@@ -195,3 +195,15 @@ def test_tile_features_use_bfloat16_only_where_it_was_measured_faster():
     assert unseen.extraction_precision("vgg16", gpu=False) == "mixed_bfloat16"
     assert unseen.extraction_precision("efficientnet_lite0", gpu=False) == "float32"
     assert unseen.extraction_precision("vgg16", gpu=True) == "mixed_float16"  # no bfloat16 on GPUs such as the T4
+
+
+def test_each_levels_folds_are_saved_as_its_manifest(cases, tmp_path):
+    plan = unseen.fold_plan(cases, 5, 0)
+    run = record.Run(unseen.NOTEBOOK, tmp_path, {})
+    manifests = unseen.save_folds(run, cases, plan)
+    assert manifests == {"case": "folds/case_k5.csv", cases.image_level: f"folds/{cases.image_level}_k5.csv"}
+    for level, folds in plan.items():
+        saved = splits.load_manifest(run.dir / manifests[level])
+        assert saved["fold"].astype(int).tolist() == folds.tolist() and set(saved["split"]) == {"test"}
+    by_case = splits.load_manifest(run.dir / manifests["case"]).groupby("group")["fold"].nunique()
+    assert by_case.max() == 1 and len(by_case) == cases.frame["case_group"].nunique()

@@ -7,7 +7,7 @@ image is tested once by a model that never saw its case.
 - :func:`load_cases`: the images at native resolution with their case, duplicate-merged
   groups and labels (SYNTHETIC data gets synthetic cases, :func:`synthetic_cases`).
 - :func:`fold_plan`: stratified grouped folds at ``case`` level and, beside them, at image
-  level (duplicates kept together) for the gap.
+  level (duplicates kept together) for the gap; :func:`save_folds` writes their manifests.
 - :class:`TileExtractor`: ImageNet backbones on native-resolution tiles, cached per colour
   variant; EfficientNet-Lite0 is cut before its last block so that the cached activations
   serve both the pooled features and fine-tuning of the last block.
@@ -122,6 +122,18 @@ def fold_plan(cases: Cases, n_folds: int, seed: int) -> dict[str, np.ndarray]:
     """Fold of every image for each CV level: ``case`` (whole cases) and the image level (duplicates together)."""
     return {"case": splits.grouped_folds(cases.frame, n_folds, seed, groups="case_group").to_numpy(),
             cases.image_level: splits.grouped_folds(cases.frame, n_folds, seed, groups="duplicate_group").to_numpy()}
+
+
+def save_folds(run, cases: Cases, plan: dict[str, np.ndarray]) -> dict[str, str]:
+    """Each level's folds as its manifest (``folds/<level>_k<n>.csv``, the test fold of every image and its group);
+    the run-relative path by level."""
+    groups = {"case": cases.frame["case_group"], cases.image_level: cases.frame["duplicate_group"]}
+    saved = {}
+    for level, folds in plan.items():
+        frame = cases.frame.assign(group=groups[level], split="test", fold=folds)
+        path = run.path(splits.folds_manifest_name(level, int(len(np.unique(folds)))))
+        saved[level] = run.relative(splits.save_manifest(frame, path))
+    return saved
 
 
 def fold_table(cases: Cases, plan: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -810,14 +822,17 @@ def timed(seconds: dict, key: str, function: Callable, *args, **kwargs):
         seconds[key] = seconds.get(key, 0.0) + time.perf_counter() - start
 
 
-def protocol(cases: Cases, plan: dict, results: list[CVResult], deviations_: list[str], details_: dict,
-             seed: int, tile: int) -> record.Protocol:
-    """The results record's protocol: case-level CV as the split, every selection, the deviations."""
+def protocol(run, cases: Cases, plan: dict, manifests: dict[str, str], results: list[CVResult],
+             deviations_: list[str], details_: dict, seed: int, tile: int) -> record.Protocol:
+    """The results record's protocol: case-level CV as the split (``manifests`` from :func:`save_folds`), every
+    selection, the deviations."""
     data, folds = cases.dataset, plan["case"]
     counts = {f"fold {f}": {c: int((cases.labels[folds == f] == k).sum()) for k, c in enumerate(cases.classes)}
               for f in np.unique(folds)}
     split = record.Split(level="case", method="stratified grouped k-fold CV (StratifiedGroupKFold) on case; every "
                          "image tested once", seed=seed, folds=int(len(np.unique(folds))),
+                         manifest=manifests["case"],
+                         manifest_sha256=validation.sha256_file(run.path(manifests["case"])),
                          duplicates_merged=int(len(cases.frame) - cases.frame["duplicate_group"].nunique()),
                          counts=counts)
     return record.Protocol(
