@@ -136,7 +136,7 @@ def test_rehearse_refuses_another_profile_a_missing_data_dir_and_a_rehearsal_env
         runner.run_notebooks("cpu", rehearse=True)
     with pytest.raises(ParameterError, match="--data-dir .*typo does not exist"):
         runner.run_notebooks("paper", rehearse=True, data_dir=str(tmp_path / "typo"), reports=tmp_path / "reports")
-    assert runner.parse_arguments(["--rehearse"]).profile is None  # main() reads that as paper
+    assert runner.parse_runner_arguments(["--rehearse"]).profile is None  # main() reads that as paper
     with pytest.raises(ParameterError, match="--eager applies to a rehearsal only"):
         runner.run_notebooks("smoke", eager=True)
     with pytest.raises(ParameterError, match="--quick applies to a rehearsal only"):

@@ -93,7 +93,7 @@ def test_command_line_exit_codes(project, capsys):
 
 
 def test_one_p_flag_takes_several_overrides_and_repeats():
-    args = runner.parse_arguments(["--profile", "cpu", "-p", "tile_size=96", "tile_epochs=12", "-p", "seeds=[0]",
+    args = runner.parse_runner_arguments(["--profile", "cpu", "-p", "tile_size=96", "tile_epochs=12", "-p", "seeds=[0]",
                                    "--notebooks", "20"])
     assert runner.parse_overrides(args.param) == {"tile_size": 96, "tile_epochs": 12, "seeds": [0]}
     assert args.notebooks == ["20"]

@@ -299,7 +299,7 @@ def shown_path(path: Path) -> str:
         return str(path)
 
 
-def parse_arguments(argv=None) -> argparse.Namespace:
+def parse_paper_check_arguments(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="paper")
     parser.add_argument("--notebooks", nargs="*", help="default: every notebook that trains networks")
@@ -315,7 +315,7 @@ def parse_arguments(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
-    args = parse_arguments(argv)
+    args = parse_paper_check_arguments(argv)
     with quiet_startup():
         import tensorflow as tf
 

@@ -482,7 +482,7 @@ def _run_all(profile, paths, overrides, reports, data_dir, dataset, allow_dirty)
     return records
 
 
-def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
+def parse_runner_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     """Command line: ``--profile``, ``--notebooks``, ``-p key=value [key=value ...]`` (repeatable), ``--dataset``,
     ``--data-dir``, ``--reports``, ``--allow-dirty``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -510,7 +510,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_arguments(argv)
+    args = parse_runner_arguments(argv)
     args.profile = args.profile or (rehearsal.PROFILE if args.rehearse else "smoke")
     try:
         records = run_notebooks(args.profile, args.notebooks, parse_overrides(args.param), args.reports,
