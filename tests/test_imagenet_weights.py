@@ -138,7 +138,7 @@ def test_vgg16_fc6_still_needs_the_full_keras_file(empty_cache):
 def test_missing_package_is_named(empty_cache, monkeypatch):
     absent = PackagedWeights("no-such-distribution", "0.1.0", "no_such_module", "x.pth", "", LITE0.loader, True)
     monkeypatch.setitem(pretrained.BACKBONES, "lite0_absent", pretrained.Backbone(
-        efficientnet_lite.efficientnet_lite0, efficientnet_lite.preprocess_input, packaged=absent))
+        efficientnet_lite.efficientnet_lite0, efficientnet_lite.scale_to_minus_one_one, packaged=absent))
     with pytest.raises(WeightsError, match=r"available: Install no-such-distribution==0\.1\.0, .*not installed"):
         pretrained.imagenet_weights("lite0_absent")
 
@@ -191,7 +191,7 @@ def photo(name: str, size: int = 224) -> np.ndarray:
 @pytest.mark.parametrize("name, classes", [("chelsea", CAT_CLASSES), ("coffee", {ESPRESSO}),
                                            ("rocket", {MISSILE, PROJECTILE})])
 def test_lite0_classifies_sample_photos(lite0_classifier, name, classes):
-    probabilities = lite0_classifier.predict(efficientnet_lite.preprocess_input(photo(name)), verbose=0)[0]
+    probabilities = lite0_classifier.predict(efficientnet_lite.scale_to_minus_one_one(photo(name)), verbose=0)[0]
     top3 = set(np.argsort(probabilities)[::-1][:3].tolist())
     assert top3 & classes, f"{name}: top-3 ImageNet classes {sorted(top3)} miss {sorted(classes)}"
 

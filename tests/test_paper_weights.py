@@ -244,8 +244,8 @@ def test_alexnet_computes_what_torchvision_computes(alexnet_state, keras_cache):
     probe = keras.Model(network.inputs, [network.get_layer(name).output for name in ("pool5", "fc6", "fc7")]
                         + [network.output])
     pixels = np.random.default_rng(1).uniform(0, 255, (2, 224, 224, 3))
-    pool5, fc6, fc7, probabilities = probe.predict(torchvision_alexnet.preprocess_input(pixels.astype(np.float32)),
-                                                   verbose=0)
+    inputs = torchvision_alexnet.normalise_by_imagenet_mean_std(pixels.astype(np.float32))
+    pool5, fc6, fc7, probabilities = probe.predict(inputs, verbose=0)
     expected = torchvision_forward(alexnet_state, pixels)
     assert_close(pool5, expected["pool5"])
     assert_close(fc6, expected["fc6"])  # the flattening order of 256 x 6 x 6

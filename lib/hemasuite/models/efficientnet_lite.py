@@ -2,7 +2,7 @@
 
 Lite0 is EfficientNet-B0's block table without squeeze-and-excitation, with ReLU6
 activations, batch normalisation epsilon 1e-3 and TensorFlow "same" padding (Keras'
-``padding="same"``). It expects ``(pixels - 127) / 128`` (:func:`preprocess_input`).
+``padding="same"``). It expects ``(pixels - 127) / 128`` (:func:`scale_to_minus_one_one`).
 Layer names follow the PyTorch state dict (:func:`torch_name`), which
 :func:`load_lite0_state` copies in after checking that every tensor finds its layer.
 """
@@ -23,7 +23,7 @@ STEM_CHANNELS, HEAD_CHANNELS, DROPOUT = 32, 1280, 0.2
 BN_EPSILON = 1e-3
 
 
-def preprocess_input(x):
+def scale_to_minus_one_one(x):
     """Pixels in [0, 255] -> ``(x - 127) / 128``, as the Lite models were trained."""
     return (x - 127.0) / 128.0
 

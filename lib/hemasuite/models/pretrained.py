@@ -121,10 +121,10 @@ BACKBONES = {
     "inception_v3": Backbone(_apps.InceptionV3, _apps.inception_v3.preprocess_input, KerasFile(
         "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5", "inception_v3",
         "bcbd6486424b2319ff4ef7d526e38f63")),
-    "efficientnet_lite0": Backbone(efficientnet_lite.efficientnet_lite0, efficientnet_lite.preprocess_input,
+    "efficientnet_lite0": Backbone(efficientnet_lite.efficientnet_lite0, efficientnet_lite.scale_to_minus_one_one,
                                    packaged=LITE0),
-    "alexnet": Backbone(torchvision_alexnet.torchvision_alexnet, torchvision_alexnet.preprocess_input, ALEXNET_FILE,
-                        ALEXNET_FILE),
+    "alexnet": Backbone(torchvision_alexnet.torchvision_alexnet, torchvision_alexnet.normalise_by_imagenet_mean_std,
+                        ALEXNET_FILE, ALEXNET_FILE),
 }
 
 

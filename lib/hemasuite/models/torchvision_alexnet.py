@@ -6,7 +6,7 @@ pooling after the first, second and fifth, no normalisation; then adaptive avera
 to 6x6, and a classifier of dropout, FC6 (4,096), dropout, FC7 (4,096), 1,000 classes.
 The fully connected layers are named ``fc6``, ``fc7`` and ``predictions`` like those of
 :func:`hemasuite.models.custom.alexnet`. It expects torchvision's input: pixels / 255,
-normalised by ImageNet's channel mean and standard deviation (:func:`preprocess_input`).
+normalised by ImageNet's channel mean and standard deviation (:func:`normalise_by_imagenet_mean_std`).
 :func:`load_alexnet_state` copies torchvision's ``alexnet-owt-7be5be79.pth`` in after checking
 every key and shape.
 """
@@ -31,7 +31,7 @@ LAYOUT = (("conv1", "features.0", (64, 3, 11, 11)), ("conv2", "features.3", (192
           ("fc7", "classifier.4", (4096, 4096)), ("predictions", "classifier.6", (1000, 4096)))
 
 
-def preprocess_input(x):
+def normalise_by_imagenet_mean_std(x):
     """Pixels in [0, 255] -> torchvision's input: ``(x / 255 - mean) / std`` per channel."""
     return (x / 255.0 - np.array(MEAN, "float32")) / np.array(STD, "float32")
 
