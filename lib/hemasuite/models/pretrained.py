@@ -18,7 +18,9 @@ results record. ``weights=None`` builds the same network with random initialisat
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import os
 import socket
 from dataclasses import dataclass
@@ -149,6 +151,8 @@ def offline() -> bool:
 
 # Why a download failed, per file, so a process without network tries each file once.
 _failed_downloads: dict[str, str] = {}
+# Files whose stand-in source has been announced, so the notice is printed once per process.
+_announced_fallbacks: set[str] = set()
 
 
 def download(file: KerasFile | TorchvisionFile) -> Path:
@@ -156,15 +160,18 @@ def download(file: KerasFile | TorchvisionFile) -> Path:
 
     Connecting and each read time out after ``DOWNLOAD_TIMEOUT_S`` seconds, so a machine
     without network fails fast; any failure raises and leaves no file behind (a file with
-    the wrong hash would otherwise be found in the cache next time).
+    the wrong hash would otherwise be found in the cache next time). Keras' own
+    "Downloading data from ..." line and progress bar stay out of the output: whether the
+    download worked is said once, by :func:`imagenet_weights`.
     """
     folder = weight_search_dirs()[0]
     folder.mkdir(parents=True, exist_ok=True)
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
     try:
-        path = Path(keras.utils.get_file(file.name, file.url, file_hash=file.md5, cache_dir=str(folder),
-                                         cache_subdir="."))
+        with contextlib.redirect_stdout(io.StringIO()):
+            path = Path(keras.utils.get_file(file.name, file.url, file_hash=file.md5, cache_dir=str(folder),
+                                             cache_subdir="."))
         file.verify(path)
         return path
     except BaseException:
@@ -205,6 +212,13 @@ def _published_file_weights(file: KerasFile | TorchvisionFile) -> tuple[Resolved
     return None, f"downloading it failed ({_failed_downloads[file.name]})"
 
 
+def _announce_fallback(file: KerasFile | TorchvisionFile, problem: str, label: str) -> None:
+    """Say once, in one line, that ``file`` is not used, why, and which source is used instead."""
+    if file.name not in _announced_fallbacks:
+        _announced_fallbacks.add(file.name)
+        print(f"{file.name} is not in the weights folders and {problem}; using {label} instead.")
+
+
 def imagenet_weights(name: str, include_top: bool = False) -> ResolvedWeights:
     """Where ``name``'s ImageNet weights (with the classifier top if ``include_top``) come from; see the module doc."""
     entry = backbone(name)
@@ -223,6 +237,8 @@ def imagenet_weights(name: str, include_top: bool = False) -> ResolvedWeights:
     if packaged is not None:
         reason = packaged.unavailable()
         if reason is None:
+            if file is not None:
+                _announce_fallback(file, problem, packaged.label)
             return ResolvedWeights(packaged.path(), packaged.label, packaged.load)
         problems.append(f"{'Or install' if problems else 'Install'} {packaged.requirement}, which ships them "
                         f"({reason}).")
