@@ -245,7 +245,7 @@ def study(run, data: Dataset, n_folds: int, seed: int) -> Study:
     Case-level folds keep a case (with its duplicates and same-field twins) in one fold;
     for field images they are also checked for look-alike images across folds by phase
     correlation (:func:`hemasuite.splits.assert_no_leakage`). Manifests:
-    ``folds_<level>.csv``.
+    ``folds/<level>_k<n>.csv`` (:func:`hemasuite.splits.folds_manifest_name`).
     """
     report = validation.validate_dataset(data)
     frame = data.frame.copy()
