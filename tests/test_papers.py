@@ -410,3 +410,32 @@ def test_p1_selects_on_validation_without_reading_the_test_part(tmp_path, monkey
     assert "exact 95% CI" in text and "96.3%" in text
     assert any(d.startswith("paper figure: the paper's 98% is the mean") for d in
                p1.deviations(P1_PARAMS, selection.settings, "duplicate"))
+
+
+def test_the_ladder_says_why_its_field_rung_is_not_p1s_final_runs(tmp_path, monkeypatch):
+    import yaml
+
+    from hemasuite import config, parameters
+    from hemasuite.papers import p1_deep_cnn as p1
+
+    ladder = {**parameters.notebook_defaults(config.repo_root() / "notebooks" / "02_leakage_ladder.ipynb"),
+              **config.notebook_parameters("cpu", "02_leakage_ladder")}
+    reuse = p1.ladder_reuse(ladder)["field_rung"]
+    assert reuse["reused"] is False and reuse["why"].startswith("trained here: the protocols differ in")
+    assert reuse["differences"]["fractions"] == {"02": [0.8, 0.2], p1.NOTEBOOK: [0.8, 0.1, 0.1]}
+    assert {"denoise", "epoch", "chosen_on_validation"} <= set(reuse["differences"])
+    same = {key: ladder[key] for key in p1.LADDER_SETTINGS}  # P1's runs under the ladder's protocol
+    profiles = {"cpu": {"notebooks": {p1.NOTEBOOK: {**same, "candidates": None, "denoise": "none",
+                                                    "select_best_epoch": False}}}}
+    (tmp_path / "profiles.yaml").write_text(yaml.safe_dump(profiles))
+    monkeypatch.setenv(config.PROFILES_ENV, str(tmp_path / "profiles.yaml"))
+    assert p1.ladder_reuse(ladder)["field_rung"] == {
+        "could_reuse": f"{p1.NOTEBOOK}: the chosen configuration on every split", "reused": False, "differences": {},
+        "why": "trained here, under the same protocol"}
+
+
+def test_p1_records_the_selection_run_it_reuses():
+    from hemasuite.papers import p1_deep_cnn as p1
+
+    [reuse] = p1.reuses({"split_seeds": [3, 4], "seeds": [7, 8]})
+    assert reuse["result"] == "split seed 3, training seed 7" and "trained during the selection" in reuse["reuses"]

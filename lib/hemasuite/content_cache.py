@@ -6,7 +6,8 @@ depend on the notebook or the split, so every notebook reads them from here:
 - :func:`fingerprint`: the content key of a list of files (sorted paths, sizes and
   modification times): a changed, added or removed file gives another key;
 - :func:`cached`: a value loaded from ``<cache>/<kind>/<key>.pkl`` or computed and stored
-  there (written atomically; an unreadable entry is computed again).
+  there (written atomically; an unreadable entry is computed again); :func:`load` and
+  :func:`store` for a value that grows (:mod:`hemasuite.pair_scores`).
 
 Entries are never overwritten in place and never trusted across :data:`VERSION` changes.
 """
@@ -45,16 +46,21 @@ def entry(kind: str, key: str) -> Path:
     return config.cache_dir() / kind / f"{key}.pkl"
 
 
-def cached(kind: str, key: str, compute: Callable[[], T]) -> tuple[T, bool]:
-    """``(value, hit)``: the stored value of ``kind``/``key``, or ``compute()`` stored for the next caller."""
+def load(kind: str, key: str):
+    """The stored value of ``kind``/``key``, or None where there is none or it is unreadable (from other code)."""
     path = entry(kind, key)
-    if path.is_file():
-        try:
-            with open(path, "rb") as handle:
-                return pickle.load(handle), True
-        except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError):
-            pass  # unreadable or from other code: computed again below
-    value = compute()
+    if not path.is_file():
+        return None
+    try:
+        with open(path, "rb") as handle:
+            return pickle.load(handle)
+    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError):
+        return None
+
+
+def store(kind: str, key: str, value) -> None:
+    """Keep ``value`` as ``kind``/``key``, written atomically: a reader sees the old entry or the new one."""
+    path = entry(kind, key)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     try:
@@ -64,4 +70,13 @@ def cached(kind: str, key: str, compute: Callable[[], T]) -> tuple[T, bool]:
     finally:
         if os.path.exists(temporary):
             os.unlink(temporary)
+
+
+def cached(kind: str, key: str, compute: Callable[[], T]) -> tuple[T, bool]:
+    """``(value, hit)``: the stored value of ``kind``/``key``, or ``compute()`` stored for the next caller."""
+    value = load(kind, key)
+    if value is not None:
+        return value, True
+    value = compute()
+    store(kind, key, value)
     return value, False

@@ -34,7 +34,7 @@ import pandas as pd
 from PIL import Image
 from scipy import fft, ndimage
 
-from . import content_cache
+from . import content_cache, pair_scores
 from .errors import DataError
 from .progress_lines import LoopProgress
 
@@ -150,7 +150,7 @@ def _best_shift_scores(bank: _Bank, pairs: np.ndarray, chunk: int = 256) -> tupl
     return scores, bank.shifts[best]
 
 
-def _all_pairs(labels, within_class: bool) -> np.ndarray:
+def index_pairs(labels, within_class: bool = True) -> np.ndarray:
     """Index pairs ``i < j``: all of them, or those with equal labels."""
     labels = np.asarray(labels)
     if not within_class:
@@ -165,13 +165,17 @@ def _all_pairs(labels, within_class: bool) -> np.ndarray:
 
 def screen(images: np.ndarray, labels, within_class: bool = True, threshold: float = SCREEN_THRESHOLD,
            factor: int = SCREEN_FACTOR) -> tuple[np.ndarray, np.ndarray]:
-    """Candidate pairs (and their half-resolution scores) among all pairs, or all same-label pairs."""
-    pairs = _all_pairs(labels, within_class)
+    """Candidate pairs (and their half-resolution scores) among all pairs, or all same-label pairs; each pair of
+    these images is scored once, whatever the labels (:mod:`hemasuite.pair_scores`)."""
+    pairs = index_pairs(labels, within_class)
     if not len(pairs):
         return pairs, np.empty(0, np.float32)
-    scores, _ = _best_shift_scores(_bank(downsample(images, factor)), pairs)
-    keep = scores >= threshold
-    return pairs[keep], scores[keep]
+
+    def scores(images, pairs):
+        return _best_shift_scores(_bank(downsample(images, factor)), pairs)[0]
+
+    return pair_scores.at_least("same_field_screen", images, pairs, scores, threshold, factor=factor,
+                                overlap=MIN_OVERLAP)
 
 
 # ----------------------------------------------------------------------------- registration (scikit-image)
@@ -225,7 +229,7 @@ def register_pairs(images: np.ndarray, pairs: np.ndarray, min_overlap: float = M
 
 def random_pairs(labels, n: int, seed: int = 0, within_class: bool = True) -> np.ndarray:
     """``n`` distinct random index pairs ``i < j`` (same label by default), seeded."""
-    pairs = _all_pairs(labels, within_class)
+    pairs = index_pairs(labels, within_class)
     rng = np.random.default_rng(seed)
     return pairs[np.sort(rng.choice(len(pairs), size=min(n, len(pairs)), replace=False))]
 

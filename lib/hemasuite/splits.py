@@ -9,7 +9,6 @@ images on different sides with a similarity of its own.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -110,30 +109,18 @@ def look_alike_pairs(images: np.ndarray, labels, threshold: float = LEAK_THRESHO
     """Index pairs ``(i, j)``, ``i < j``, of same-class thumbnails whose phase-correlation peak reaches ``threshold``,
     and their peaks (``(n, 3)``: i, j, peak).
 
-    Independent of any split, so computed once per content of ``images`` and ``labels`` and
-    kept in the user cache (:mod:`hemasuite.content_cache`); every split is then checked
-    against it (:func:`cross_side_matches`).
+    Independent of any split, so each pair of images is scored once, whatever the labels
+    (:mod:`hemasuite.pair_scores`, in the user cache); every split is then checked against
+    it (:func:`cross_side_matches`).
     """
-    from . import content_cache
-    from .same_field import phase_correlation
+    from .pair_scores import at_least
+    from .same_field import index_pairs, phase_correlation
 
-    labels = np.asarray(labels).astype(str)
-    digest = hashlib.sha256(np.ascontiguousarray(images, dtype=np.float32).tobytes())
-    digest.update("\n".join(labels).encode())
+    def peaks(images, pairs):
+        return phase_correlation(images, images, pairs, what="look-alike check")
 
-    def compute() -> np.ndarray:
-        blocks = [np.empty((0, 2), np.int64)]
-        for label in pd.unique(labels):
-            members = np.flatnonzero(labels == label)
-            i, j = np.triu_indices(len(members), 1)
-            blocks.append(np.column_stack([members[i], members[j]]))
-        pairs = np.concatenate(blocks)
-        peaks = phase_correlation(images, images, pairs, what="look-alike check") if len(pairs) else np.empty(0)
-        keep = peaks >= threshold
-        return np.column_stack([pairs[keep], peaks[keep]])
-
-    key = f"{digest.hexdigest()[:32]}_{threshold}"
-    return content_cache.cached("look_alike", key, compute)[0]
+    found, scores = at_least("look_alike", images, index_pairs(labels), peaks, threshold)
+    return np.column_stack([found, scores])
 
 
 def cross_side_matches(frame: pd.DataFrame, images: np.ndarray, split_col: str = "split", label_col: str = "label",

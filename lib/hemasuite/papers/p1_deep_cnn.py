@@ -24,6 +24,7 @@ from .. import (
     experiment,
     metrics,
     models,
+    parameters,
     pipeline,
     preprocess,
     record,
@@ -320,6 +321,41 @@ def verdict(row: record.ModelRow, summary: dict, majority: record.ModelRow, data
     return text
 
 
+LADDER_SETTINGS = ("dataset", "fractions", "split_seeds", "image_size", "stem_stride", "stem_kernel", "augmentation",
+                   "epochs", "batch_size", "learning_rate", "seeds")
+
+
+def ladder_reuse(ladder_params: dict) -> dict:
+    """results.json's ``reuses`` of notebook 02: whether its field rung could be this notebook's final runs (P1's CNN
+    on field-level splits) under the same profile, and each setting in which the two protocols differ.
+
+    The rung is trained in 02 while any differ: reusing runs of another protocol would
+    change what the ladder measures.
+    """
+    own = {**parameters.notebook_defaults(config.repo_root() / "notebooks" / f"{NOTEBOOK}.ipynb"),
+           **config.notebook_parameters(ladder_params["profile"], NOTEBOOK)}
+    differences = {key: {"02": ladder_params.get(key), NOTEBOOK: own.get(key)} for key in LADDER_SETTINGS
+                   if own.get(key) is not None and own.get(key) != ladder_params.get(key)}
+    chosen = [key for key in ("image_size", "stem_stride", "stem_kernel", "augmentation") if own.get(key) is None]
+    if own.get("candidates") and chosen:
+        differences["chosen_on_validation"] = {"02": "fixed beforehand", NOTEBOOK: chosen}
+    if own.get("denoise", "none") != "none":
+        differences["denoise"] = {"02": "none", NOTEBOOK: own["denoise"]}
+    if own.get("select_best_epoch"):
+        differences["epoch"] = {"02": "the last", NOTEBOOK: "chosen on validation"}
+    return {"field_rung": {"could_reuse": f"{NOTEBOOK}: the chosen configuration on every split",
+                           "reused": False, "differences": differences,
+                           "why": ("trained here: the protocols differ in " + ", ".join(differences)) if differences
+                           else "trained here, under the same protocol"}}
+
+
+def reuses(p: dict) -> list[dict]:
+    """results.json's ``reuses``: the selection's chosen candidate is the first split's first training seed."""
+    return [{"result": f"split seed {p['split_seeds'][0]}, training seed {p['seeds'][0]}",
+             "reuses": "the chosen candidate as trained during the selection (the same split, settings, seed and "
+                       "epochs); its test part scored once, after the choice"}]
+
+
 def details(p: dict, settings: dict, splits: list[dict], summary: dict, excluded: dict | None = None) -> dict:
     """Protocol details of results.json: the chosen network, optimiser, every split with its manifest hash, the
     accuracy summary over splits, and the images left out as unusable (:func:`hemasuite.experiment.usable_images`)."""
@@ -328,4 +364,4 @@ def details(p: dict, settings: dict, splits: list[dict], summary: dict, excluded
             "epochs": p["epochs"], "split_seeds": p["split_seeds"], "training_seeds": p["seeds"],
             "test_time_augmentation": "8 dihedral views" if settings["test_time_augmentation"] else None,
             "denoise": p["denoise"], "weights": "random init (trained from scratch)", "splits": splits,
-            "accuracy_over_splits": summary}
+            "accuracy_over_splits": summary, "reuses": reuses(p)}
