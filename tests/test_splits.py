@@ -160,3 +160,16 @@ def test_leakage_check_finds_twins_its_groups_do_not_know():
         assert_no_leakage(leaky, "group", images=thumbs)  # ... the independent similarity can
     clean = frame.assign(split=["train", "train", "test", "test", "train", "train"])
     assert_no_leakage(clean, "group", images=thumbs)
+
+
+def test_a_cross_validations_manifest_is_named_by_level_and_fold_count(tmp_path):
+    from hemasuite import record
+    from hemasuite.splits import save_folds_manifest
+
+    frame = pd.DataFrame({"path": [str(tmp_path / f"{i}.png") for i in range(6)], "label": list("aabbab")})
+    run = record.Run("20_p3_densenet201_lymphoma", tmp_path / "run", {})
+    saved = save_folds_manifest(run, frame, ["g0", "g0", "g1", "g1", "g2", "g2"], [0, 0, 1, 1, 2, 2], "case")
+    assert saved == "folds/case_k3.csv"
+    manifest = load_manifest(run.dir / saved)
+    assert manifest["fold"].tolist() == ["0", "0", "1", "1", "2", "2"] and set(manifest["split"]) == {"test"}
+    assert manifest["group"].tolist() == ["g0", "g0", "g1", "g1", "g2", "g2"]

@@ -187,6 +187,14 @@ def folds_manifest_name(level: str, n_folds: int) -> str:
     return f"folds/{level}_k{n_folds}.csv"
 
 
+def save_folds_manifest(run, frame: pd.DataFrame, groups, folds, level: str) -> str:
+    """A cross-validation's manifest in ``run``'s folder, ``folds/<level>_k<n>.csv`` (every image with its group and
+    test fold); its run-relative path."""
+    folds = np.asarray(folds)
+    frame = frame.assign(group=groups, split="test", fold=folds)
+    return run.relative(save_manifest(frame, run.path(folds_manifest_name(level, len(np.unique(folds))))))
+
+
 def save_manifest(frame: pd.DataFrame, path) -> Path:
     """Write the split as CSV: path, label, group, split, and the columns of ``EXTRA_COLUMNS`` present.
 

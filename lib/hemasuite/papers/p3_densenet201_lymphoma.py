@@ -245,7 +245,7 @@ def study(run, data: Dataset, n_folds: int, seed: int) -> Study:
     Case-level folds keep a case (with its duplicates and same-field twins) in one fold;
     for field images they are also checked for look-alike images across folds by phase
     correlation (:func:`hemasuite.splits.assert_no_leakage`). Manifests:
-    ``folds/<level>_k<n>.csv`` (:func:`hemasuite.splits.folds_manifest_name`).
+    ``folds/<level>_k<n>.csv`` (:func:`hemasuite.splits.save_folds_manifest`).
     """
     report = validation.validate_dataset(data)
     frame = data.frame.copy()
@@ -257,13 +257,12 @@ def study(run, data: Dataset, n_folds: int, seed: int) -> Study:
         frame[f"{level}_group"] = groups
         frame[f"fold_{level}"] = splits.grouped_folds(frame, n_folds, seed, groups=groups)
         splits.assert_no_leakage(frame, groups, f"fold_{level}", images=thumbs if level == "case" else None)
-        manifest = splits.save_manifest(frame.assign(group=groups, split="test", fold=frame[f"fold_{level}"]),
-                                        run.path(splits.folds_manifest_name(level, n_folds)))
+        manifest = splits.save_folds_manifest(run, frame, groups, frame[f"fold_{level}"], level)
         counts = pd.crosstab(frame[f"fold_{level}"], frame["label"])
         described[level] = record.Split(
             level=level, method=f"stratified grouped {n_folds}-fold cross-validation (StratifiedGroupKFold): "
                                 + validation.SPLIT_LEVELS[level], seed=seed, folds=n_folds,
-            manifest=run.relative(manifest), duplicates_merged=int(len(frame) - groups.nunique()),
+            manifest=manifest, duplicates_merged=int(len(frame) - groups.nunique()),
             same_field_pairs=int(len(report.same_field_pairs)),
             counts={f"fold {k}": {str(c): int(v) for c, v in row.items()} for k, row in counts.iterrows()})
     images = pipeline.load_images(frame, None, cache_dir=config.cache_dir())

@@ -128,12 +128,8 @@ def save_folds(run, cases: Cases, plan: dict[str, np.ndarray]) -> dict[str, str]
     """Each level's folds as its manifest (``folds/<level>_k<n>.csv``, the test fold of every image and its group);
     the run-relative path by level."""
     groups = {"case": cases.frame["case_group"], cases.image_level: cases.frame["duplicate_group"]}
-    saved = {}
-    for level, folds in plan.items():
-        frame = cases.frame.assign(group=groups[level], split="test", fold=folds)
-        path = run.path(splits.folds_manifest_name(level, int(len(np.unique(folds)))))
-        saved[level] = run.relative(splits.save_manifest(frame, path))
-    return saved
+    return {level: splits.save_folds_manifest(run, cases.frame, groups[level], folds, level)
+            for level, folds in plan.items()}
 
 
 def fold_table(cases: Cases, plan: dict[str, np.ndarray]) -> pd.DataFrame:
