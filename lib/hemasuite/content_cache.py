@@ -6,8 +6,8 @@ depend on the notebook or the split, so every notebook reads them from here:
 - :func:`fingerprint`: the content key of a list of files (sorted paths, sizes and
   modification times): a changed, added or removed file gives another key;
 - :func:`cached`: a value loaded from ``<cache>/<kind>/<key>.pkl`` or computed and stored
-  there (written atomically; an unreadable entry is computed again); :func:`load` and
-  :func:`store` for a value that grows (:mod:`hemasuite.pair_scores`).
+  there (written atomically; an unreadable entry is computed again); :func:`load_entry` and
+  :func:`store_entry` for a value that grows (:mod:`hemasuite.pair_scores`).
 
 Entries are never overwritten in place and never trusted across :data:`VERSION` changes.
 """
@@ -46,7 +46,7 @@ def entry(kind: str, key: str) -> Path:
     return config.cache_dir() / kind / f"{key}.pkl"
 
 
-def load(kind: str, key: str):
+def load_entry(kind: str, key: str):
     """The stored value of ``kind``/``key``, or None where there is none or it is unreadable (from other code)."""
     path = entry(kind, key)
     if not path.is_file():
@@ -58,7 +58,7 @@ def load(kind: str, key: str):
         return None
 
 
-def store(kind: str, key: str, value) -> None:
+def store_entry(kind: str, key: str, value) -> None:
     """Keep ``value`` as ``kind``/``key``, written atomically: a reader sees the old entry or the new one."""
     path = entry(kind, key)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -74,9 +74,9 @@ def store(kind: str, key: str, value) -> None:
 
 def cached(kind: str, key: str, compute: Callable[[], T]) -> tuple[T, bool]:
     """``(value, hit)``: the stored value of ``kind``/``key``, or ``compute()`` stored for the next caller."""
-    value = load(kind, key)
+    value = load_entry(kind, key)
     if value is not None:
         return value, True
     value = compute()
-    store(kind, key, value)
+    store_entry(kind, key, value)
     return value, False

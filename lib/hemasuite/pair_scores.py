@@ -62,7 +62,7 @@ def at_least(kind: str, images: np.ndarray, pairs, score: Callable[[np.ndarray, 
     place, images_key = canonical_order(images)
     key = hashlib.sha256(repr((images_key, float(threshold), sorted(settings.items()))).encode()).hexdigest()[:32]
     n = len(images)
-    stored = content_cache.load("pair_scores", f"{kind}_{key}")
+    stored = content_cache.load_entry("pair_scores", f"{kind}_{key}")
     store = stored if isinstance(stored, Store) and stored.n == n else Store.empty(n)
     a, b = place[pairs[:, 0]], place[pairs[:, 1]]
     cells = np.minimum(a, b) * n + np.maximum(a, b)
@@ -76,7 +76,7 @@ def at_least(kind: str, images: np.ndarray, pairs, score: Callable[[np.ndarray, 
         order = np.argsort(hits, kind="stable")
         done[cells[missing]] = True
         store = Store(n, np.packbits(done), hits[order], values[order])
-        content_cache.store("pair_scores", f"{kind}_{key}", store)
+        content_cache.store_entry("pair_scores", f"{kind}_{key}", store)
     where = np.clip(np.searchsorted(store.hits, cells), 0, max(len(store.hits) - 1, 0))
     found = (store.hits[where] == cells) if len(store.hits) else np.zeros(len(cells), bool)
     return pairs[found], store.scores[where[found]]
