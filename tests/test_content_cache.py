@@ -1,5 +1,9 @@
 """Validation, thumbnails and look-alike pairs computed once per dataset content, and computed again when it changes."""
 
+import os
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -34,13 +38,26 @@ def test_a_changed_added_or_removed_file_gives_another_key(folder):
     key = content_cache.fingerprint(paths)
     assert content_cache.fingerprint(list(reversed(paths))) == key  # the order does not matter
     assert content_cache.fingerprint(paths, 64) != key  # nor do the settings go unnoticed
-    write(folder / "a" / "0.png", 999, size=41)  # changed: another size and mtime
+    write(folder / "a" / "0.png", 999)  # changed in place: the same byte size, other pixels
     changed = content_cache.fingerprint(paths)
     assert changed != key
     write(folder / "b" / "new.png", 5)
     assert content_cache.fingerprint([*paths, str(folder / "b" / "new.png")]) != changed
     (folder / "b" / "1.png").unlink()
     assert content_cache.fingerprint(paths) != changed
+
+
+def test_a_copy_with_new_modification_times_keeps_its_key(folder, tmp_path):
+    paths = sorted(str(p) for p in folder.rglob("*.png"))
+    key = content_cache.fingerprint(paths)
+    for path in paths:  # the same bytes, downloaded or mounted again
+        data = Path(path).read_bytes()
+        os.utime(path, ns=(0, 10**18))
+        Path(path).write_bytes(data)
+    assert content_cache.fingerprint(paths) == key
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
+    assert content_cache.fingerprint(sorted(str(p) for p in copy.rglob("*.png"))) != key  # paths are reported
 
 
 def test_validation_is_read_from_the_cache_until_the_files_change(folder, cache):

@@ -1,6 +1,7 @@
 """Frozen-backbone features are computed once: a rerun loads them and never runs the backbone."""
 
 import os
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -91,7 +92,10 @@ def test_key_covers_content_variant_weights_and_size(tmp_path, images_and_paths,
     assert with_file.path(paths) != named and "weights.h5" in with_file.weights_identity()
     cache(images, paths)
     stat = os.stat(paths[0])
-    os.utime(paths[0], ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # the file changed: recompute
+    os.utime(paths[0], ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # touched, the same bytes: a hit
+    features.FeatureCache("tiny_avgpool", build, 32, cache_dir=tmp_path / "cache")(images, paths)
+    assert calls["predict"] == 1
+    Path(paths[0]).write_bytes(Path(paths[0]).read_bytes() + b"\0")  # the file changed: recompute
     features.FeatureCache("tiny_avgpool", build, 32, cache_dir=tmp_path / "cache")(images, paths)
     assert calls["predict"] == 2
 

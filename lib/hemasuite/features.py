@@ -6,11 +6,11 @@ them once. :class:`FeatureCache` stores them as ``features_<name>_<key>.npy`` un
 :func:`hemasuite.config.cache_dir`; the key covers
 
 - the extractor: backbone and layer (``name``), and the input rescaling,
-- its weights: the weight file's name, byte size and modification time, or random
-  initialisation with the seed that drew it,
+- its weights: the weight file's name and SHA-256, or random initialisation with the
+  seed that drew it,
 - the input size,
-- the dataset content: every image file's path, byte size and modification time, in
-  order (:func:`hemasuite.pipeline.cache_key`),
+- the dataset content: every image file's path and the SHA-256 of its bytes, in order
+  (:func:`hemasuite.pipeline.cache_key`),
 - a variant for any transformation of the images (e.g. P5's rotations).
 
 :func:`layer_features` names the layers the papers read (``fc6`` / ``fc7`` of AlexNet and
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -33,7 +32,7 @@ from typing import Callable
 import keras
 import numpy as np
 
-from . import config, models, pipeline, training
+from . import config, content_cache, models, pipeline, training
 from .record import write_json_atomic
 
 LAYERS = ("fc6", "fc7", "avgpool", "block4_pool")
@@ -60,11 +59,10 @@ class FeatureCache:
         self._model = None
 
     def weights_identity(self) -> str:
-        """The weight file's name, size and mtime, or random init with its seed."""
+        """The weight file's name and SHA-256, or random init with its seed."""
         if self.weights_file is None:
             return f"random init, seed {self.seed}"
-        stat = os.stat(self.weights_file)
-        return f"{Path(self.weights_file).name}:{stat.st_size}:{stat.st_mtime_ns}"
+        return f"{Path(self.weights_file).name}:{content_cache.file_digest(self.weights_file)}"
 
     def path(self, paths, variant="") -> Path:
         """The cache file for these image files (in this order) and variant."""

@@ -30,7 +30,7 @@ def _hw(size) -> tuple[int, int] | None:
 
 
 def cache_key(paths, size) -> str:
-    """Key of decoded images: every file's path, byte size and modification time in order, and the target size
+    """Key of decoded images: every file's path and the SHA-256 of its bytes in order, and the target size
     (:func:`hemasuite.content_cache.fingerprint`)."""
     return content_cache.fingerprint(paths, _hw(size), ordered=True)[:20]
 
@@ -41,8 +41,8 @@ def load_images(frame, size, cache_dir=None, workers: int | None = None) -> np.n
     ``size`` is an int (square), ``(height, width)``, or None for native size (all images
     must then share one size). Files are decoded by :func:`hemasuite.imageio.read_rgb` on
     ``workers`` threads (default: CPU count + 4). With ``cache_dir``, the array is saved
-    as ``images_<key>.npy`` there and reloaded whenever paths, file sizes, modification
-    times and ``size`` are unchanged. Unreadable files raise :class:`ImageReadError`.
+    as ``images_<key>.npy`` there and reloaded whenever the paths, the files' bytes and
+    ``size`` are unchanged. Unreadable files raise :class:`ImageReadError`.
     """
     paths = [str(p) for p in frame["path"]]
     target = None

@@ -24,6 +24,9 @@ machine it ran on. Four parts:
 5. **Suite time:** the ``smoke`` profile is run now, in a temporary folder, and timed;
    the ``cpu`` profile is the sum of each notebook's last good run in
    ``reports/cpu/runs.json``, against the 60-minute goal, with its slowest cells.
+6. **Cores:** P4's CNN trained in a fresh process with TensorFlow on one thread, on
+   every core, and in two processes side by side: how much a second core adds to one
+   training, and whether two notebooks run side by side would finish sooner.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import json
 import math
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -44,7 +48,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import config, experiment, models, papers, pipeline, training
+from .. import augment, config, experiment, models, papers, pipeline, training
 from ..datasets import load_folder
 from ..errors import DataError, WeightsError
 from ..imageio import is_image_file
@@ -312,6 +316,76 @@ def pretrained_benchmark(configs=PRETRAINED, steps: int = 3, infer_batch: int = 
                       "a new softmax head (Adam, the training precision policy)"}
 
 
+# ---------------------------------------------------------------------------- cores
+
+CORE_PROBE = {"images": 2048, "size": 64, "epochs": 4, "batch_size": 64}  # about 10 s of training per process
+
+
+def training_probe(threads: int | None, images: int, size: int, epochs: int, batch_size: int) -> dict:
+    """Images/s of P4's CNN (its augmentation, the ``cpu`` profile's precision) trained on synthetic pixels through
+    :func:`hemasuite.training.train`, timed over the epochs after the first (which builds the graph).
+
+    ``threads`` limits TensorFlow's thread pools (None: its default, every core). They are fixed by TensorFlow's
+    first operation, so run this in a fresh process (:func:`core_scaling_benchmark`).
+    """
+    import keras
+    import tensorflow as tf
+
+    if threads:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    training.set_cpu_policy(config.cpu_precision("cpu"), "profile cpu: cpu_precision")
+    rng = np.random.default_rng(0)
+    pixels, labels = rng.integers(0, 256, (images, size, size, 3), dtype=np.uint8), rng.integers(0, 4, images)
+    data = pipeline.make_dataset(pixels, labels, 4, batch_size, training=True, seed=0,
+                                 augment=augment.imagedatagenerator_layers(seed=0))
+    ends = []
+    clock = keras.callbacks.LambdaCallback(on_epoch_end=lambda *_: ends.append(time.perf_counter()))
+    fitted = training.train(lambda: models.p4_sequential_cnn((size, size, 3), 4), data, images, epochs,
+                            lambda: training.adam(1e-3, epochs, "constant")(0), callbacks=[clock])
+    return {"threads": threads or "default (every core)", "policy": fitted.policy,
+            "images_per_s": round(training.per_second(images * (epochs - 1), ends[-1] - ends[0]), 1)}
+
+
+def _probe_process(threads: int | None, probe: dict) -> subprocess.Popen:
+    code = ("import json; from hemasuite.tools.bench import training_probe; "
+            f"print(json.dumps(training_probe({threads!r}, **{probe!r})))")
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+
+
+def _probe_result(process: subprocess.Popen) -> dict:
+    out, err = process.communicate()
+    if process.returncode:
+        raise RuntimeError(f"the training probe failed (exit {process.returncode}): {err.strip()[-2000:]}")
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def core_scaling(one_thread: dict, all_cores: dict, side_by_side: list[dict], probe: dict) -> dict:
+    """The cores part of the report from the three measurements of :func:`core_scaling_benchmark`."""
+    together = sum(r["images_per_s"] for r in side_by_side)
+    return {"probe": probe, "policy": all_cores["policy"], "cpus_usable": machine()["cpus_usable"],
+            "one_thread_images_per_s": one_thread["images_per_s"],
+            "all_cores_images_per_s": all_cores["images_per_s"],
+            "side_by_side_images_per_s": [r["images_per_s"] for r in side_by_side],
+            "side_by_side_total_images_per_s": round(together, 1),
+            "all_cores_over_one_thread": round(all_cores["images_per_s"] / one_thread["images_per_s"], 2),
+            "side_by_side_over_one_process": round(together / all_cores["images_per_s"], 2),
+            "method": (f"P4's CNN with its augmentation on {probe['images']} synthetic {probe['size']} px images, "
+                       f"batch {probe['batch_size']}, {probe['epochs']} epochs, images/s over the epochs after the "
+                       "first; each measurement in a fresh process: one TensorFlow thread, TensorFlow's default "
+                       "threads (every core), then two default processes started together")}
+
+
+def core_scaling_benchmark(probe: dict = CORE_PROBE) -> dict:
+    """Whether the cores that a training leaves idle could run a second notebook: P4's CNN trained with one thread,
+    with every core, and in two processes at once (:func:`training_probe`, one fresh process each)."""
+    one_thread = _probe_result(_probe_process(1, probe))
+    all_cores = _probe_result(_probe_process(None, probe))
+    pair = [_probe_process(None, probe) for _ in range(2)]
+    return core_scaling(one_thread, all_cores, [_probe_result(process) for process in pair], probe)
+
+
 # ---------------------------------------------------------------------------- suite time
 
 def expected_notebooks(profile: str) -> list[str]:
@@ -421,6 +495,17 @@ def report_markdown(report: dict) -> str:
                   markdown_table(pd.DataFrame(t["rows"]).drop(columns=["name"]), floatfmt=".1f")]
     else:
         lines.append(f"not measured: {t.get('status', 'skipped')}")
+    lines += ["", "## Cores: would two notebooks side by side finish sooner?", ""]
+    c = report.get("cores") or {}
+    if c.get("method"):
+        lines += [f"{c['method']}; precision policy {c['policy']}, {c['cpus_usable']} usable CPUs.", "",
+                  f"- **every core / one thread: {c['all_cores_over_one_thread']:.2f}x** "
+                  f"({c['one_thread_images_per_s']} and {c['all_cores_images_per_s']} images/s)",
+                  f"- **two processes side by side / one process: {c['side_by_side_over_one_process']:.2f}x** "
+                  f"({' + '.join(map(str, c['side_by_side_images_per_s']))} images/s); at about 1.0x, notebooks "
+                  "run side by side take as long as one after the other"]
+    else:
+        lines.append(f"not measured: {c.get('status', 'skipped')}")
     lines += ["", "## Suite wall time", ""]
     for profile, s in report["suite"].items():
         if s.get("measured"):
@@ -477,6 +562,7 @@ def benchmark_report(folder=None, size: int = 128, batch_size: int = 64, limit: 
                                else {"status": "skipped (--skip-pipeline)"})
     report["pretrained"] = (pretrained_benchmark() if not skip_pipeline
                             else {"status": "skipped (--skip-pipeline)"})
+    report["cores"] = core_scaling_benchmark() if not skip_pipeline else {"status": "skipped (--skip-pipeline)"}
     report["suite"] = {"smoke": smoke_suite_benchmark() if measure_smoke else suite_time(reports, "smoke"),
                        "cpu": suite_time(reports, "cpu")}
     return report
@@ -492,8 +578,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reports",
                         help="reports folder with <profile>/runs.json and results (default: <repo>/reports)")
     parser.add_argument("--skip-pipeline", action="store_true",
-                        help="skip the timed measurements (pipeline, P5 grid, pretrained backbones); only collect "
-                             "the recorded numbers")
+                        help="skip the timed measurements (pipeline, P5 grid, pretrained backbones, cores); only "
+                             "collect the recorded numbers")
     parser.add_argument("--grid-images", type=int, default=160, help="images for the P5 grid (default 160)")
     parser.add_argument("--no-smoke", action="store_true",
                         help="do not run the smoke profile; report its last recorded runs instead")
