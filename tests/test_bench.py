@@ -166,8 +166,12 @@ def test_cores_part_from_a_tiny_probe(monkeypatch):
     measured = bench.training_probe(None, **probe)  # in this process: TensorFlow's default threads
     assert measured["images_per_s"] > 0 and measured["policy"] in ("float32", "mixed_bfloat16")
     slower = {**measured, "images_per_s": measured["images_per_s"] / 2}
-    cores = bench.core_scaling(slower, measured, [slower, slower], probe)
-    assert cores["all_cores_over_one_thread"] == 2.0 and cores["side_by_side_over_one_process"] == 1.0
+    rounds = [{"one_thread": slower, "all_cores": measured, "side_by_side": [slower, slower]},
+              {"one_thread": slower, "all_cores": slower, "side_by_side": [measured, slower]},
+              {"one_thread": slower, "all_cores": measured, "side_by_side": [slower, slower]}]
+    cores = bench.core_scaling(rounds, probe)
+    assert cores["rounds"] == 3 and cores["images_per_s"]["all_cores"][1] == slower["images_per_s"]
+    assert cores["all_cores_over_one_thread"] == 2.0 and cores["side_by_side_over_one_process"] == 1.0  # medians
     text = bench.report_markdown({**_report_skeleton(), "cores": cores})
     assert "## Cores" in text and "two processes side by side / one process: 1.00x" in text
     monkeypatch.setattr(bench, "_probe_process", lambda threads, probe: subprocess.Popen(

@@ -361,29 +361,37 @@ def _probe_result(process: subprocess.Popen) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def core_scaling(one_thread: dict, all_cores: dict, side_by_side: list[dict], probe: dict) -> dict:
-    """The cores part of the report from the three measurements of :func:`core_scaling_benchmark`."""
-    together = sum(r["images_per_s"] for r in side_by_side)
-    return {"probe": probe, "policy": all_cores["policy"], "cpus_usable": machine()["cpus_usable"],
-            "one_thread_images_per_s": one_thread["images_per_s"],
-            "all_cores_images_per_s": all_cores["images_per_s"],
-            "side_by_side_images_per_s": [r["images_per_s"] for r in side_by_side],
-            "side_by_side_total_images_per_s": round(together, 1),
-            "all_cores_over_one_thread": round(all_cores["images_per_s"] / one_thread["images_per_s"], 2),
-            "side_by_side_over_one_process": round(together / all_cores["images_per_s"], 2),
+def core_scaling(rounds: list[dict], probe: dict) -> dict:
+    """The cores part of the report from the rounds of :func:`core_scaling_benchmark`: each mode's images/s per
+    round, their median and range, and the ratios of the medians."""
+    modes = {"one_thread": [r["one_thread"]["images_per_s"] for r in rounds],
+             "all_cores": [r["all_cores"]["images_per_s"] for r in rounds],
+             "side_by_side_total": [round(sum(p["images_per_s"] for p in r["side_by_side"]), 1) for r in rounds]}
+    median = {mode: float(np.median(values)) for mode, values in modes.items()}
+    return {"probe": probe, "rounds": len(rounds), "policy": rounds[0]["all_cores"]["policy"],
+            "cpus_usable": machine()["cpus_usable"], "images_per_s": modes,
+            "median_images_per_s": {mode: round(value, 1) for mode, value in median.items()},
+            "all_cores_over_one_thread": round(median["all_cores"] / median["one_thread"], 2),
+            "side_by_side_over_one_process": round(median["side_by_side_total"] / median["all_cores"], 2),
             "method": (f"P4's CNN with its augmentation on {probe['images']} synthetic {probe['size']} px images, "
                        f"batch {probe['batch_size']}, {probe['epochs']} epochs, images/s over the epochs after the "
-                       "first; each measurement in a fresh process: one TensorFlow thread, TensorFlow's default "
-                       "threads (every core), then two default processes started together")}
+                       f"first, each in a fresh process; {len(rounds)} rounds, each of: one TensorFlow thread, "
+                       "TensorFlow's default threads (every core), and two default processes started together "
+                       "(their sum)")}
 
 
-def core_scaling_benchmark(probe: dict = CORE_PROBE) -> dict:
+def core_scaling_benchmark(probe: dict = CORE_PROBE, rounds: int = 3) -> dict:
     """Whether the cores that a training leaves idle could run a second notebook: P4's CNN trained with one thread,
-    with every core, and in two processes at once (:func:`training_probe`, one fresh process each)."""
-    one_thread = _probe_result(_probe_process(1, probe))
-    all_cores = _probe_result(_probe_process(None, probe))
-    pair = [_probe_process(None, probe) for _ in range(2)]
-    return core_scaling(one_thread, all_cores, [_probe_result(process) for process in pair], probe)
+    with every core, and in two processes at once (:func:`training_probe`, one fresh process each), the three
+    modes interleaved over ``rounds`` rounds, as the speed of one training varies from run to run."""
+    measured = []
+    for _ in range(rounds):
+        one_thread = _probe_result(_probe_process(1, probe))
+        all_cores = _probe_result(_probe_process(None, probe))
+        pair = [_probe_process(None, probe) for _ in range(2)]
+        measured.append({"one_thread": one_thread, "all_cores": all_cores,
+                         "side_by_side": [_probe_result(process) for process in pair]})
+    return core_scaling(measured, probe)
 
 
 # ---------------------------------------------------------------------------- suite time
@@ -498,12 +506,18 @@ def report_markdown(report: dict) -> str:
     lines += ["", "## Cores: would two notebooks side by side finish sooner?", ""]
     c = report.get("cores") or {}
     if c.get("method"):
-        lines += [f"{c['method']}; precision policy {c['policy']}, {c['cpus_usable']} usable CPUs.", "",
-                  f"- **every core / one thread: {c['all_cores_over_one_thread']:.2f}x** "
-                  f"({c['one_thread_images_per_s']} and {c['all_cores_images_per_s']} images/s)",
+        speeds = c["images_per_s"]
+
+        def spread(mode):
+            return f"median {c['median_images_per_s'][mode]:.0f}, {min(speeds[mode]):.0f}-{max(speeds[mode]):.0f}"
+
+        lines += [f"{c['method']}; precision policy {c['policy']}, {c['cpus_usable']} usable CPUs. Images/s "
+                  f"(median, range over the rounds): one thread {spread('one_thread')}; every core "
+                  f"{spread('all_cores')}; two processes side by side, together {spread('side_by_side_total')}.", "",
+                  f"- **every core / one thread: {c['all_cores_over_one_thread']:.2f}x** (medians)",
                   f"- **two processes side by side / one process: {c['side_by_side_over_one_process']:.2f}x** "
-                  f"({' + '.join(map(str, c['side_by_side_images_per_s']))} images/s); at about 1.0x, notebooks "
-                  "run side by side take as long as one after the other"]
+                  "(medians): how much sooner two notebooks run side by side would finish their training than one "
+                  "after the other"]
     else:
         lines.append(f"not measured: {c.get('status', 'skipped')}")
     lines += ["", "## Suite wall time", ""]
