@@ -53,6 +53,13 @@ def no_weight_downloads(monkeypatch):
     monkeypatch.setenv("HEMASUITE_OFFLINE", "1")
 
 
+@pytest.fixture
+def restore_cpu_policy():
+    """The CPU precision policy back at its default (float32) after a test that sets it."""
+    yield
+    training.set_cpu_policy("float32", "default")
+
+
 def real_data_dir() -> Path:
     """Where the real images are expected: ``$LEUKEMIA_DATA_DIR`` or ``<repo>/../shared/data``."""
     return Path(os.environ.get("LEUKEMIA_DATA_DIR") or REPO_ROOT.parent / "shared" / "data").expanduser().resolve()

@@ -10,11 +10,7 @@ from hemasuite import config, record, training
 from hemasuite.errors import ParameterError
 from hemasuite.tools import precision_choice
 
-
-@pytest.fixture(autouse=True)
-def restore_cpu_policy():
-    yield
-    training.set_cpu_policy("float32", "default")
+pytestmark = pytest.mark.usefixtures("restore_cpu_policy")
 
 
 def write_profiles(tmp_path, cpu_precision=None):
