@@ -161,7 +161,7 @@ def test_smoke_suite_is_run_and_timed(monkeypatch):
     assert result["total_seconds"] >= 0
 
 
-def test_cores_part_from_a_tiny_probe(monkeypatch):
+def test_cores_part_from_a_tiny_probe(monkeypatch, restore_cpu_policy):
     probe = {"images": 32, "size": 16, "epochs": 3, "batch_size": 8}
     measured = bench.training_probe(None, **probe)  # in this process: TensorFlow's default threads
     assert measured["images_per_s"] > 0 and measured["policy"] in ("float32", "mixed_bfloat16")
@@ -174,6 +174,7 @@ def test_cores_part_from_a_tiny_probe(monkeypatch):
     assert cores["all_cores_over_one_thread"] == 2.0 and cores["side_by_side_over_one_process"] == 1.0  # medians
     text = bench.report_markdown({**_report_skeleton(), "cores": cores})
     assert "## Cores" in text and "two processes side by side / one process: 1.00x" in text
+    assert f"{bench.machine()['cpus_usable']} usable CPUs" in text
     monkeypatch.setattr(bench, "_probe_process", lambda threads, probe: subprocess.Popen(
         [sys.executable, "-c", "import sys; sys.exit('no TensorFlow here')"], stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True))

@@ -2,7 +2,7 @@
 
 Writes ``benchmark.json`` and ``benchmark.md`` under ``--output`` (default
 ``reports/benchmarks``; a time-stamped copy of the JSON goes to ``raw/``), each with the
-machine it ran on. Four parts:
+machine it ran on. Six parts:
 
 1. **Input pipeline.** Images per second of the suite's tf.data pipeline
    (:func:`hemasuite.pipeline.path_dataset`: decodes inside tf.data and caches) against
@@ -21,12 +21,12 @@ machine it ran on. Four parts:
    step of the whole network with a new softmax head (fine-tuning), on synthetic pixels
    (the speed depends only on the shape), through the paper check's timing
    (:func:`hemasuite.tools.paper_check.measure_stage`) under the ``cpu`` profile's precision.
-5. **Suite time:** the ``smoke`` profile is run now, in a temporary folder, and timed;
-   the ``cpu`` profile is the sum of each notebook's last good run in
-   ``reports/cpu/runs.json``, against the 60-minute goal, with its slowest cells.
-6. **Cores:** P4's CNN trained in a fresh process with TensorFlow on one thread, on
+5. **Cores:** P4's CNN trained in a fresh process with TensorFlow on one thread, on
    every core, and in two processes side by side: how much a second core adds to one
    training, and whether two notebooks run side by side would finish sooner.
+6. **Suite time:** the ``smoke`` profile is run now, in a temporary folder, and timed;
+   the ``cpu`` profile is the sum of each notebook's last good run in
+   ``reports/cpu/runs.json``, against the 60-minute goal, with its slowest cells.
 """
 
 from __future__ import annotations
@@ -342,7 +342,7 @@ def training_probe(threads: int | None, images: int, size: int, epochs: int, bat
     ends = []
     clock = keras.callbacks.LambdaCallback(on_epoch_end=lambda *_: ends.append(time.perf_counter()))
     fitted = training.train(lambda: models.p4_sequential_cnn((size, size, 3), 4), data, images, epochs,
-                            lambda: training.adam(1e-3, epochs, "constant")(0), callbacks=[clock])
+                            lambda: keras.optimizers.Adam(1e-3), callbacks=[clock])
     return {"threads": threads or "default (every core)", "policy": fitted.policy,
             "images_per_s": round(training.per_second(images * (epochs - 1), ends[-1] - ends[0]), 1)}
 
@@ -368,8 +368,7 @@ def core_scaling(rounds: list[dict], probe: dict) -> dict:
              "all_cores": [r["all_cores"]["images_per_s"] for r in rounds],
              "side_by_side_total": [round(sum(p["images_per_s"] for p in r["side_by_side"]), 1) for r in rounds]}
     median = {mode: float(np.median(values)) for mode, values in modes.items()}
-    return {"probe": probe, "rounds": len(rounds), "policy": rounds[0]["all_cores"]["policy"],
-            "cpus_usable": machine()["cpus_usable"], "images_per_s": modes,
+    return {"probe": probe, "rounds": len(rounds), "policy": rounds[0]["all_cores"]["policy"], "images_per_s": modes,
             "median_images_per_s": {mode: round(value, 1) for mode, value in median.items()},
             "all_cores_over_one_thread": round(median["all_cores"] / median["one_thread"], 2),
             "side_by_side_over_one_process": round(median["side_by_side_total"] / median["all_cores"], 2),
@@ -511,7 +510,7 @@ def report_markdown(report: dict) -> str:
         def spread(mode):
             return f"median {c['median_images_per_s'][mode]:.0f}, {min(speeds[mode]):.0f}-{max(speeds[mode]):.0f}"
 
-        lines += [f"{c['method']}; precision policy {c['policy']}, {c['cpus_usable']} usable CPUs. Images/s "
+        lines += [f"{c['method']}; precision policy {c['policy']}, {m['cpus_usable']} usable CPUs. Images/s "
                   f"(median, range over the rounds): one thread {spread('one_thread')}; every core "
                   f"{spread('all_cores')}; two processes side by side, together {spread('side_by_side_total')}.", "",
                   f"- **every core / one thread: {c['all_cores_over_one_thread']:.2f}x** (medians)",
